@@ -1,0 +1,79 @@
+"""The Typer application and the shared output helpers; command modules register onto ``app``.
+
+Commands import their heavy dependencies (torch, matplotlib, ...) inside the command body so that
+``scalinglab fit`` starts fast and never loads torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import click
+import typer
+
+app = typer.Typer(
+    name="scalinglab",
+    help="Empirical neural scaling-law science: train ladders, measure the noise scale, fit laws, "
+    "evaluate few-shot, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and non-finite floats into plain JSON values."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        np = None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            return _jsonable(obj.tolist())
+        if isinstance(obj, np.generic):
+            obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON object on stdout (numpy values converted, NaN/inf as null)."""
+    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line on stderr and exit non-zero (no traceback)."""
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Console-script entry point: run the app; user errors become one line on stderr and exit 2."""
+    from scalinglab.errors import ScalingLabError
+
+    from scalinglab import cli as _register  # noqa: F401  (imports every command module)
+
+    try:
+        rv = app(standalone_mode=False)
+    except ScalingLabError as e:
+        fail(str(e))
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        raise SystemExit(130) from None
+    except click.exceptions.ClickException as e:
+        e.show()
+        raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+    if isinstance(rv, int) and rv != 0:
+        raise SystemExit(rv)
