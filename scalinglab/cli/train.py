@@ -1,5 +1,85 @@
-"""CLI commands for train. Registered on the shared app; heavy imports stay inside the commands."""
+"""CLI commands for train: ``scalinglab train`` (one run into a run folder; DDP under torchrun)."""
 
 from __future__ import annotations
 
-from scalinglab.cli._app import app  # noqa: F401
+import os
+from pathlib import Path
+
+import typer
+
+from scalinglab.cli._app import app, print_json
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (config.json, metrics.jsonl, ckpt.pt, summary.json)."),
+    n_layer: int = typer.Option(..., "--n-layer"),
+    d_model: int = typer.Option(..., "--d-model"),
+    n_head: int = typer.Option(..., "--n-head"),
+    ctx: int = typer.Option(..., "--ctx", help="Context length (tokens per sequence)."),
+    tokens: float = typer.Option(..., "--tokens", help="Training budget in tokens (1e6 accepted)."),
+    data: str = typer.Option("text:default", "--data", help="Data spec or prepared folder."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Global batch in sequences."),
+    micro_batch_size: int = typer.Option(None, "--micro-batch-size", help="Sequences per micro-batch."),
+    lr: float = typer.Option(None, "--lr", help="Peak LR (default Kaplan LR(N))."),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine | constant | wsd"),
+    warmup_tokens: float = typer.Option(None, "--warmup-tokens", help="Default 1% of the budget."),
+    weight_decay: float = typer.Option(0.1, "--weight-decay"),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", help="0 = off."),
+    seed: int = typer.Option(0, "--seed"),
+    d_ff: int = typer.Option(None, "--d-ff"),
+    untied: bool = typer.Option(False, "--untied"),
+    bias: bool = typer.Option(False, "--bias"),
+    sparse_window: int = typer.Option(None, "--sparse-window", help="Alternate dense and banded:W attention."),
+    eval_every: int = typer.Option(0, "--eval-every", help="Steps (0 = ~10 evaluations)."),
+    log_every: int = typer.Option(0, "--log-every", help="Steps (0 = ~200 rows)."),
+    ckpt_every: int = typer.Option(0, "--ckpt-every", help="Steps (0 = ~10 checkpoints)."),
+    noise_scale: bool = typer.Option(True, "--noise-scale/--no-noise-scale"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
+) -> None:
+    """Train one GPT run; prints a progress bar (loss, tokens/s) on stderr and the summary at the end."""
+    import sys
+
+    from scalinglab.errors import ConfigError
+    from scalinglab.train.config import TrainConfig
+    from scalinglab.train.trainer import train
+
+    cfg = TrainConfig.make(
+        n_layer=n_layer, d_model=d_model, n_head=n_head, n_ctx=ctx, d_ff=d_ff, tied=not untied, bias=bias,
+        sparse_window=sparse_window, data=data, tokens=int(tokens), batch_size=batch_size,
+        micro_batch_size=micro_batch_size, lr=lr, schedule=schedule,
+        warmup_tokens=None if warmup_tokens is None else int(warmup_tokens), weight_decay=weight_decay,
+        grad_clip=grad_clip, seed=seed, eval_every=eval_every, log_every=log_every, ckpt_every=ckpt_every,
+        noise_scale=noise_scale, device=device, dtype=dtype, compile=compile_)
+    if not resume and ((out / "ckpt.pt").exists() or (out / "summary.json").exists()):
+        raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    steps = max(1, cfg.tokens // (cfg.batch_size * cfg.n_ctx))
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                        TimeRemainingColumn(), console=Console(stderr=True), transient=as_json,
+                        disable=not rank0)
+    task = progress.add_task("train", total=steps, info="")
+
+    def on_metrics(row: dict) -> None:
+        val = "" if row.get("val_loss") is None else f" val {row['val_loss']:.3f}"
+        progress.update(task, completed=row["step"],
+                        info=f"loss {row['train_loss']:.3f}{val}  {row['tokens_per_s']:,.0f} tok/s")
+
+    with progress:
+        summary = train(cfg, out, resume=resume, on_metrics=on_metrics)
+    if not rank0:
+        return
+    if as_json:
+        print_json(summary)
+    else:
+        sys.stdout.write(f"{summary['status']}: {summary['steps']} steps, {summary['tokens']:,} tokens, "
+                         f"train loss {summary['final_train_loss']}, val loss {summary['final_val_loss']} "
+                         f"nats/token, {summary['wall_s']:.1f} s -> {out}\n")

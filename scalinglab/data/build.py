@@ -1,0 +1,111 @@
+"""What a domain builder returns, and the atomic writer of a prepared dataset folder.
+
+Folder layout: ``meta.json``; per split ``{split}.bin`` (tokens), ``{split}.docs.npy`` (int64 token offset of
+each document / record start), optional ``{split}.mask.bin`` (uint8, 1 = the target at that position counts
+in the loss); ``tokenizer.json`` for BPE. The folder is written under a temporary name beside ``out`` and
+renamed into place, so a reader never sees a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.data.tokenizer import dtype_for_vocab
+from scalinglab.errors import ConfigError, InputError
+
+FORMAT = 1
+
+
+@dataclass
+class SplitData:
+    tokens: np.ndarray  # token ids (any integer dtype; cast to the shard dtype on write)
+    starts: np.ndarray  # int64 offsets of document / record starts in ``tokens``
+    mask: np.ndarray | None = None  # uint8 per position: 1 where the token is counted as a target
+    n_bytes: int | None = None  # text only: UTF-8 bytes that ``tokens`` decode to (for bits per byte)
+
+
+@dataclass
+class Built:
+    domain: str
+    vocab_size: int
+    splits: dict[str, SplitData]  # train, val, test, then any extra evaluation splits
+    tokenizer: dict  # {"kind": ..., "fingerprint": ...}
+    split_rule: dict
+    record_len: int | None = None
+    align: str = "none"  # "record": the sampler starts sequences at record starts
+    save_tokenizer: Callable[[Path], None] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str | None = None,
+                  replace: bool = False) -> dict:
+    """Write ``built`` to the folder ``out`` atomically; returns the meta dict. Refuses to overwrite an existing
+    folder unless ``replace`` (then the old one is swapped out only once the new one is complete)."""
+    out = Path(out)
+    if out.exists() and not replace:
+        raise ConfigError(f"{out} already exists; choose another --out or pass --force")
+    dt = dtype_for_vocab(built.vocab_size, dtype)
+    for name, s in built.splits.items():
+        if len(s.tokens) == 0:
+            raise InputError(f"the {name} split is empty")
+        hi = int(s.tokens.max())
+        if hi >= built.vocab_size:
+            raise InputError(f"token id {hi} in the {name} split is outside the vocabulary ({built.vocab_size})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        content = hashlib.sha256()
+        splits_meta = {}
+        for name, s in built.splits.items():
+            tok = np.ascontiguousarray(s.tokens, dtype=dt).tobytes()
+            content.update(name.encode() + tok)
+            _fsync_write(tmp / f"{name}.bin", tok)
+            np.save(tmp / f"{name}.docs.npy", np.asarray(s.starts, dtype=np.int64))
+            if s.mask is not None:
+                m = np.ascontiguousarray(s.mask, dtype=np.uint8).tobytes()
+                content.update(b"mask" + m)
+                _fsync_write(tmp / f"{name}.mask.bin", m)
+            splits_meta[name] = {"tokens": int(len(s.tokens)), "documents": int(len(s.starts)),
+                                 "bytes": s.n_bytes, "mask": s.mask is not None}
+        if built.save_tokenizer is not None:
+            built.save_tokenizer(tmp / "tokenizer.json")
+        content_sha = content.hexdigest()
+        fp = hashlib.sha256(json.dumps([FORMAT, content_sha, built.tokenizer, built.split_rule],
+                                       sort_keys=True).encode()).hexdigest()[:16]
+        meta = {
+            "format": FORMAT, "spec": spec, "domain": built.domain, "options": options,
+            "vocab_size": built.vocab_size, "dtype": dt.name, "record_len": built.record_len,
+            "align": built.align, "splits": splits_meta, "tokenizer": built.tokenizer,
+            "split_rule": built.split_rule, "content_sha256": content_sha, "fingerprint": fp,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **built.extra,
+        }
+        _fsync_write(tmp / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
+        if out.exists():  # replace: swap the old folder out, the new one in, then delete the old one
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta

@@ -1,0 +1,157 @@
+"""Reproducible batches: batch k of a ``Sampler`` is a pure function of (seed, k), so resuming a run is
+restoring the cursor. ``eval_batches`` walks a split deterministically for validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.data.dataset import Dataset, open_dataset
+from scalinglab.errors import ConfigError, InputError
+
+
+@dataclass
+class Batch:
+    """x, y: int64 [batch, seq_len] (y is x shifted by one); mask: float32 [batch, seq_len] (1 = target
+    counted in the loss) or None when every target counts."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray | None
+
+
+def _as_dataset(dataset) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else open_dataset(Path(str(dataset)))
+
+
+def _gather(tokens, mask, offsets: np.ndarray, seq_len: int) -> Batch:
+    idx = offsets[:, None] + np.arange(seq_len + 1)
+    chunk = np.asarray(tokens[idx], dtype=np.int64)
+    m = None if mask is None else np.asarray(mask[idx[:, 1:]], dtype=np.float32)
+    return Batch(chunk[:, :-1], chunk[:, 1:], m)
+
+
+class Sampler:
+    """Random windows of ``seq_len + 1`` tokens from one split.
+
+    ``align``: "none" (any offset, the default for text) or "record" (windows start at a record start:
+    an image's BOS or a math problem's first character; the default for image and math data).
+    ``batch_size`` is global; with ``world_size > 1`` every rank draws the same global batch and returns its
+    own contiguous block of rows, so data-parallel training sees exactly the single-process data.
+    """
+
+    def __init__(self, dataset, split: str, batch_size: int, seq_len: int, seed: int = 0, *,
+                 align: str | None = None, rank: int = 0, world_size: int = 1) -> None:
+        self.ds = _as_dataset(dataset)
+        self.split, self.batch_size, self.seq_len, self.seed = split, int(batch_size), int(seq_len), int(seed)
+        if self.batch_size < 1 or self.seq_len < 1:
+            raise ConfigError(f"batch_size={batch_size} and seq_len={seq_len} must be positive")
+        if self.seed < 0:
+            raise ConfigError(f"seed={seed} must be >= 0")
+        if world_size < 1 or not 0 <= rank < world_size or self.batch_size % world_size:
+            raise ConfigError(f"batch_size={batch_size} must split evenly over world_size={world_size} "
+                              f"(rank={rank})")
+        self.rank, self.world_size = rank, world_size
+        self.tokens, self.mask_arr = self.ds.tokens(split), self.ds.mask(split)
+        n = len(self.tokens)
+        if n < self.seq_len + 1:
+            raise InputError(f"the {split} split of {self.ds.path} has {n} tokens, fewer than seq_len+1="
+                             f"{self.seq_len + 1}")
+        self.align = align or self.ds.meta.get("align", "none")
+        if self.align == "record":
+            starts = self.ds.doc_starts(split)
+            self.starts = starts[starts + self.seq_len + 1 <= n]
+            if len(self.starts) == 0:
+                raise InputError(f"no record of the {split} split has seq_len+1={self.seq_len + 1} tokens after it")
+        elif self.align != "none":
+            raise ConfigError(f"align={align!r}: use 'none' or 'record'")
+        self.n = n
+        self.cursor = 0
+
+    def offsets(self, k: int) -> np.ndarray:
+        """Start offsets of the rows of global batch ``k`` (all ranks)."""
+        rng = np.random.default_rng([self.seed, int(k)])
+        if self.align == "record":
+            return self.starts[rng.integers(0, len(self.starts), size=self.batch_size)]
+        return rng.integers(0, self.n - self.seq_len, size=self.batch_size)
+
+    def batch(self, k: int) -> Batch:
+        """Batch ``k`` (this rank's rows), independent of the cursor."""
+        off = self.offsets(k)
+        per = self.batch_size // self.world_size
+        return _gather(self.tokens, self.mask_arr, off[self.rank * per:(self.rank + 1) * per], self.seq_len)
+
+    def next_batch(self) -> Batch:
+        b = self.batch(self.cursor)
+        self.cursor += 1
+        return b
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "cursor": self.cursor, "fingerprint": self.ds.fingerprint}
+
+    def load_state_dict(self, state: dict) -> None:
+        fp = state.get("fingerprint")
+        if fp is not None and fp != self.ds.fingerprint:
+            raise InputError(f"the sampler state was saved for dataset {fp}, this dataset is "
+                             f"{self.ds.fingerprint}; resume with the same data")
+        self.seed, self.cursor = int(state["seed"]), int(state["cursor"])
+
+
+def _record_windows(starts: np.ndarray, n: int, seq_len: int) -> list[tuple[int, int]]:
+    """Greedy windows of whole records: (offset, end) with every record inside exactly one window."""
+    ends = np.append(starts[1:], n)
+    out, i = [], 0
+    while i < len(starts):
+        j = i + 1
+        while j < len(starts) and ends[j] - starts[i] <= seq_len + 1:
+            j += 1
+        out.append((int(starts[i]), int(min(ends[j - 1], starts[i] + seq_len + 1))))
+        i = j
+    return out
+
+
+def eval_batches(dataset, split: str, batch_size: int, seq_len: int,
+                 max_batches: int | None = None) -> Iterator[Batch]:
+    """Deterministic validation batches (no randomness).
+
+    Text: consecutive non-overlapping windows (every token predicted once; when ``max_batches`` cuts the
+    walk short, the windows are spread evenly over the split). Records (images, math): each window holds
+    whole records and each record's targets are counted in exactly one window (mask), so the mean of the
+    masked loss is the per-token loss of the split. The last batch may have fewer rows; weight batches by
+    ``mask.sum()`` (or the number of targets) to average exactly.
+    """
+    ds = _as_dataset(dataset)
+    tokens, mask = ds.tokens(split), ds.mask(split)
+    n = len(tokens)
+    if n < seq_len + 1:
+        raise InputError(f"the {split} split has {n} tokens, fewer than seq_len+1={seq_len + 1}")
+    if ds.meta.get("align") == "record":
+        windows = _record_windows(ds.doc_starts(split), n, seq_len)
+    else:
+        windows = [(o, o + seq_len + 1) for o in range(0, n - seq_len, seq_len)]
+    if max_batches is not None and len(windows) > max_batches * batch_size:
+        keep = np.linspace(0, len(windows) - 1, max_batches * batch_size).round().astype(int)
+        windows = [windows[i] for i in keep]
+    for b in range(0, len(windows), batch_size):
+        w = windows[b:b + batch_size]
+        off = np.array([o for o, _ in w], dtype=np.int64)
+        idx = np.minimum(off[:, None] + np.arange(seq_len + 1), n - 1)
+        chunk = np.asarray(tokens[idx], dtype=np.int64)
+        pos = off[:, None] + np.arange(1, seq_len + 1)  # token offset of each target
+        end = np.array([e for _, e in w])[:, None]
+        valid = pos < end
+        if mask is None and valid.all():
+            m = None
+        else:
+            m = valid.astype(np.float32)
+            if mask is not None:
+                m *= np.asarray(mask[np.minimum(pos, n - 1)], dtype=np.float32)
+        yield Batch(chunk[:, :-1], chunk[:, 1:], m)

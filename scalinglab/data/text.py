@@ -1,0 +1,167 @@
+"""Text sources -> documents (bytes). The bundled corpus, or any file, folder or glob of the user's.
+
+A document is the unit of the train/val/test split. A file whose text holds form feeds (a line with only
+``\\f``, as in the bundled corpus) is cut there; any other file is cut into runs of whole paragraphs of at
+least ``doc_bytes`` bytes (a paragraph ends at a blank line; an over-long paragraph is cut at line ends).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.errors import ConfigError, InputError
+
+CORPORA = Path(__file__).resolve().parent / "corpora"
+DOC_SEP = b"\n\x0c\n"  # joins documents in the bundled corpus and in every text token stream
+DOC_BYTES = 4096  # target document size when a file has no form feeds
+
+
+def _cut_long(par: bytes, size: int) -> list[bytes]:
+    """Cut an over-long paragraph at line ends (or, for one huge line, at UTF-8 character boundaries)."""
+    out, cur = [], b""
+    for line in par.split(b"\n"):
+        while len(line) > 4 * size:
+            cut = 2 * size
+            while cut > 0 and (line[cut] & 0xC0) == 0x80:  # never split a UTF-8 character
+                cut -= 1
+            cut = cut or 2 * size
+            if cur:
+                out.append(cur)
+                cur = b""
+            out.append(line[:cut])
+            line = line[cut:]
+        cur = cur + b"\n" + line if cur else line
+        if len(cur) >= size:
+            out.append(cur)
+            cur = b""
+    if cur:
+        out.append(cur)
+    return out
+
+
+def split_documents(data: bytes, doc_bytes: int = DOC_BYTES) -> list[bytes]:
+    """Documents of one file's bytes (empty / whitespace-only documents dropped)."""
+    if b"\x0c" in data:
+        return [d for d in re.split(rb"\n?\x0c\n?", data) if d.strip()]
+    docs, cur = [], []
+    size = 0
+    for par in re.split(rb"\r?\n[ \t\r]*\n\s*", data.strip()):
+        if not par.strip():
+            continue
+        pieces = _cut_long(par, doc_bytes) if len(par) > 4 * doc_bytes else [par]
+        for piece in pieces:
+            cur.append(piece)
+            size += len(piece) + 2
+            if size >= doc_bytes:
+                docs.append(b"\n\n".join(cur))
+                cur, size = [], 0
+    if cur:
+        docs.append(b"\n\n".join(cur))
+    return docs
+
+
+def default_corpus() -> tuple[bytes, dict]:
+    """The bundled corpus text (KJV + Shakespeare) and its manifest; the checksum is verified."""
+    manifest = json.loads((CORPORA / "default.json").read_text())
+    text = gzip.decompress((CORPORA / manifest["file"]).read_bytes())
+    if hashlib.sha256(text).hexdigest() != manifest["text_sha256"]:
+        raise InputError(f"{CORPORA / manifest['file']} does not match its recorded sha256; rebuild it with "
+                         "scripts/build_corpus.py")
+    return text, manifest
+
+
+def resolve_files(source: str) -> list[Path]:
+    """Files named by a path, a folder (every file below it, sorted) or a glob pattern."""
+    p = Path(source).expanduser()
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise InputError(f"text folder {p} holds no files")
+        return files
+    if any(c in source for c in "*?["):
+        files = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+        if not files:
+            raise InputError(f"the glob {source!r} matches no file")
+        return files
+    raise InputError(f"text source {source!r} is not 'default', a file, a folder or a glob")
+
+
+def source_stamp(source: str) -> list:
+    """A cheap identity of a user source (paths, sizes, mtimes) for the dataset cache key."""
+    if source == "default":
+        return [json.loads((CORPORA / "default.json").read_text())["gz_sha256"]]
+    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in resolve_files(source)]
+
+
+def load_documents(source: str, doc_bytes: int = DOC_BYTES) -> tuple[list[bytes], list[str]]:
+    """(documents, the file each came from) for 'default' or a user file / folder / glob."""
+    if source == "default":
+        text, manifest = default_corpus()
+        docs = split_documents(text, doc_bytes)
+        return docs, ["default"] * len(docs)
+    docs, origin = [], []
+    for f in resolve_files(source):
+        d = split_documents(f.read_bytes(), doc_bytes)
+        docs += d
+        origin += [str(f)] * len(d)
+    if not docs:
+        raise InputError(f"the text source {source!r} is empty (no non-blank text in its files)")
+    return docs, origin
+
+
+def build_text(spec):
+    """Tokenise a text source into train/val/test streams (documents joined by ``DOC_SEP``)."""
+    from scalinglab.data.build import Built, SplitData
+    from scalinglab.data.splits import SPLITS, assign_splits
+    from scalinglab.data.tokenizer import BPETokenizer, ByteTokenizer, decode_utf8
+
+    docs, origin = load_documents(spec.source, spec.opt("doc_bytes"))
+    if spec.opt("qa") > 0:
+        from scalinglab.data.mathgen import qa_documents
+
+        n_bytes = sum(map(len, docs))
+        qa_docs = qa_documents(int(n_bytes * spec.opt("qa") / (1 - spec.opt("qa"))), seed=spec.opt("seed"))
+        docs, origin = docs + qa_docs, origin + ["qa"] * len(qa_docs)
+    where = assign_splits(docs, spec.opt("val_frac"), spec.opt("test_frac"))
+    by_split = {s: [d for d, w in zip(docs, where) if w == s] for s in SPLITS}
+    kind = spec.opt("tokenizer")
+    splits = {}
+    if kind == "bytes":
+        tok, save = ByteTokenizer(), None
+        for s, ds in by_split.items():
+            data = DOC_SEP.join(ds)
+            lens = np.array([len(d) + len(DOC_SEP) for d in ds], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            splits[s] = SplitData(np.frombuffer(data, dtype=np.uint8), starts, n_bytes=len(data))
+    elif kind == "bpe":
+        texts = {s: [] for s in SPLITS}
+        for d, o, w in zip(docs, origin, where):
+            texts[w].append(decode_utf8(d, o))
+        tok = BPETokenizer.train(texts["train"], spec.opt("vocab_size"))
+        save = tok.save
+        sep = np.array(tok.encode(DOC_SEP.decode()), dtype=np.int64)
+        for s, ts in texts.items():
+            enc = [np.array(ids, dtype=np.int64) for ids in tok.encode_batch(ts)]
+            pieces = [p for e in enc for p in (e, sep)][:-1]
+            lens = np.array([len(e) + len(sep) for e in enc], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            n_bytes = sum(len(d) for d in by_split[s]) + len(DOC_SEP) * (len(ts) - 1)
+            splits[s] = SplitData(np.concatenate(pieces), starts, n_bytes=n_bytes)
+    else:
+        raise ConfigError(f"tokenizer={kind!r}: use 'bytes' or 'bpe'")
+    return Built(domain="text", vocab_size=tok.vocab_size, splits=splits,
+                 tokenizer={"kind": tok.kind, "fingerprint": tok.fingerprint,
+                            "vocab_size": tok.vocab_size},
+                 split_rule={"rule": "sha256(document)[:8] / 2**64: < test_frac test, < +val_frac val",
+                             "val_frac": spec.opt("val_frac"), "test_frac": spec.opt("test_frac"),
+                             "doc_bytes": spec.opt("doc_bytes"), "qa": spec.opt("qa")},
+                 save_tokenizer=save, extra={"doc_separator": DOC_SEP.decode()})

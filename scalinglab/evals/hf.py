@@ -1,0 +1,116 @@
+"""Hugging Face ``transformers`` causal LMs as an eval backend, and a local byte-level HF tokenizer.
+
+Nothing here downloads: ``HFLM.from_pretrained(path)`` reads a local directory only
+(``local_files_only=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scalinglab.errors import InputError
+from scalinglab.evals.lm import TokenLM
+
+EOT = "<|endoftext|>"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from the 256 byte values to printable unicode characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+def byte_tokenizer(eot_id: int = 256):
+    """A ``PreTrainedTokenizerFast`` whose token id is the UTF-8 byte value (0-255) and ``eot_id`` is
+    ``<|endoftext|>``: the same ids as a raw byte tokenizer, readable by any ``transformers`` tool."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: b for b, ch in bytes_to_unicode().items()}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([EOT])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOT, bos_token=EOT, unk_token=EOT)
+    if fast.convert_tokens_to_ids(EOT) != eot_id:
+        raise InputError(f"byte tokenizer: end-of-text got id {fast.convert_tokens_to_ids(EOT)}, want {eot_id}")
+    return fast
+
+
+def weights_hash(module: Any) -> str:
+    """sha256 (first 16 hex digits) of a torch module's parameters and buffers: names, dtypes, shapes, bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(dtype=_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+class HFLM(TokenLM):
+    """A ``transformers`` causal LM (``AutoModelForCausalLM``) with its tokenizer, in eval mode.
+
+    ``batch_size`` sequences per forward pass; ``max_length`` defaults to the config's ``n_positions``
+    (or ``max_position_embeddings``, else 2048).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 16, device: str = "cpu",
+                 max_length: int | None = None, name: str | None = None) -> None:
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.batch_size = int(batch_size)
+        cfg = model.config
+        self.max_length = int(max_length or getattr(cfg, "n_positions", None)
+                              or getattr(cfg, "max_position_embeddings", None) or 2048)
+        eot = tokenizer.eos_token_id
+        self.eot_token_id = int(eot if eot is not None else getattr(cfg, "eos_token_id", 0) or 0)
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        self.identity = {"backend": "hf", "path": name or getattr(cfg, "_name_or_path", "") or "<memory>",
+                         "weights": weights_hash(model), "dtype": dtype, "max_length": self.max_length}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: str = "float32", **kw: Any) -> HFLM:
+        """Load model and tokenizer from a local directory (no download)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path}: not a Hugging Face model directory (no config.json)")
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return cls(model, tokenizer, name=str(path.resolve()), **kw)
+
+    def tok_encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def tok_decode(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens))
+
+    def _logits(self, batch):
+        return self.model(batch.to(self.device)).logits
+
+    def _forward_cached(self, ids, mask, pos, cache):
+        dev = self.device
+        out = self.model(ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                         past_key_values=cache, use_cache=True)
+        return out.logits, out.past_key_values

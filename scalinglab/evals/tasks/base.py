@@ -1,0 +1,37 @@
+"""The ``Task`` base class: documents per split and the prompt presets that turn them into requests."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from scalinglab.errors import ConfigError
+from scalinglab.evals.prompts import Doc, Preset
+
+
+class Task:
+    """A task: ``docs(split)`` (each doc a dict with a unique ``id``) and named ``presets``.
+
+    Subclasses set ``presets`` (name -> Preset), ``default_preset``, ``eval_split`` and ``fewshot_split``,
+    and implement ``docs``. ``version`` is bumped on any change of data or prompt (it is stored with results).
+    """
+
+    name: str = ""
+    version: ClassVar[int] = 1
+    eval_split: str = "test"
+    fewshot_split: str = "train"
+    default_preset: str = ""
+    presets: dict[str, Preset] = {}
+
+    def docs(self, split: str) -> list[Doc]:
+        raise NotImplementedError
+
+    def preset(self, name: str | None = None) -> Preset:
+        key = name or self.default_preset
+        if key not in self.presets:
+            raise ConfigError(f"task {self.name}: unknown preset {key!r}; choose one of {', '.join(self.presets)}")
+        return self.presets[key]
+
+    def decontamination_text(self, doc: Doc) -> str:
+        """The text searched in the training corpus by the contamination check (prompt and answer)."""
+        p = self.preset()
+        return p.demo(doc)

@@ -1,0 +1,166 @@
+"""Build the report: figures (PNG + PDF) and ``index.html`` into ``<study>/report/``, atomically.
+
+The folder is written next to the old one and swapped in with renames, so a reader never sees half a
+report and a crash leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scalinglab.report import figures_alloc as fa
+from scalinglab.report import figures_batch as fb
+from scalinglab.report import figures_eval as fe
+from scalinglab.report import figures_loss as fl
+from scalinglab.report import style
+from scalinglab.report.advice import advice
+from scalinglab.report.context import Context, build_context
+from scalinglab.report.data import StudyData, load_study
+from scalinglab.report.html import FigureOut, render_page
+from scalinglab.report.tables import fit_rows, predictions
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    title: str
+    func: Callable[[Context], object]
+    caption: str
+
+
+FIGURES = [
+    FigureSpec("loss_vs_compute", "Loss vs compute", fl.fig_loss_vs_compute,
+               "Validation loss of every run along training against cumulative training FLOPs, coloured by model "
+               "size; black dots mark the frontier (lowest loss reached at each compute) and the dashed line "
+               "is L(C) = L_inf + (C/C_0)^-alpha fitted to it, extended 10x beyond the largest run "
+               "(Kaplan et al. 2020, Fig. 1 left)."),
+    FigureSpec("loss_vs_tokens", "Loss vs data", fl.fig_loss_vs_tokens,
+               "Final validation loss against training tokens D, coloured by model size; dashed: a power law plus "
+               "constant fitted to the best loss reached with at most D tokens."),
+    FigureSpec("loss_vs_params", "Loss vs model size", fl.fig_loss_vs_params,
+               "Final validation loss against N; the best run per size and a power law plus constant fitted to "
+               "those points."),
+    FigureSpec("lnd_family", "The L(N, D) family", fl.fig_lnd_family,
+               "Loss against N with one line per token budget D (runs sharing D), the Chinchilla form "
+               "L = E + A/N^alpha + B/D^beta fitted to every finished run drawn at each D."),
+    FigureSpec("learning_curves", "Learning curves", fl.fig_learning_curves,
+               "Validation loss against optimizer steps for every run, coloured by model size."),
+    FigureSpec("isoflop", "IsoFLOP curves", fa.fig_isoflop,
+               "Final loss against N for runs of equal training compute (Hoffmann et al. 2022, Approach 2)."),
+    FigureSpec("optimal_allocation", "Compute-optimal N and D", fa.fig_optimal_allocation,
+               "N_opt(C) and D_opt(C) from the L(N, D) fit (dashed, with its 95% bootstrap band) and from the "
+               "isoFLOP minima (stars), against the published Kaplan 2020 (N ~ C^0.73) and Hoffmann 2022 lines."),
+    FigureSpec("noise_scale", "Gradient noise scale", fb.fig_noise_scale,
+               "The simple noise scale B_simple = tr(Sigma)/|G|^2 (tokens) measured during training against the "
+               "training loss at the time, with the fitted B_crit(L) = B_star / L^(1/alpha_B)."),
+    FigureSpec("steps_examples", "Steps / examples trade-off", fb.fig_steps_examples,
+               "Optimizer steps against training tokens needed to reach fixed losses, one point per batch size "
+               "(McCandlish et al. 2018; Kaplan et al. 2020 eq. 5.1)."),
+    FigureSpec("fewshot", "Few-shot accuracy", fe.fig_fewshot,
+               "Few-shot accuracy against model size, one line per number of in-context examples K "
+               "(Brown et al. 2020)."),
+    FigureSpec("residuals", "Residuals and back-test", fe.fig_residuals,
+               "Left: observed minus fitted loss of the L(N, D) fit for every run. Right: the law refitted without "
+               "the largest runs, predicting them."),
+]
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    figures: list[str]
+    skipped: dict[str, str]
+    timings: dict[str, float]
+
+
+def _write_figure(fig, name: str, fig_dir: Path) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    png = buf.getvalue()
+    (fig_dir / f"{name}.png").write_bytes(png)
+    fig.savefig(fig_dir / f"{name}.pdf", format="pdf")
+    return png
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Replace ``dest`` (a folder, maybe absent) by ``tmp`` with two renames."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def render_report(data: StudyData, out_dir: Path, *, pdf: bool = True, fit_missing: bool = True) -> ReportResult:
+    """Draw every figure of ``data`` and write ``out_dir/index.html`` and ``out_dir/figures/*.{png,pdf}``."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ctx = build_context(data, fit_missing=fit_missing)
+    timings = {"fits": time.perf_counter() - t0}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        fig_dir = tmp / "figures"
+        fig_dir.mkdir()
+        outs = []
+        for spec in FIGURES:
+            t = time.perf_counter()
+            fig = spec.func(ctx)
+            if fig is None:
+                ctx.skipped.setdefault(spec.name, "no data for it")
+                continue
+            style.finish(fig)
+            if pdf:
+                png = _write_figure(fig, spec.name, fig_dir)
+            else:
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png")
+                png = buf.getvalue()
+                (fig_dir / f"{spec.name}.png").write_bytes(png)
+            wide = fig.get_figwidth() > style.SIZE[0] + 0.5
+            outs.append(FigureOut(spec.name, spec.title, spec.caption, png, ctx.notes.get(spec.name, []), wide))
+            timings[spec.name] = time.perf_counter() - t
+        page = render_page(
+            name=data.name, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            summary=_summary(data), advice=advice(ctx), predictions=predictions(ctx), figures=outs,
+            skipped=ctx.skipped, fit_rows=fit_rows(ctx), runs=data.runs, n_col=data.n_col)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        _fsync_tree(tmp)
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    timings["total"] = time.perf_counter() - t0
+    return ReportResult(out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings)
+
+
+def _summary(data: StudyData) -> str:
+    counts = data.runs["status"].value_counts().to_dict()
+    parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    conv = "non-embedding (Kaplan)" if data.param_count == "kaplan" else "all parameters (Chinchilla)"
+    return (f"{len(data.runs)} runs ({parts}); {len(data.metrics)} metrics rows; {len(data.evals)} evaluations. "
+            f"N counts {conv} parameters; loss in nats/token; C in FLOPs (6ND).")
+
+
+def build_report(study_dir: Path, *, pdf: bool = True, param_count: str | None = None) -> Path:
+    """Write ``study_dir/report/index.html`` (self-contained) and ``study_dir/report/figures/``; returns the
+    HTML path. Reads the study's store; fits missing from the store are computed with scalinglab.laws."""
+    study_dir = Path(study_dir)
+    data = load_study(study_dir, param_count=param_count)
+    return render_report(data, study_dir / "report", pdf=pdf).path

@@ -1,0 +1,176 @@
+"""The report's data layer: a study as plain pandas frames, normalised to one set of column names.
+
+``StudyData`` is what every figure reads. It is built from the study store (``load_study``) or from any
+frames with the store's or the trainer's column names (``StudyData.from_frames``), so the report can be
+drawn for a study that lives elsewhere (a CSV export, another framework's logs).
+
+Normalised ``runs`` columns: ``run_id``, ``status``, ``n_kaplan`` (non-embedding params), ``n_total`` (all
+params), ``tokens`` (training tokens D), ``batch_tokens`` (tokens per optimizer step), ``flops`` (training
+FLOPs, 6ND convention), ``loss`` (final validation loss, nats/token), ``n_layer``, ``d_model``, ``roles``
+(list of plan roles, e.g. ``"isoflop:1e+18"``). ``metrics`` keeps the trainer's pinned row keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.errors import InputError
+
+PARAM_COLUMNS = {"kaplan": "n_kaplan", "total": "n_total"}
+_ALIASES = {  # normalised name -> accepted source names, first found wins
+    "n_kaplan": ("n_kaplan", "params_kaplan", "n_non_embedding", "params_non_embedding"),
+    "n_total": ("n_total", "params_total"),
+    "tokens": ("tokens",),
+    "loss": ("final_val_loss", "val_loss", "loss"),
+    "flops": ("flops_6n", "flops", "C"),
+    "batch_tokens": ("batch_size_tokens", "batch_tokens"),
+}
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return None
+    return v
+
+
+def _first(df: pd.DataFrame, names: tuple[str, ...]) -> pd.Series | None:
+    for n in names:
+        if n in df.columns and df[n].notna().any():
+            return pd.to_numeric(df[n], errors="coerce")
+    return None
+
+
+def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs in the report's column names; raises InputError naming what is missing."""
+    if "run_id" not in runs.columns:
+        raise InputError(f"runs table has no 'run_id' column (columns: {list(runs.columns)})")
+    if runs["run_id"].duplicated().any():
+        dup = runs.loc[runs["run_id"].duplicated(), "run_id"].iloc[0]
+        raise InputError(f"runs table: run_id {dup!r} appears more than once")
+    out = pd.DataFrame({"run_id": runs["run_id"].astype(str).to_numpy()})
+    out["status"] = runs["status"].astype(str).to_numpy() if "status" in runs.columns else "done"
+    for key, names in _ALIASES.items():
+        s = _first(runs, names)
+        out[key] = s.to_numpy(dtype=float) if s is not None else np.nan
+    if out["n_kaplan"].isna().all() and out["n_total"].isna().all():
+        raise InputError("runs table has no parameter count: need 'n_kaplan'/'params_kaplan' or 'n_total'/'params_total'")
+    if out["tokens"].isna().all():
+        raise InputError("runs table has no 'tokens' column (training tokens per run)")
+    summaries = [_json(s) or {} for s in runs["summary"]] if "summary" in runs.columns else [{}] * len(runs)
+    configs = [_json(c) or {} for c in runs["config"]] if "config" in runs.columns else [{}] * len(runs)
+    for i, (summ, cfg) in enumerate(zip(summaries, configs, strict=True)):
+        if np.isnan(out.at[i, "batch_tokens"]):
+            bt = summ.get("batch_size_tokens")
+            if bt is None and "batch_size" in runs.columns and cfg.get("n_ctx"):
+                bt = float(runs["batch_size"].iloc[i]) * float(cfg["n_ctx"])
+            out.at[i, "batch_tokens"] = np.nan if bt is None else float(bt)
+    for col in ("n_layer", "d_model", "lr", "seed"):
+        out[col] = pd.to_numeric(runs[col], errors="coerce").to_numpy() if col in runs.columns else np.nan
+    roles = [_json(r) for r in runs["roles"]] if "roles" in runs.columns else [[]] * len(runs)
+    out["roles"] = [list(r) if isinstance(r, (list, tuple)) else [] for r in roles]
+    bad = out["tokens"] <= 0
+    if bad.any():
+        raise InputError(f"runs table: run {out.loc[bad, 'run_id'].iloc[0]!r} has tokens <= 0")
+    return out
+
+
+def normalise_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Metrics rows sorted by run and step; needs run_id, step, tokens and a loss column."""
+    if metrics is None or len(metrics) == 0:
+        return pd.DataFrame(columns=["run_id", "step", "tokens", "train_loss", "val_loss"])
+    for col in ("run_id", "step", "tokens"):
+        if col not in metrics.columns:
+            raise InputError(f"metrics table has no {col!r} column (columns: {list(metrics.columns)})")
+    if "val_loss" not in metrics.columns and "train_loss" not in metrics.columns:
+        raise InputError("metrics table has neither 'val_loss' nor 'train_loss'")
+    m = metrics.copy()
+    m["run_id"] = m["run_id"].astype(str)
+    for col in m.columns:
+        if col not in ("run_id", "extra"):
+            m[col] = pd.to_numeric(m[col], errors="coerce")
+    for col in ("train_loss", "val_loss", "flops_6n", "gns_b_simple_tokens", "lr"):
+        if col not in m.columns:
+            m[col] = np.nan
+    return m.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
+    """Evaluations as run_id, task, shots, seed, accuracy, scorer (store rows: ``value``/``metric``)."""
+    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer"]
+    if evals is None or len(evals) == 0:
+        return pd.DataFrame(columns=cols)
+    e = evals.copy()
+    if "accuracy" not in e.columns:
+        if "value" not in e.columns:
+            raise InputError(f"evals table has neither 'accuracy' nor 'value' (columns: {list(e.columns)})")
+        e["accuracy"] = e["value"]
+    if "scorer" not in e.columns:
+        e["scorer"] = e["metric"] if "metric" in e.columns else ""
+    if "seed" not in e.columns:
+        e["seed"] = 0
+    for col in ("run_id", "task", "shots"):
+        if col not in e.columns:
+            raise InputError(f"evals table has no {col!r} column")
+    e = e[cols].dropna(subset=["run_id", "task", "shots", "accuracy"])
+    e["shots"] = e["shots"].astype(int)
+    e["accuracy"] = pd.to_numeric(e["accuracy"], errors="coerce")
+    return e.reset_index(drop=True)
+
+
+@dataclass
+class StudyData:
+    """One study, normalised. ``fits`` holds store rows ``{"law", "result", "backtest"}`` (FitResult dicts)."""
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    fits: list[dict[str, Any]] = field(default_factory=list)
+    evals: pd.DataFrame = field(default_factory=lambda: normalise_evals(None))
+    noise: pd.DataFrame | None = None
+    name: str = "study"
+    param_count: str = "kaplan"  # which N the figures use: "kaplan" (non-embedding) or "total"
+
+    @classmethod
+    def from_frames(cls, runs: pd.DataFrame, metrics: pd.DataFrame | None = None, fits: list[dict] | None = None,
+                    evals: pd.DataFrame | None = None, noise: pd.DataFrame | None = None, *, name: str = "study",
+                    param_count: str | None = None) -> StudyData:
+        r = normalise_runs(runs)
+        m = normalise_metrics(metrics if metrics is not None else pd.DataFrame())
+        if param_count is None:
+            param_count = "kaplan" if r["n_kaplan"].notna().any() else "total"
+        if param_count not in PARAM_COLUMNS:
+            raise InputError(f"param_count {param_count!r}: allowed {sorted(PARAM_COLUMNS)}")
+        if r[PARAM_COLUMNS[param_count]].isna().all():
+            raise InputError(f"runs table has no {param_count!r} parameter count (column {PARAM_COLUMNS[param_count]})")
+        fl = [f if "result" in f else {"law": f.get("law") or f.get("form", "fit"), "result": f, "backtest": None}
+              for f in (fits or [])]
+        return cls(runs=r, metrics=m, fits=fl, evals=normalise_evals(evals), noise=noise, name=name,
+                   param_count=param_count)
+
+    @property
+    def n_col(self) -> str:
+        return PARAM_COLUMNS[self.param_count]
+
+
+def load_study(study_dir: Path, *, param_count: str | None = None) -> StudyData:
+    """Read a study folder's store (``scalinglab.db``) into ``StudyData``."""
+    from scalinglab.study.store import DB_NAME, Store
+
+    study_dir = Path(study_dir)
+    if not (study_dir / DB_NAME).is_file():
+        raise InputError(f"{study_dir} is not a study folder: no {DB_NAME} in it")
+    with Store(study_dir) as store:
+        runs, metrics, fits = store.runs_frame(), store.metrics_frame(), store.fits()
+        evals, noise = store.evals_frame(), store.noise_frame()
+    if len(runs) == 0:
+        raise InputError(f"study {study_dir} has no runs in its store")
+    return StudyData.from_frames(runs, metrics, fits, evals, noise, name=study_dir.resolve().name,
+                                 param_count=param_count)

@@ -1,0 +1,84 @@
+"""Allocation figures: isoFLOP curves with their minima (Hoffmann Fig. 3), N_opt(C) and D_opt(C) with
+intervals and the published Kaplan and Hoffmann lines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scalinglab.report import alloc, style
+from scalinglab.report.context import Context
+
+LOSS = "loss, nats/token"
+
+
+def fig_isoflop(ctx: Context):
+    name = "isoflop"
+    sets = alloc.isoflop_table(ctx)
+    if len(sets) == 0:
+        return ctx.skip(name, "no isoFLOP set (three or more model sizes trained at one compute budget)")
+    minima, res = alloc.isoflop_minima(ctx)
+    fig, ax = style.figure()
+    ax.set_xscale("log")
+    budgets = sorted(sets["budget"].unique())
+    cols, _, _ = style.n_colors(budgets)
+    for b, col in zip(budgets, cols, strict=True):
+        s = sets[sets["budget"] == b].sort_values("N")
+        ax.plot(s["N"], s["loss"], "o", color=col, ms=4, label=f"C = {b:.2g} FLOPs")
+        m = minima[np.isclose(minima["budget"].astype(float), b, rtol=0.06)] if len(minima) else minima
+        curve = getattr(res, "curve", None)
+        if callable(curve):
+            n = np.geomspace(s["N"].min(), s["N"].max(), 100)
+            ax.plot(n, curve(b, n), color=col, lw=1.0)
+        if len(m):
+            r = m.iloc[0]
+            ax.plot([r["N_opt"]], [r["loss_opt"]], marker="*", ms=10, color=col, mec="black", mew=0.6, zorder=4)
+            if np.isfinite(r.get("N_lo", np.nan)):
+                ax.hlines(r["loss_opt"], r["N_lo"], r["N_hi"], color=col, lw=2.5, alpha=0.5)
+    if len(minima) == 0:
+        ctx.note(name, f"No minima: {ctx.cache.get('isoflop_why', 'the parabola fits failed')}.")
+    ax.set_xlabel(ctx.n_label)
+    ax.set_ylabel(LOSS)
+    ax.set_title("IsoFLOP curves: parabola in log N, minima starred")
+    ax.legend(loc="upper center", ncols=2)
+    ctx.note(name, "Stars: the minimum of a parabola in log N fitted to each budget (Hoffmann Approach 2); "
+                   "bars: its 95% interval.")
+    return fig
+
+
+def fig_optimal_allocation(ctx: Context):
+    name = "optimal_allocation"
+    minima, _ = alloc.isoflop_minima(ctx) if len(alloc.isoflop_table(ctx)) else (None, None)
+    cmin, cmax = ctx.pts["C"].min(), ctx.pts["C"].max()
+    c = np.geomspace(cmin, cmax * 1000, 40)
+    curve = alloc.allocation_curve(ctx, c)
+    if curve is None and (minima is None or len(minima) == 0):
+        return ctx.skip(name, "neither an L(N, D) fit nor isoFLOP minima: " + ctx.fit_why.get("lnd", ""))
+    fig, (axn, axd) = style.figure(2)
+    pub = alloc.published_allocation(c)
+    for ax, col, lab in ((axn, "N_opt", "N_opt, parameters"), (axd, "D_opt", "D_opt, tokens")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if curve is not None:
+            ax.plot(curve["C"], curve[col], **style.FIT, label="L(N, D) fit (Approach 3)")
+            lo, hi = curve[f"{col[0]}_lo"], curve[f"{col[0]}_hi"]
+            if lo.notna().any():
+                ax.fill_between(curve["C"], lo, hi, color="black", alpha=0.12, lw=0, label="95% bootstrap")
+        if minima is not None and len(minima):
+            y = minima["N_opt"] if col == "N_opt" else minima["budget"] / (6 * minima["N_opt"])
+            if col == "N_opt" and "N_lo" in minima:
+                err = np.vstack([y - minima["N_lo"], minima["N_hi"] - y])
+                ax.errorbar(minima["budget"], y, yerr=np.clip(err, 0, None), fmt="*", ms=9, color="C3",
+                            label="isoFLOP minima (Approach 2)")
+            else:
+                ax.plot(minima["budget"], y, "*", ms=9, color="C3", label="isoFLOP minima (Approach 2)")
+        for (pname, df), ls in zip(pub.items(), (":", "-."), strict=False):
+            ax.plot(df["C"], df[col], color="0.45", ls=ls, lw=1.3, label=f"{pname} (published)")
+        ax.axvspan(cmin, cmax, color="C0", alpha=0.06, lw=0)
+        ax.set_xlabel("C, training compute (FLOPs)")
+        ax.set_ylabel(lab)
+    axn.set_title("Compute-optimal model size")
+    axd.set_title("Compute-optimal tokens")
+    axn.legend(loc="upper left")
+    ctx.note(name, "Shaded: the compute range of the study's runs; right of it is extrapolation. Published lines "
+                   "use their papers' parameter counts (Kaplan: non-embedding; Hoffmann: all parameters).")
+    return fig

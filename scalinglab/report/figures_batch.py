@@ -1,0 +1,72 @@
+"""Batch-size figures: the gradient noise scale vs loss with the B_crit(L) fit (Kaplan Fig. 10), and the
+steps / examples trade-off of a batch sweep (McCandlish Fig. 3; Kaplan eq. 5.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scalinglab.report import derive, style
+from scalinglab.report.context import Context
+
+KAPLAN_B_STAR, KAPLAN_ALPHA_B = 2.1e8, 0.21  # tokens; Kaplan 2020 Table 5 (SPEC a.1)
+
+
+def fig_noise_scale(ctx: Context):
+    name = "noise_scale"
+    pts = derive.noise_points(ctx.data)
+    if len(pts) == 0:
+        return ctx.skip(name, "no gradient noise scale measurements (gns_b_simple_tokens) in the metrics")
+    fig, ax = style.figure(cbar=True)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    cols, norm, cmap = style.n_colors(pts["N"].to_numpy())
+    ax.scatter(pts["loss"], pts["B_simple"], c=cols, s=5, alpha=0.6, lw=0)
+    lgrid = np.geomspace(pts["loss"].min() * 0.9, pts["loss"].max() * 1.05, 100)
+    f = ctx.fit("bcrit", name)
+    if f is not None:
+        ax.plot(lgrid, f.predict(L=lgrid), **style.FIT,
+                label=f"fit B_crit = {f.params['B_star']:.2g} / L^(1/{f.params['alpha_B']:.3f})")
+    ax.plot(lgrid, KAPLAN_B_STAR / lgrid ** (1 / KAPLAN_ALPHA_B), **style.PUBLISHED,
+            label="Kaplan 2020: 2.1e8 / L^(1/0.21)")
+    ax.set_xlabel("L, training loss at the measurement, nats/token")
+    ax.set_ylabel("B_simple, gradient noise scale (tokens)")
+    ax.set_title("Noise scale vs loss, with the B_crit(L) fit")
+    ax.invert_xaxis()
+    style.colorbar(fig, ax, norm, cmap, "log10 N")
+    ax.legend(loc="upper left")
+    ctx.note(name, "Loss decreases to the right (axis inverted), as in Kaplan Fig. 10. The Kaplan line is for "
+                   "WebText2 BPE tokens: compare the slope, not the level.")
+    return fig
+
+
+def fig_steps_examples(ctx: Context):
+    name = "steps_examples"
+    sweep = derive.batch_sweeps(ctx.pts)
+    if len(sweep) == 0:
+        return ctx.skip(name, "no batch sweep (one N and D trained at three or more batch sizes)")
+    tab = derive.steps_to_targets(ctx.cur, sweep)
+    if tab["target"].nunique() == 0:
+        return ctx.skip(name, "the batch sweep's runs reach no common target loss")
+    fig, ax = style.figure()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    targets = sorted(tab["target"].unique())
+    cols, _, _ = style.n_colors(targets)
+    fits = derive.sweep_fits(tab).set_index("target")
+    for t, col in zip(targets, cols, strict=True):
+        g = tab[tab["target"] == t].sort_values("B")
+        ax.plot(g["E"], g["S"], "o", color=col, ms=4, label=f"L = {t:.3f}")
+        if t in fits.index:
+            s_min, e_min, bc = fits.loc[t, ["S_min", "E_min", "B_crit"]]
+            b = np.geomspace(g["B"].min() / 4, g["B"].max() * 4, 100)
+            ax.plot(e_min * (1 + b / bc), s_min * (1 + bc / b), color=col, lw=0.9)
+            ax.plot([2 * e_min], [2 * s_min], "D", color=col, mec="black", mew=0.5, ms=4)
+            ctx.note(name, f"L = {t:.3f}: S_min = {s_min:.3g} steps, E_min = {e_min:.3g} tokens, "
+                           f"B_crit = E_min/S_min = {bc:.3g} tokens.")
+    ax.set_xlabel("E, training tokens to reach the loss")
+    ax.set_ylabel("S, optimizer steps to reach the loss")
+    ax.set_title("Steps vs examples across batch sizes")
+    ax.legend(loc="upper right")
+    ctx.note(name, "Curves: (S/S_min - 1)(E/E_min - 1) = 1 through each target's points; diamonds: B = B_crit "
+                   "(S = 2 S_min, E = 2 E_min).")
+    return fig

@@ -1,0 +1,197 @@
+"""The report's bridge to ``scalinglab.laws``: which laws the figures need, taken from the store or fitted.
+
+Every fit the report shows is a ``FitView``: the form, its parameters and intervals, the convergence verdict
+and where it came from. A fit stored by the study (``Store.fits()``) is used as is; a missing one is fitted
+here with ``scalinglab.laws.fit.fit`` on the table the figure draws (the report never fits by itself).
+When a fit cannot be had, the reason is kept so the page can say why a curve is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.report import derive
+from scalinglab.report.data import StudyData
+
+
+@dataclass
+class FitSpec:
+    """A law the report wants: ``form`` over ``var`` (one-variable forms), fitted on ``table(ctx)``."""
+
+    key: str
+    title: str
+    form: str
+    var: str | None
+    table: Callable[[StudyData], pd.DataFrame]
+    bootstrap: int = 0
+
+
+@dataclass
+class FitView:
+    """A fitted law as the report uses it. ``ci95``: name -> (lo, hi); ``result``: the laws FitResult."""
+
+    key: str
+    title: str
+    form: Any
+    params: dict[str, float]
+    ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
+    converged: bool = True
+    warnings: list[str] = field(default_factory=list)
+    n_points: int = 0
+    r2_log: float | None = None
+    source: str = ""
+    result: Any = None
+    backtest: dict | None = None
+
+    def predict(self, **variables) -> np.ndarray:
+        """The law at the given variables (N params, D tokens, C FLOPs, S steps, L nats/token)."""
+        return np.asarray(self.form.predict(self.params, **variables), float)
+
+    def interval(self, level: float = 0.95, **variables) -> tuple[np.ndarray, np.ndarray] | None:
+        """A ``level`` prediction interval from the FitResult (bootstrap), or None when it has none."""
+        fn = getattr(self.result, "predict_interval", None)
+        if fn is None:
+            return None
+        try:
+            out = fn(level=level, **variables)
+        except Exception:  # no bootstrap stored, or the form cannot give one: no band, said in the caption
+            return None
+        if isinstance(out, dict):
+            out = (out.get("lo"), out.get("hi"))
+        lo, hi = out[0], out[1]
+        return np.asarray(lo, float), np.asarray(hi, float)
+
+
+def _best_per(pts: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Lower-left Pareto set of (col, loss): the best loss reached with at most that much ``col``."""
+    if len(pts) == 0:
+        return pts
+    s = pts.sort_values(col)
+    keep = s["loss"].to_numpy() <= np.minimum.accumulate(s["loss"].to_numpy())
+    return s[keep]
+
+
+def _t_frontier(d: StudyData) -> pd.DataFrame:
+    return derive.envelope(derive.curves(d))[["C", "loss"]]
+
+
+def _t_lnd(d: StudyData) -> pd.DataFrame:
+    p = derive.final_points(d)
+    return p[["N", "D", "loss"]]
+
+
+def _t_ln(d: StudyData) -> pd.DataFrame:
+    p = derive.final_points(d)
+    return p.groupby("N", as_index=False)["loss"].min()[["N", "loss"]]
+
+
+def _t_ld(d: StudyData) -> pd.DataFrame:
+    return _best_per(derive.final_points(d), "D")[["D", "loss"]]
+
+
+def _t_ns(d: StudyData) -> pd.DataFrame:
+    c = derive.curves(d)
+    if len(c) == 0:
+        return pd.DataFrame(columns=["N", "S", "loss"])
+    c = c.assign(S=c["step"].astype(float))
+    last = c.groupby("run_id")["step"].transform("max")
+    c = c[c["step"] >= 0.05 * last]  # past warm-up and the first transient
+    return c[["N", "S", "loss"]]
+
+
+def _t_bcrit(d: StudyData) -> pd.DataFrame:
+    n = derive.noise_points(d)
+    return pd.DataFrame({"L": n["loss"], "B": n["B_simple"]})
+
+
+SPECS = [
+    FitSpec("frontier", "Compute frontier L(C)", "power+const", "C", _t_frontier),
+    FitSpec("lnd", "L(N, D)", "chinchilla", None, _t_lnd, bootstrap=100),
+    FitSpec("ln", "L(N), best run per N", "power+const", "N", _t_ln),
+    FitSpec("ld", "L(D), data frontier", "power+const", "D", _t_ld),
+    FitSpec("ns", "L(N, S) learning curves", "kaplan-ns", None, _t_ns),
+    FitSpec("bcrit", "B_crit(L) from the noise scale", "bcrit", None, _t_bcrit),
+]
+
+
+def _laws():
+    """(get_form, fit) from scalinglab.laws, or raise ImportError naming what is missing."""
+    from scalinglab.laws.fit import fit
+    from scalinglab.laws.forms import get_form
+
+    return get_form, fit
+
+
+def _identify(law: str, result: dict) -> tuple[str | None, str | None]:
+    """(form name, variable) of a stored FitResult dict; tolerant of the laws package's dict layout."""
+    form = result.get("form")
+    var = result.get("var")
+    if isinstance(form, dict):
+        var = form.get("var", var)
+        form = form.get("name")
+    variables = result.get("variables") or []
+    if var is None and len(variables) == 1:
+        var = variables[0]
+    return (str(form) if form else None), var
+
+
+def _view_from_result(spec: FitSpec, res: Any, source: str, backtest: dict | None = None) -> FitView:
+    get_form, _ = _laws()
+    d = res.to_dict() if hasattr(res, "to_dict") else dict(res)
+    form = getattr(res, "form", None)
+    if form is None or isinstance(form, (str, dict)):
+        form = get_form(spec.form, spec.var)
+    ci = {k: (float(v[0]), float(v[1])) for k, v in (d.get("ci95") or {}).items() if v is not None}
+    return FitView(key=spec.key, title=spec.title, form=form, params={k: float(v) for k, v in d["params"].items()},
+                   ci95=ci, converged=bool(d.get("converged", True)), warnings=list(d.get("warnings") or []),
+                   n_points=int(d.get("n_points") or 0), r2_log=d.get("r2_log"), source=source, result=res,
+                   backtest=backtest if backtest is not None else d.get("backtest"))
+
+
+def collect_fits(data: StudyData, *, fit_missing: bool = True) -> tuple[dict[str, FitView], dict[str, str]]:
+    """Every fit of ``SPECS``: from the store when a stored law matches the form, else fitted here.
+    Returns (views by key, reasons by key for the fits that could not be had)."""
+    views: dict[str, FitView] = {}
+    why: dict[str, str] = {}
+    try:
+        get_form, fit = _laws()
+    except ImportError as e:
+        return views, {s.key: f"scalinglab.laws is not usable ({e})" for s in SPECS}
+    try:
+        from scalinglab.laws.fit import FitResult
+    except ImportError:
+        FitResult = None
+    stored = {}
+    for row in data.fits:
+        name, var = _identify(row.get("law", ""), row["result"])
+        stored.setdefault((name, var), row)
+    for spec in SPECS:
+        row = stored.get((spec.form, spec.var)) or stored.get((spec.form, None))
+        if row is not None and FitResult is not None:
+            try:
+                res = FitResult.from_dict(row["result"])
+                views[spec.key] = _view_from_result(spec, res, f"stored fit '{row.get('law')}'", row.get("backtest"))
+                continue
+            except Exception as e:  # a stored fit the laws package cannot read: refit, and say so
+                why[spec.key] = f"stored fit '{row.get('law')}' unreadable ({e}); refitted"
+        if not fit_missing:
+            why.setdefault(spec.key, "no stored fit")
+            continue
+        table = spec.table(data).dropna()
+        form = get_form(spec.form, spec.var)
+        need = len(form.param_names) + 1
+        if len(table) < need:
+            why[spec.key] = f"{len(table)} points, {spec.form} needs at least {need}"
+            continue
+        try:
+            res = fit(form, table, loss=form.target, bootstrap=spec.bootstrap, seed=0)
+        except Exception as e:  # FitError and friends: shown on the page, the figure draws the data alone
+            why[spec.key] = f"fit failed: {e}"
+            continue
+        views[spec.key] = _view_from_result(spec, res, "fitted by the report")
+    return views, why

@@ -1,0 +1,344 @@
+"""After the runs: build each law's table from the store, fit it with `scalinglab.laws`, store the result.
+
+Laws (names as in the plan's `fit.laws`):
+- `L(N)`: final validation loss vs N (plan.params convention) of the L(N) runs (or, without them, the grid
+  runs at the token budget that covers the most sizes); seeds averaged. Back-test: hold out the largest.
+- `L(D)`: final loss vs tokens of the L(D) runs (or the grid runs of the largest model).
+- `L(C_min)`: Kaplan's envelope / Hoffmann's Approach 1: the lower envelope of every learning curve (val
+  loss vs C = 6 N tokens, C_min = C / (1 + B / B_crit) when B_crit(L) is fitted), with N_opt(C).
+- `isoflop`: Hoffmann's Approach 2: per budget a parabola in log N, its minimum, N_opt ~ C^a.
+- `L(N,D)`: Hoffmann's Approach 3 (Chinchilla form) on every finished run; N_opt ~ C^(beta/(alpha+beta)).
+- `L(N,S)`: Kaplan eq. 1.6 on the learning curves of the L(N) runs (S_min when B_crit(L) is known).
+- `B_crit(L)`: Kaplan eq. 1.4 on the measured noise scale B_simple (tokens) vs training loss.
+
+A fit is stored with the hash of the table it was fitted on: an unchanged table is not re-fitted, so a
+study killed while fitting re-fits only what it had not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalinglab.study.plan import Plan
+from scalinglab.study.store import Store
+
+Echo = Callable[[str], None]
+CURVE_SKIP = 0.1  # learning-curve points before this fraction of a run are left out (warmup, transients)
+
+
+def _as_dict(obj: Any) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return dict(vars(obj))
+
+
+def data_hash(law: str, df: pd.DataFrame, extra: Any = None) -> str:
+    blob = json.dumps({"law": law, "rows": np.round(df.to_numpy(dtype=float), 12).tolist(),
+                       "cols": list(df.columns), "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def finished_runs(store: Store, plan: Plan, ids: list[str]) -> pd.DataFrame:
+    """Done runs of the plan with a finite final validation loss; N under the plan's convention; seeds kept."""
+    runs = store.runs_frame()
+    runs = runs[runs["run_id"].isin(ids) & (runs["status"] == "done")].copy()
+    runs = runs[np.isfinite(runs["final_val_loss"].astype(float))]
+    runs["N"] = runs[f"n_{plan.params}"].astype(float)
+    runs["D"] = runs["tokens"].astype(float)
+    runs["C"] = 6.0 * runs["N"] * runs["D"]
+    runs["loss"] = runs["final_val_loss"].astype(float)
+    runs["roles"] = runs["roles"].map(lambda r: set(json.loads(r)))
+    cfg = runs["config"].map(json.loads)
+    runs["group"] = cfg.map(lambda c: json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True))
+    return runs
+
+
+def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
+    """One point per config (seeds averaged): N, D, C, loss, the roles of its runs and the seed spread."""
+    if runs.empty:
+        return pd.DataFrame(columns=["N", "D", "C", "loss", "loss_std", "n_seeds", "roles", "batch_size"])
+    g = runs.groupby("group", sort=False)
+    out = g.agg(N=("N", "first"), D=("D", "first"), C=("C", "first"), loss=("loss", "mean"),
+                loss_std=("loss", "std"), n_seeds=("loss", "size"), batch_size=("batch_size", "first"))
+    out["roles"] = g["roles"].agg(lambda s: set().union(*s))
+    return out.reset_index(drop=True).sort_values(["N", "D"]).reset_index(drop=True)
+
+
+def table_l_n(points: pd.DataFrame) -> pd.DataFrame:
+    pts = points[points["roles"].map(lambda r: "L(N)" in r)]
+    if pts.empty:  # the grid's token budget with the most sizes (ties: the largest budget)
+        grid = points[points["roles"].map(lambda r: "grid" in r)]
+        if grid.empty:
+            return grid[["N", "loss"]]
+        cover = grid.groupby("D")["N"].nunique()
+        d = max(cover.index, key=lambda x: (cover[x], x))
+        pts = grid[grid["D"] == d]
+    return pts[["N", "loss"]].sort_values("N").reset_index(drop=True)
+
+
+def table_l_d(points: pd.DataFrame) -> pd.DataFrame:
+    pts = points[points["roles"].map(lambda r: "L(D)" in r)]
+    if pts.empty:
+        grid = points[points["roles"].map(lambda r: "grid" in r)]
+        if grid.empty:
+            return grid[["D", "loss"]]
+        pts = grid[grid["N"] == grid["N"].max()]
+    return pts[["D", "loss"]].sort_values("D").reset_index(drop=True)
+
+
+def table_isoflop(points: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, p in points.iterrows():
+        for role in p["roles"]:
+            if role.startswith("isoflop:"):
+                rows.append({"C": float(role.split(":", 1)[1]), "N": p["N"], "D": p["D"], "loss": p["loss"]})
+    return pd.DataFrame(rows, columns=["C", "N", "D", "loss"])
+
+
+def table_l_nd(points: pd.DataFrame) -> pd.DataFrame:
+    keep = points["roles"].map(lambda r: bool(r - {"extra", "pilot"}))
+    return points[keep][["N", "D", "loss"]].reset_index(drop=True)
+
+
+def curves(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """Validation learning curves of the given runs: run_id, N, B (tokens/step), step, S, tokens, C, loss."""
+    m = store.metrics_frame()
+    m = m[m["run_id"].isin(runs["run_id"]) & m["val_loss"].notna()].copy()
+    info = runs.set_index("run_id")
+    m["N"] = m["run_id"].map(info["N"])
+    m["B"] = m["run_id"].map(info["batch_size"].astype(float) * info["config"].map(lambda c: json.loads(c)["n_ctx"]))
+    m["steps"] = m["run_id"].map(info["steps"].astype(float))
+    m["C"] = 6.0 * m["N"] * m["tokens"].astype(float)
+    m["loss"] = m["val_loss"].astype(float)
+    m["S"] = m["step"].astype(float)
+    m = m[(m["step"] >= CURVE_SKIP * m["steps"]) & np.isfinite(m["loss"])]
+    return m[["run_id", "N", "B", "step", "S", "tokens", "C", "loss"]].reset_index(drop=True)
+
+
+def table_noise(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    n = store.noise_frame()
+    n = n[n["run_id"].isin(runs["run_id"])].copy()
+    steps = n["run_id"].map(runs.set_index("run_id")["steps"].astype(float))
+    n = n[(n["step"] >= CURVE_SKIP * steps) & (n["b_simple_tokens"] > 0) & (n["train_loss"] > 0)]
+    return pd.DataFrame({"L": n["train_loss"].astype(float), "B": n["b_simple_tokens"].astype(float)}).dropna()
+
+
+# ---------------------------------------------------------------------------------------------- fitting
+
+
+def _fit_form(form_name: str, var: str | None, df: pd.DataFrame, plan: Plan, *, target: str = "loss",
+              holdout: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    from scalinglab.laws.fit import backtest, fit
+    from scalinglab.laws.forms import get_form
+
+    form = get_form(form_name, var)
+    res = fit(form, df, loss=target, bootstrap=plan.fit.bootstrap, seed=0)
+    bt = None
+    if holdout and len(df) >= len(form.param_names) + plan.fit.backtest_holdout:
+        try:
+            bt = _as_dict(backtest(form, df, holdout=plan.fit.backtest_holdout, loss=target))
+        except Exception as e:  # a back-test that cannot run is reported, not fatal
+            bt = {"error": f"{type(e).__name__}: {e}"}
+    return _as_dict(res), bt
+
+
+def _l_cmin(store: Store, runs: pd.DataFrame, bcrit: dict | None) -> tuple[pd.DataFrame, Any]:
+    from scalinglab.laws import allocate as al
+
+    cv = curves(store, runs)
+    if bcrit is not None and len(cv):
+        from scalinglab.laws.batch import c_min
+        from scalinglab.laws.forms import get_form
+
+        bc = get_form("bcrit").predict(bcrit["params"], L=cv["loss"].to_numpy())
+        cv["C"] = c_min(cv["C"].to_numpy(), cv["B"].to_numpy(), np.asarray(bc))
+    return cv[["run_id", "N", "C", "loss"]], al
+
+
+def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> list[dict[str, Any]]:
+    """Fit every law the plan asks for on the study's finished runs; returns the stored fit rows."""
+    runs = finished_runs(store, plan, ids)
+    points = seed_mean(runs)
+    sleep = float(os.environ.get("SCALINGLAB_STUDY_FIT_SLEEP", "0") or 0)  # test hook: a slow fitting phase
+    laws = list(plan.fit.laws)
+    order = sorted(laws, key=lambda x: x != "B_crit(L)")  # B_crit first: L(C_min) and L(N,S) use it
+    fitted: dict[str, dict] = {}
+    for law in order:
+        try:
+            out = _fit_one(law, store, plan, runs, points, fitted)
+            if out is None:
+                echo(f"fit {law}: skipped (too few finished runs for it)")
+                continue
+            df, thunk, extra = out
+            h = data_hash(law, df, extra)
+            if store.fit_hash(law) == h:  # fitted before on the same table (e.g. before a kill)
+                fitted[law] = next(f for f in store.fits() if f["law"] == law)
+                continue
+            if sleep:
+                time.sleep(sleep)
+            res, bt = thunk()
+        except Exception as e:  # one law failing never stops the others
+            echo(f"fit {law}: failed ({type(e).__name__}: {e})")
+            continue
+        store.put_fit(law, h, res, bt)
+        fitted[law] = {"law": law, "result": res, "backtest": bt}
+    return [f for f in store.fits() if f["law"] in laws]
+
+
+def _fit_one(law, store, plan, runs, points, fitted):
+    """(table, thunk giving (result dict, backtest dict), extra) for one law, or None to skip it."""
+    min_pts = 3
+    if law == "L(N)":
+        df = table_l_n(points)
+        if len(df) < min_pts:
+            return None
+        return df, lambda: _fit_form(plan.fit.l_n_form, "N", df, plan), plan.fit.l_n_form
+    if law == "L(D)":
+        df = table_l_d(points)
+        if len(df) < min_pts:
+            return None
+        return df, lambda: _fit_form(plan.fit.l_d_form, "D", df, plan), plan.fit.l_d_form
+    if law == "L(N,D)":
+        df = table_l_nd(points)
+        if len(df) < 6 or df["D"].nunique() < 2:
+            return None
+        return df, lambda: _fit_form("chinchilla", None, df, plan), None
+    if law == "isoflop":
+        df = table_isoflop(points)
+        if df.empty:
+            return None
+        from scalinglab.laws.allocate import isoflop
+
+        return df, lambda: (_as_dict(isoflop(df)), None), None
+    if law == "L(C_min)":
+        bc = fitted.get("B_crit(L)")
+        cv, al = _l_cmin(store, runs, bc["result"] if bc else None)
+        if cv["run_id"].nunique() < 2:
+            return None
+        return cv[["N", "C", "loss"]], lambda: (_as_dict(al.frontier(cv)), None), bool(bc)
+    if law == "L(N,S)":
+        pts = runs[runs["roles"].map(lambda r: "L(N)" in r)]
+        cv = curves(store, pts if len(pts) else runs)
+        bc = fitted.get("B_crit(L)")
+        if bc is not None and len(cv):
+            from scalinglab.laws.batch import s_min
+            from scalinglab.laws.forms import get_form
+
+            b = get_form("bcrit").predict(bc["result"]["params"], L=cv["loss"].to_numpy())
+            cv["S"] = s_min(cv["S"].to_numpy(), cv["B"].to_numpy(), np.asarray(b))
+        df = cv[["N", "S", "loss"]]
+        if cv["N"].nunique() < 2 or len(df) < 8:
+            return None
+        return df, lambda: _fit_form("kaplan-ns", None, df, plan, holdout=False), bool(bc)
+    if law == "B_crit(L)":
+        df = table_noise(store, runs)
+        if len(df) < min_pts:
+            return None
+        return df, lambda: _fit_form("bcrit", None, df, plan, target="B", holdout=False), None
+    raise ValueError(f"unknown law {law!r}")
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+
+def fit_rows(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pinned `study fit --json` rows: law, params, converged, r2_log, backtest {rel_error, covered}."""
+    out = []
+    for f in fits:
+        r = f["result"] or {}
+        bt = f.get("backtest") or {}
+        out.append({"law": f["law"], "params": r.get("params", {}), "converged": r.get("converged"),
+                    "r2_log": r.get("r2_log"),
+                    "backtest": {"rel_error": bt.get("rel_error"), "covered": bt.get("covered"),
+                                 **{k: v for k, v in bt.items() if k not in ("rel_error", "covered")}}
+                    if bt else None})
+    return out
+
+
+def nopt_exponents(fits: list[dict[str, Any]]) -> dict[str, float | None]:
+    """N_opt ~ C^a of Hoffmann's three approaches, from the stored fits (None where not fitted)."""
+    by = {f["law"]: f["result"] or {} for f in fits}
+    a3 = None
+    p = by.get("L(N,D)", {}).get("params")
+    if p and p.get("alpha") and p.get("beta"):
+        a3 = p["beta"] / (p["alpha"] + p["beta"])
+    return {"approach1_envelope": _find(by.get("L(C_min)"), ("a", "nopt_exponent", "exponent_N")),
+            "approach2_isoflop": _find(by.get("isoflop"), ("a", "nopt_exponent", "exponent_N")),
+            "approach3_parametric": a3}
+
+
+def _find(d: dict | None, keys: tuple[str, ...]) -> float | None:
+    if not d:
+        return None
+    for k in keys:
+        if isinstance(d.get(k), (int, float)):
+            return float(d[k])
+    for v in d.values():
+        if isinstance(v, dict):
+            x = _find(v, keys)
+            if x is not None:
+                return x
+    return None
+
+
+def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The compute-optimal allocation for 10x the largest run's compute, from the L(N,D) fit."""
+    by = {f["law"]: f for f in fits}
+    if "L(N,D)" not in by:
+        return None
+    from scalinglab.laws.allocate import allocate
+    from scalinglab.laws.fit import FitResult
+
+    runs = finished_runs(store, plan, ids)
+    if runs.empty:
+        return None
+    c = 10.0 * float(runs["C"].max())
+    law = FitResult.from_dict(by["L(N,D)"]["result"])
+    a = _as_dict(allocate(c, law))
+    return {"C": c, **{k: v for k, v in a.items() if not isinstance(v, (dict, list))}}
+
+
+def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]], echo: Echo) -> None:
+    """The fits, the three approaches' N_opt(C) exponents side by side, the allocation for 10x the largest run."""
+    if not fits:
+        echo("fits: none (too few finished runs for the laws asked)")
+        return
+    echo("fits:")
+    for row in fit_rows(fits):
+        ps = ", ".join(f"{k}={v:.4g}" for k, v in row["params"].items() if isinstance(v, (int, float)))
+        r2 = f", R2(log)={row['r2_log']:.4f}" if isinstance(row["r2_log"], (int, float)) else ""
+        bt = row["backtest"]
+        btxt = ""
+        if bt and isinstance(bt.get("rel_error"), (int, float)):
+            btxt = f", back-test rel. error {100 * bt['rel_error']:+.2f}% (covered: {bt.get('covered')})"
+        echo(f"  {row['law']:10s} {ps}{r2}{btxt}" + ("" if row["converged"] in (True, None) else "  [NOT CONVERGED]"))
+    ex = nopt_exponents(fits)
+    if any(v is not None for v in ex.values()):
+        cell = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        echo("N_opt ~ C^a:  Approach 1 (envelope) {}  |  Approach 2 (isoFLOP) {}  |  Approach 3 (L(N,D)) {}".format(
+            *(cell(v) for v in ex.values())))
+    try:
+        a = allocation(store, plan, ids, fits)
+    except Exception as e:  # the allocation is a summary line, never fatal
+        echo(f"allocation: not computed ({type(e).__name__}: {e})")
+        a = None
+    if a:
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in a.items() if isinstance(v, (int, float)) and math.isfinite(v))
+        echo(f"allocation for 10x the largest run: {parts}")

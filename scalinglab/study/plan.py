@@ -1,0 +1,401 @@
+"""A study plan: the `study.toml` schema (pydantic) and the planner that turns it into run specs.
+
+A plan names a domain, a model family (sizes by shape or by parameter count), token budgets, isoFLOP
+budgets, batch-size and learning-rate rules, seeds, the laws to fit and the executor. `make_runs(plan)`
+expands it into `RunSpec`s: N x D grids, isoFLOP sets (for each budget C, sizes around the expected
+optimum with D = C / (6 N)), Kaplan's long runs for L(N) and data subsets for L(D), and repeated seeds.
+
+A run's id is a hash of its trainer config, so re-planning is idempotent: the same plan gives the same
+ids, and a run shared by two groups (a grid point that is also an L(N) run) is trained once.
+Units: tokens as tokens, FLOPs as plain FLOPs (C = 6 N D), N in parameters under `plan.params`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scalinglab.errors import ConfigError
+
+LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)")
+PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataPlan(_Strict):
+    """Which corpus and how it is cut into sequences."""
+
+    spec: str = "text:default"  # a data spec for scalinglab.data.ensure_dataset, or a prepared folder
+    n_ctx: int = Field(64, ge=2)  # sequence length in tokens
+
+
+class Shape(_Strict):
+    n_layer: int = Field(ge=1)
+    d_model: int = Field(ge=2)
+    n_head: int | None = Field(None, ge=1)
+
+
+class ModelPlan(_Strict):
+    """The model family: sizes given as shapes, or as parameter counts solved for shapes at an aspect ratio."""
+
+    shapes: list[Shape] = []
+    n_params: list[float] = []  # target N (under plan.params), solved for (n_layer, d_model)
+    aspect_ratio: float = Field(32.0, gt=0)  # d_model / n_layer when sizes are given by N
+    head_dim: int = Field(16, ge=1)  # n_head = d_model // head_dim (at least 1)
+    attention: str = "dense"  # "dense", "banded:W" (every layer) or "alternating:W" (dense, banded, ...)
+
+    @field_validator("attention")
+    @classmethod
+    def _attention(cls, v: str) -> str:
+        kind, _, w = v.partition(":")
+        if v == "dense" or (kind in ("banded", "alternating") and w.isdigit() and int(w) > 0):
+            return v
+        raise ValueError(f"attention={v!r}: allowed 'dense', 'banded:W' or 'alternating:W' with W > 0")
+
+    @model_validator(mode="after")
+    def _some_size(self) -> ModelPlan:
+        if not self.shapes and not self.n_params:
+            raise ValueError("model: give sizes as `shapes = [{n_layer=.., d_model=..}, ...]` or `n_params = [...]`")
+        if any(n <= 0 for n in self.n_params):
+            raise ValueError(f"model.n_params={self.n_params}: every N must be > 0")
+        return self
+
+
+class TokensPlan(_Strict):
+    """Token budgets of the N x D grid: absolute counts and/or tokens-per-parameter multiples."""
+
+    absolute: list[float] = []  # tokens per run
+    per_param: list[float] = []  # D = k * N (N under plan.params)
+    min_tokens: float = 0  # floor applied to per_param budgets
+
+    @model_validator(mode="after")
+    def _positive(self) -> TokensPlan:
+        for k in ("absolute", "per_param"):
+            if any(v <= 0 for v in getattr(self, k)):
+                raise ValueError(f"tokens.{k}={getattr(self, k)}: every value must be > 0")
+        return self
+
+
+class IsoFlopPlan(_Strict):
+    """For each budget C (FLOPs), `n_sizes` models spaced geometrically around N_opt = sqrt(C / (6 k))."""
+
+    budgets: list[float] = []
+    n_sizes: int = Field(5, ge=3)
+    span: float = Field(4.0, gt=1)  # the smallest and largest size are N_opt / span and N_opt * span
+    tokens_per_param: float = Field(20.0, gt=0)  # k of the expected optimum D = k N
+
+
+class KaplanPlan(_Strict):
+    """Kaplan's design: long runs of every size for L(N); one model on data subsets for L(D)."""
+
+    long_tokens: float | None = Field(None, gt=0)  # L(N): every size trained this many tokens
+    data_subsets: list[float] = []  # L(D): token counts for the subset model
+    subset_model: int = -1  # index into the sizes (default the largest)
+
+
+class BatchPlan(_Strict):
+    rule: Literal["fixed", "noise_scale"] = "fixed"
+    size: int = Field(16, ge=1)  # sequences per step (fixed rule, and the pilot's batch)
+    micro_size: int | None = Field(None, ge=1)
+    pilot_tokens: float = Field(2e5, gt=0)  # noise_scale rule: tokens of each size's pilot run
+    min_size: int = Field(4, ge=1)
+    max_size: int = Field(512, ge=1)
+
+
+class LRPlan(_Strict):
+    rule: Literal["fixed", "kaplan"] = "fixed"  # kaplan: LR(N) = 0.003239 - 0.0001395 ln N (trainer)
+    value: float = Field(1e-3, gt=0)
+
+
+class SeedsPlan(_Strict):
+    seeds: list[int] = [0]  # every run once per seed
+    repeat: int = Field(0, ge=0)  # extra seeds for the seed-noise runs
+    repeat_sizes: Literal["smallest", "largest", "all"] = "smallest"
+
+
+class ExtraRun(_Strict):
+    """One hand-written run (e.g. a deliberately bad learning rate); keys override the planned config."""
+
+    n_layer: int = Field(ge=1)
+    d_model: int = Field(ge=2)
+    tokens: float = Field(gt=0)
+    n_head: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    role: str = "extra"
+    train: dict[str, Any] = {}  # any other TrainConfig field for this run (e.g. grad_clip = 0)
+
+
+class FitPlan(_Strict):
+    laws: list[str] = ["L(N)"]
+    l_n_form: Literal["power", "power+const"] = "power"
+    l_d_form: Literal["power", "power+const"] = "power"
+    backtest_holdout: int = Field(1, ge=1)  # back-tests hold out the largest k points
+    bootstrap: int = Field(0, ge=0)
+
+    @field_validator("laws")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in LAWS]
+        if bad:
+            raise ValueError(f"unknown laws {bad}; allowed: {list(LAWS)}")
+        return v
+
+
+class ExecutorPlan(_Strict):
+    kind: Literal["local", "ray", "slurm"] = "local"
+    workers: int = Field(0, ge=0)  # local: 0 = in-process sequential, k = a process pool of k
+    threads_per_run: int = Field(0, ge=0)  # torch threads per run; 0 = cores // max(workers, 1)
+    ray_address: str | None = None  # ray: None = start/attach a local instance
+    slurm: dict[str, Any] = {}  # slurm: submitit parameters (partition, timeout_min, gpus_per_node, ...)
+    slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
+
+
+class Plan(_Strict):
+    """The whole `study.toml`."""
+
+    name: str = "study"
+    out: str | None = None  # study folder; default: next to the toml, named after `name`
+    params: Literal["kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head"] = "kaplan"
+    data: DataPlan = DataPlan()
+    model: ModelPlan
+    tokens: TokensPlan = TokensPlan()
+    isoflop: IsoFlopPlan = IsoFlopPlan()
+    kaplan: KaplanPlan = KaplanPlan()
+    batch: BatchPlan = BatchPlan()
+    lr: LRPlan = LRPlan()
+    seeds: SeedsPlan = SeedsPlan()
+    fit: FitPlan = FitPlan()
+    executor: ExecutorPlan = ExecutorPlan()
+    train: dict[str, Any] = {}  # passed to the trainer's TrainConfig (schedule, warmup_tokens, eval_every, ...)
+    runs: list[ExtraRun] = []
+
+    @model_validator(mode="after")
+    def _has_runs(self) -> Plan:
+        if not (self.tokens.absolute or self.tokens.per_param or self.isoflop.budgets
+                or self.kaplan.long_tokens or self.kaplan.data_subsets or self.runs):
+            raise ValueError("the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
+                             "kaplan.long_tokens, kaplan.data_subsets or [[runs]]")
+        return self
+
+
+def _format_errors(e: ValidationError, source: str) -> str:
+    lines = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(plan)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key} = {err.get('input')!r}: {msg}")
+    return f"{source}: invalid study plan: " + "; ".join(lines)
+
+
+def parse_plan(data: dict[str, Any], source: str = "study.toml") -> Plan:
+    """Validate a plan dict; a ConfigError names the key, the bad value and what is allowed."""
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate a `study.toml`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study plan {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_plan(data, str(path))
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class RunSpec:
+    """One training run: the trainer config (a TrainConfig dict) and the groups it belongs to."""
+
+    config: dict[str, Any]
+    roles: set[str] = field(default_factory=set)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config)
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """A stable id for a trainer config: 12 hex digits of the SHA-256 of its canonical JSON. Operational
+    fields (logging, eval and checkpoint intervals, device) do not change the trajectory and are left out."""
+    from scalinglab.train.config import OPERATIONAL_FIELDS
+
+    core = {k: v for k, v in config.items() if k not in OPERATIONAL_FIELDS}
+    blob = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _attention_list(attention: str, n_layer: int) -> list[str] | None:
+    if attention == "dense":
+        return None
+    kind, _, w = attention.partition(":")
+    if kind == "banded":
+        return [f"banded:{w}"] * n_layer
+    return ["dense" if i % 2 == 0 else f"banded:{w}" for i in range(n_layer)]
+
+
+def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int | None = None) -> float:
+    """N of a shape under the plan's parameter convention (via scalinglab.model.counting)."""
+    from scalinglab.model.config import GPTConfig
+    from scalinglab.model.counting import count_params
+
+    cfg = GPTConfig(n_layer=n_layer, d_model=d_model, n_head=n_head or max(1, d_model // plan.model.head_dim),
+                    vocab_size=vocab_size, n_ctx=plan.data.n_ctx)
+    return float(count_params(cfg)[plan.params])
+
+
+def shape_for_n(n: float, plan: Plan, vocab_size: int) -> tuple[int, int]:
+    """(n_layer, d_model) with d_model / n_layer near the aspect ratio and N (plan.params) nearest to n."""
+    r, h = plan.model.aspect_ratio, plan.model.head_dim
+    best: tuple[float, int, int] | None = None
+    guess = max(1, round((n / (12 * r * r)) ** (1 / 3)))
+    for n_layer in range(max(1, guess - 2), guess + 3):
+        d0 = math.sqrt(max(n, 1.0) / (12 * n_layer))
+        for d in {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}:
+            err = abs(math.log(count_n(n_layer, d, plan, vocab_size) / n))
+            err += 0.05 * abs(math.log((d / n_layer) / r))  # tie-break towards the aspect ratio
+            if best is None or err < best[0]:
+                best = (err, n_layer, d)
+    assert best is not None
+    return best[1], best[2]
+
+
+def sizes(plan: Plan, vocab_size: int) -> list[tuple[int, int, int | None]]:
+    """The plan's model sizes as (n_layer, d_model, n_head), sorted by N."""
+    out = [(s.n_layer, s.d_model, s.n_head) for s in plan.model.shapes]
+    out += [(*shape_for_n(n, plan, vocab_size), None) for n in plan.model.n_params]
+    out = list(dict.fromkeys(out))
+    return sorted(out, key=lambda s: count_n(s[0], s[1], plan, vocab_size, s[2]))
+
+
+BatchFor = dict[tuple[int, int], int]  # (n_layer, d_model) -> batch size (sequences), from the noise scale
+
+
+def _config(plan: Plan, n_layer: int, d_model: int, n_head: int | None, tokens: float, seed: int,
+            batch_for: BatchFor | None = None, **over: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = dict(plan.train)
+    batch = (batch_for or {}).get((n_layer, d_model), plan.batch.size)
+    cfg.update(
+        n_layer=n_layer, d_model=d_model, n_head=n_head or max(1, d_model // plan.model.head_dim),
+        n_ctx=plan.data.n_ctx, data=plan.data.spec, tokens=int(round(tokens)), seed=int(seed),
+        batch_size=int(batch), lr=plan.lr.value if plan.lr.rule == "fixed" else None,
+    )
+    if plan.batch.micro_size:
+        cfg["micro_batch_size"] = plan.batch.micro_size
+    att = _attention_list(plan.model.attention, n_layer)
+    if att is not None:
+        cfg["attention"] = att
+    cfg.update({k: v for k, v in over.items() if v is not None})
+    if cfg.get("micro_batch_size") and cfg["batch_size"] % cfg["micro_batch_size"]:
+        cfg["micro_batch_size"] = math.gcd(cfg["batch_size"], cfg["micro_batch_size"])
+    from scalinglab.train.config import TrainConfig
+
+    try:
+        TrainConfig.make(**cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (from the plan's [train], [model], [batch] or [lr] tables)") from None
+    return cfg
+
+
+def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) -> list[RunSpec]:
+    """Expand a plan into run specs (deduplicated by id; roles merged), in a stable order (cheap first).
+    `batch_for` gives each shape's batch size under the noise-scale rule (see `pilot_runs`)."""
+    runs: dict[str, RunSpec] = {}
+
+    def add(cfg: dict[str, Any], role: str) -> None:
+        rid = run_id(cfg)
+        runs.setdefault(rid, RunSpec(cfg)).roles.add(role)
+
+    shapes = sizes(plan, vocab_size)
+    seeds = plan.seeds.seeds
+    for (nl, d, nh) in shapes:
+        n = count_n(nl, d, plan, vocab_size, nh)
+        budgets = list(plan.tokens.absolute) + [max(k * n, plan.tokens.min_tokens) for k in plan.tokens.per_param]
+        for tokens in budgets:
+            for s in seeds:
+                add(_config(plan, nl, d, nh, tokens, s, batch_for), "grid")
+        if plan.kaplan.long_tokens:
+            for s in seeds:
+                add(_config(plan, nl, d, nh, plan.kaplan.long_tokens, s, batch_for), "L(N)")
+    if plan.kaplan.data_subsets:
+        if not shapes:
+            raise ConfigError("kaplan.data_subsets needs at least one model size")
+        try:
+            nl, d, nh = shapes[plan.kaplan.subset_model]
+        except IndexError:
+            raise ConfigError(f"kaplan.subset_model = {plan.kaplan.subset_model}: only {len(shapes)} sizes") from None
+        for tokens in plan.kaplan.data_subsets:
+            for s in seeds:
+                add(_config(plan, nl, d, nh, tokens, s, batch_for), "L(D)")
+    for c in plan.isoflop.budgets:
+        iso = plan.isoflop
+        n_opt = math.sqrt(c / (6 * iso.tokens_per_param))
+        k = iso.n_sizes
+        for i in range(k):
+            target = n_opt * iso.span ** (2 * i / (k - 1) - 1)
+            nl, d = shape_for_n(target, plan, vocab_size)
+            n = count_n(nl, d, plan, vocab_size)
+            for s in seeds:
+                add(_config(plan, nl, d, None, c / (6 * n), s, batch_for), f"isoflop:{c:.3g}")
+    if plan.seeds.repeat and shapes:
+        pick = {"smallest": shapes[:1], "largest": shapes[-1:], "all": shapes}[plan.seeds.repeat_sizes]
+        base = max(seeds) + 1
+        for (nl, d, nh) in pick:
+            group = [r for r in runs.values() if r.config["n_layer"] == nl and r.config["d_model"] == d]
+            tokens = max(r.config["tokens"] for r in group) if group else plan.kaplan.long_tokens
+            if not tokens:
+                continue
+            for j in range(plan.seeds.repeat):
+                add(_config(plan, nl, d, nh, tokens, base + j, batch_for), "seed-noise")
+            for s in seeds:
+                add(_config(plan, nl, d, nh, tokens, s, batch_for), "seed-noise")
+    for x in plan.runs:
+        add(_config(plan, x.n_layer, x.d_model, x.n_head, x.tokens, x.seed, batch_for,
+                    **{**x.train, "lr": x.lr, "batch_size": x.batch_size}),
+            x.role)
+    return sorted(runs.values(), key=lambda r: (r.config["tokens"] * r.config["d_model"] ** 2 * r.config["n_layer"],
+                                                r.run_id))
+
+
+def plan_hash(plan: Plan) -> str:
+    """A hash of the validated plan (what was asked, not where it is written)."""
+    d = plan.model_dump(exclude={"out", "executor"})
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
+    """Noise-scale rule: one short run per model shape at the pilot batch, to measure B_simple (tokens)."""
+    shapes = {(r.config["n_layer"], r.config["d_model"], r.config["n_head"]) for r in make_runs(plan, vocab_size)}
+    out = []
+    for nl, d, nh in sorted(shapes):
+        cfg = _config(plan, nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])
+        out.append(RunSpec(cfg, {"pilot"}))
+    return out
+
+
+def batch_from_noise(b_simple_tokens: float, plan: Plan) -> int:
+    """Batch size (sequences) from a measured B_simple (tokens): the nearest power of two, clamped."""
+    b = max(1.0, b_simple_tokens / plan.data.n_ctx)
+    b = 2 ** round(math.log2(b))
+    return int(min(max(b, plan.batch.min_size), plan.batch.max_size))

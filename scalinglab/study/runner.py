@@ -1,0 +1,282 @@
+"""`study run`: plan -> store the runs -> train them with an executor -> ingest metrics -> fit -> report.
+
+Resumable by construction: the store is the source of truth for run status; a run's folder holds its
+checkpoint. Re-running the same command re-plans (same ids), puts runs whose owner died back to pending,
+trains what is not done (the trainer resumes from `ckpt.pt`), re-ingests metrics (keyed by step, so
+nothing is duplicated) and re-fits only the laws whose data changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scalinglab.errors import ConfigError
+from scalinglab.study.executors import make_executor, run_dir, threads_per_run
+from scalinglab.study.plan import (
+    BatchFor,
+    Plan,
+    RunSpec,
+    batch_from_noise,
+    load_plan,
+    make_runs,
+    pilot_runs,
+    plan_hash,
+)
+from scalinglab.study.store import Store
+
+Echo = Callable[[str], None]
+POLL_S = 1.0
+
+
+def study_dir_for(plan: Plan, plan_path: Path, out: str | Path | None = None) -> Path:
+    """The study folder: `--out`, else the plan's `out` (relative to the toml), else `./runs/<name>`."""
+    if out is not None:
+        return Path(out)
+    if plan.out:
+        p = Path(plan.out)
+        return p if p.is_absolute() else plan_path.parent / p
+    return Path("runs") / plan.name
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def vocab_size_of(spec: str) -> int:
+    from scalinglab.data import ensure_dataset, open_dataset
+
+    return int(open_dataset(ensure_dataset(spec)).vocab_size)
+
+
+def counts_for(config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
+    """Parameter counts (every convention) and training FLOPs per token (every convention) of a run."""
+    from scalinglab.model.counting import count_params, flops_per_token
+    from scalinglab.train.config import TrainConfig
+
+    gpt = TrainConfig.make(**config).gpt_config(vocab_size)
+    return {"params": count_params(gpt), "flops_per_token": flops_per_token(gpt)}
+
+
+def register(store: Store, study_dir: Path, plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[str]:
+    """Insert the planned runs (idempotent) and record which ids the current plan holds."""
+    store.add_runs((r.run_id, r.config, r.roles, counts_for(r.config, vocab_size)) for r in runs)
+    ids = [r.run_id for r in runs]
+    store.set_meta("plan_runs", ids)
+    store.set_meta("plan_hash", plan_hash(plan))
+    store.set_meta("vocab_size", vocab_size)
+    return ids
+
+
+class MetricsTail:
+    """Incremental reader of each run's `metrics.jsonl` (complete lines only) into the store."""
+
+    def __init__(self, store: Store, study_dir: Path):
+        self.store, self.study_dir, self.offsets = store, study_dir, {}
+
+    def ingest(self, run_id: str) -> int:
+        path = run_dir(self.study_dir, run_id) / "metrics.jsonl"
+        if not path.is_file():
+            return 0
+        off = self.offsets.get(run_id, 0)
+        if path.stat().st_size < off:  # the file was rewritten (e.g. truncated on resume): read it again
+            off = 0
+        with open(path, "rb") as f:
+            f.seek(off)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        rows = []
+        for line in data[:end].splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and "step" in row:
+                    rows.append(row)
+        self.offsets[run_id] = off + end
+        return self.store.add_metrics(run_id, rows)
+
+
+def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Echo) -> dict[str, int]:
+    """Train every pending run of `ids` with the plan's executor; returns counts of outcomes."""
+    todo = [r for r in ids if store.run(r)["status"] == "pending"]
+    if not todo:
+        return {}
+    ex = make_executor(plan.executor, study_dir)
+    threads = threads_per_run(plan.executor)
+    tail = MetricsTail(store, study_dir)
+    inflight: dict[str, Any] = {}
+    outcome = {"done": 0, "diverged": 0, "failed": 0}
+    n_total, n_start = len(ids), len(ids) - len(todo)
+    t0, last_beat = time.time(), 0.0
+    echo(f"training {len(todo)} run(s) with executor {plan.executor.kind} "
+         f"(workers {plan.executor.workers}, {threads} thread(s) per run)")
+    try:
+        while todo or inflight:
+            while todo and len(inflight) < ex.capacity:
+                rid = todo.pop(0)
+                d = run_dir(study_dir, rid)
+                d.mkdir(parents=True, exist_ok=True)
+                run = store.run(rid)
+                _atomic_json(d / "spec.json", {"run_id": rid, "config": run["config"], "threads": threads,
+                                               "roles": run["roles"]})
+                store.mark_running(rid)
+                inflight[rid] = ex.submit(study_dir, rid)
+            time.sleep(POLL_S if inflight else 0)
+            for rid, h in list(inflight.items()):
+                if not h.done():
+                    continue
+                del inflight[rid]
+                tail.offsets[rid] = 0  # the whole file, once more: the trainer rewrites it on resume
+                tail.ingest(rid)
+                status = _finish(store, rid, h)
+                outcome[status] += 1
+                run = store.run(rid)
+                n_done = n_start + sum(outcome.values())
+                loss = run["final_val_loss"]
+                echo(f"[{n_done}/{n_total}] {rid} (L={run['n_layer']}, d={run['d_model']}, "
+                     f"D={run['tokens']:.3g}) {status}"
+                     + (f": val loss {loss:.4f}" if loss is not None else "")
+                     + (f" ({run['error']})" if run["error"] else "")
+                     + f" [{time.time() - t0:.0f} s]")
+            if time.time() - last_beat > 2.0:
+                for rid in inflight:
+                    tail.ingest(rid)
+                store.heartbeat(inflight)
+                last_beat = time.time()
+    finally:
+        ex.shutdown()
+    return outcome
+
+
+def _finish(store: Store, rid: str, handle: Any) -> str:
+    try:
+        res = handle.result()
+    except Exception as e:  # the run raised: record it and go on with the study
+        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        store.finish_run(rid, "failed", None, error=msg)
+        return "failed"
+    summary = res.get("summary") or {}
+    status = "diverged" if summary.get("status") == "diverged" else "done"
+    store.finish_run(rid, status, summary, error=summary.get("error") if status == "diverged" else None,
+                     resumed_from_step=res.get("resumed_from_step"))
+    return status
+
+
+def batches_from_pilots(store: Store, plan: Plan, pilots: list[RunSpec], echo: Echo) -> BatchFor:
+    """Noise-scale rule: each shape's batch from the median B_simple (tokens) of the last half of its pilot."""
+    noise = store.noise_frame()
+    out: BatchFor = {}
+    for p in pilots:
+        key = (p.config["n_layer"], p.config["d_model"])
+        n = noise[noise["run_id"] == p.run_id]
+        n = n[n["step"] >= n["step"].max() / 2] if len(n) else n
+        b = n["b_simple_tokens"].astype(float)
+        b = b[b > 0]
+        if b.empty:
+            out[key] = plan.batch.size
+            echo(f"noise scale: no measurement for shape {key}; batch {plan.batch.size} (the pilot's)")
+            continue
+        out[key] = batch_from_noise(float(b.median()), plan)
+        echo(f"noise scale: shape {key} B_simple = {b.median():.4g} tokens -> batch {out[key]} sequences")
+    return out
+
+
+def _report(study_dir: Path, echo: Echo) -> Path | None:
+    try:
+        from scalinglab.report import build_report
+    except ImportError as e:
+        echo(f"report: not built (the report module is not available: {e})")
+        return None
+    try:
+        path = build_report(study_dir)
+    except Exception as e:  # the report must never break the study
+        echo(f"report: failed ({type(e).__name__}: {e}); the study's results are in {study_dir / 'scalinglab.db'}")
+        return None
+    return Path(path)
+
+
+def run_study(plan_path: str | Path, out: str | Path | None = None, *, echo: Echo = print,
+              report: bool = True) -> dict[str, Any]:
+    """Run (or continue) a study end to end; returns {"study_dir", "runs", "fits", "report"}."""
+    from scalinglab.study import fitting
+
+    t0 = time.time()
+    plan_path = Path(plan_path)
+    plan = load_plan(plan_path)
+    study_dir = study_dir_for(plan, plan_path, out)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    if plan_path.resolve() != (study_dir / "study.toml").resolve():
+        shutil.copyfile(plan_path, study_dir / ".study.toml.tmp")
+        os.replace(study_dir / ".study.toml.tmp", study_dir / "study.toml")
+    store = Store(study_dir)
+    old = store.get_meta("plan_hash")
+    if old is not None and old != plan_hash(plan):
+        echo("the plan changed since the last run: new runs are added, finished runs are kept")
+    echo(f"study {plan.name!r} in {study_dir}")
+    vocab = vocab_size_of(plan.data.spec)
+    back = store.reset_interrupted()
+    if back:
+        echo(f"resuming {len(back)} interrupted or failed run(s): {', '.join(back)}")
+    pilots: list[RunSpec] = []
+    batch_for = None
+    if plan.batch.rule == "noise_scale":
+        pilots = pilot_runs(plan, vocab)
+        register(store, study_dir, plan, pilots, vocab)
+        execute(store, study_dir, plan, [p.run_id for p in pilots], echo)
+        batch_for = batches_from_pilots(store, plan, pilots, echo)
+    ids = register(store, study_dir, plan, pilots + make_runs(plan, vocab, batch_for), vocab)
+    execute(store, study_dir, plan, ids, echo)
+    counts = store.counts()
+    if counts["running"]:
+        echo(f"{counts['running']} run(s) are still running in another process; fitting what is done")
+    store.set_meta("phase", "fitting")
+    fits = fitting.fit_study(store, plan, ids, echo)
+    store.set_meta("phase", "fitted")
+    fitting.print_summary(store, plan, ids, fits, echo)
+    rep = _report(study_dir, echo) if report else None
+    if rep is not None:
+        echo(f"report: {rep}")
+    store.set_meta("phase", "finished")
+    echo(f"study finished in {time.time() - t0:.1f} s")
+    return {"study_dir": str(study_dir), "runs": store.counts(), "fits": fits, "report": str(rep) if rep else None}
+
+
+def study_status(study_dir: str | Path) -> dict[str, Any]:
+    """Counts per status, the phase, and an ETA (remaining planned FLOPs / FLOP rate of finished runs)."""
+    study_dir = Path(study_dir)
+    if not (study_dir / "scalinglab.db").is_file():
+        raise ConfigError(f"{study_dir} is not a study folder (no scalinglab.db)")
+    store = Store(study_dir)
+    runs = store.runs_frame()
+    ids = set(store.get_meta("plan_runs", list(runs["run_id"])))
+    runs = runs[runs["run_id"].isin(ids)]
+    counts = dict.fromkeys(("done", "failed", "pending", "running", "diverged"), 0)
+    live = []
+    for _, r in runs.iterrows():
+        st = r["status"]
+        if st == "running":
+            st = "running" if store.is_live(r.to_dict()) else "pending"
+        counts[st] += 1
+        live.append(st)
+    runs = runs.assign(effective=live)
+    fin = runs[runs["effective"].isin(["done", "diverged"]) & runs["wall_s"].notna()]
+    eta = None
+    if len(fin) and fin["wall_s"].sum() > 0:
+        rate = fin["flops_6n"].sum() / fin["wall_s"].sum()  # FLOPs per second of one run slot
+        left = runs[runs["effective"].isin(["pending", "running"])]["flops_6n"].sum()
+        eta = float(left / rate) if rate > 0 else None
+    return {"runs": counts, "total": int(len(runs)), "phase": store.get_meta("phase"), "eta_s": eta,
+            "study_dir": str(study_dir), "fits": [f["law"] for f in store.fits()]}

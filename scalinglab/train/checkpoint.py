@@ -1,0 +1,104 @@
+"""Atomic run-folder files (temporary file, fsync, rename) and loading a trained model back.
+
+``ckpt.pt`` holds: model weights, optimiser state, step and tokens done, wall time, the data cursor
+(``Sampler.state_dict()``), every RNG state (python, numpy, torch CPU and CUDA), the noise-scale meter
+state, the training config and ``meta`` (model shape, data spec and dataset facts for evals).
+A process killed at any point leaves either the previous or the new complete file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scalinglab.errors import InputError
+
+CKPT_NAME = "ckpt.pt"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+
+
+def rng_state() -> dict:
+    """Every RNG state the process holds (python, numpy, torch CPU, all CUDA devices)."""
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` into memory, then an atomic write (never a half-written checkpoint)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CKPT_NAME
+    if not path.is_file():
+        raise InputError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def load_model(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"):
+    """Load a trained model for evaluation: ``(GPT in eval mode, meta)``.
+
+    ``meta`` has ``model`` (GPTConfig dict), ``data`` (the spec trained on), ``dataset_path``, ``vocab_size``,
+    ``fingerprint``, ``domain``, ``bytes_per_token``, ``step``, ``tokens`` and ``train_config``. The tokenizer:
+    ``scalinglab.data.open_dataset(meta["dataset_path"]).tokenizer`` (or ``ensure_dataset(meta["data"])``).
+    """
+    from scalinglab.model.config import GPTConfig
+    from scalinglab.model.gpt import GPT
+
+    ck = load_checkpoint(Path(run_dir_or_ckpt), map_location=device)
+    meta = dict(ck["meta"])
+    meta.update(step=ck["step"], tokens=ck["tokens"], train_config=ck["config"])
+    model = GPT(GPTConfig.from_dict(meta["model"]))
+    model.load_state_dict(ck["model"])
+    model.to(device).eval()
+    return model, meta

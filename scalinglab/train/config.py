@@ -1,0 +1,89 @@
+"""`TrainConfig`: everything that defines one training run (model shape, data, budget, optimiser, schedule)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scalinglab.errors import ConfigError
+from scalinglab.model.config import GPTConfig
+
+
+class TrainConfig(BaseModel):
+    """One run. Units: tokens as tokens, batch sizes in sequences of n_ctx tokens, LR per optimizer step.
+
+    ``lr=None`` uses Kaplan's LR(N) = 0.003239 - 0.0001395 ln N (N = Kaplan non-embedding count).
+    ``warmup_tokens=None`` warms up over 1 % of the budget (at least one step). ``log_every``, ``eval_every``,
+    ``ckpt_every`` (steps) of 0 mean automatic: ~200 metric rows, ~10 evaluations, ~10 checkpoints per run.
+    ``vocab_size=None`` takes the dataset's vocabulary.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # model shape
+    n_layer: int = Field(ge=1)
+    d_model: int = Field(ge=1)
+    n_head: int = Field(ge=1)
+    n_ctx: int = Field(ge=2)
+    d_ff: int | None = None
+    d_head: int | None = None
+    tied: bool = True
+    bias: bool = False
+    attention: list[str] | None = None
+    sparse_window: int | None = None
+    vocab_size: int | None = None
+    # data and budget
+    data: str = "text:default"
+    tokens: int = Field(ge=1)
+    batch_size: int = Field(16, ge=1)
+    micro_batch_size: int | None = None
+    # optimiser and schedule
+    lr: float | None = None
+    schedule: Literal["cosine", "constant", "wsd"] = "cosine"
+    warmup_tokens: int | None = None
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    wsd_decay_frac: float = Field(0.2, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = Field(1.0, ge=0.0)  # 0 = no clipping
+    seed: int = 0
+    # bookkeeping
+    eval_every: int = Field(0, ge=0)
+    eval_batches: int = Field(8, ge=1)
+    log_every: int = Field(0, ge=0)
+    ckpt_every: int = Field(0, ge=0)
+    noise_scale: bool = True
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    compile: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError("micro_batch_size must be >= 1")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr = {self.lr}: must be > 0")
+        return self
+
+    @classmethod
+    def make(cls, **kw) -> TrainConfig:
+        """Build with a ConfigError (naming the field) instead of pydantic's ValidationError."""
+        try:
+            return cls(**kw)
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+            raise ConfigError(f"invalid training config: {msgs}") from None
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        """The model shape, with the vocabulary of the data (unless ``vocab_size`` is set)."""
+        return GPTConfig(n_layer=self.n_layer, d_model=self.d_model, n_head=self.n_head,
+                         vocab_size=self.vocab_size or vocab_size, n_ctx=self.n_ctx, d_ff=self.d_ff,
+                         tied=self.tied, bias=self.bias, attention=self.attention,
+                         sparse_window=self.sparse_window, d_head=self.d_head)
+
+
+# Fields that may change between a run and its resumption (they do not change the trajectory).
+OPERATIONAL_FIELDS = frozenset({"device", "compile", "log_every", "eval_every", "ckpt_every", "eval_batches"})

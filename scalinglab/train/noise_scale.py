@@ -1,0 +1,229 @@
+"""Gradient noise scale measured during training, at almost no cost (McCandlish 2018, App. A).
+
+Two squared gradient norms taken from the *same* parameters at two batch sizes give unbiased estimates of
+|G|^2 and tr(Sigma) (``scalinglab.laws.batch.noise_scale_estimates``); their EMAs give B_simple.
+
+- One device, gradient accumulation (n_micro >= 2): B_small = one micro-batch, B_big = the whole step.
+  A tensor hook on each parameter sees each micro-batch's own gradient *before* it is added into
+  ``.grad``, so |g_micro|^2 costs one squared norm per parameter per micro-batch and no gradient copy.
+  The hooks are installed on the first ``after_micro_backward`` call; that first micro-batch's norm is
+  read from ``.grad`` directly (the trainer zeroes the gradients before each step).
+- DDP (``attach_ddp_hook``): a communication hook takes each bucket's squared norm before the all-reduce
+  (the rank's local gradient, B_small = b_micro * n_micro) and after it (B_big = B_small * world_size),
+  as in k-diffusion's ``DDPGradientStatsHook``. Under ``no_sync`` accumulation the hook fires once per step.
+
+Loss scaling: trainers usually call ``(loss / n_micro).backward()``, so each micro-batch gradient arrives
+scaled by 1/n_micro and ``.grad`` ends up holding the mean. ``loss_divided_by_n_micro=True`` (default) undoes
+that; pass False if the trainer backpropagates the un-divided micro loss. ``grad_scale`` (an fp16
+GradScaler's scale) is divided out as well. All norms are taken in fp32, before clipping.
+
+Units: batch sizes are in sequences; ``gns_trace`` is tr(Sigma) per sequence, ``gns_g2`` is |G|^2
+(loss in nats/token), ``gns_b_simple_tokens`` = B_simple in sequences * seq_len.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from scalinglab.laws.batch import NoiseScaleEMA, noise_scale_estimates
+
+_NOT_MEASURABLE = (
+    "noise scale not measured: it needs two batch sizes from the same parameters, i.e. >= 2 micro-batches "
+    "per step (gradient accumulation) or DDP with >= 2 processes; this run has {n} micro-batch(es) on "
+    "{w} process(es), so gns_* metrics stay None"
+)
+
+
+def _sq_norm(t: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm in fp32 (no full-size temporary for fp32 inputs)."""
+    return torch.linalg.vector_norm(t.detach(), 2, dtype=torch.float32).square()
+
+
+class NoiseScaleMeter:
+    """Measures |G|^2, tr(Sigma) and B_simple on every optimizer step; see the module docstring.
+
+    ``b_micro``: sequences per micro-batch per process; ``n_micro``: micro-batches per step;
+    ``world_size``: DDP processes; ``seq_len``: tokens per sequence; ``beta``: EMA decay per step.
+    """
+
+    def __init__(
+        self,
+        b_micro: int,
+        n_micro: int,
+        world_size: int = 1,
+        seq_len: int = 1,
+        beta: float = 0.99,
+        *,
+        loss_divided_by_n_micro: bool = True,
+        grad_scale: float = 1.0,
+    ) -> None:
+        for name, v in (("b_micro", b_micro), ("n_micro", n_micro), ("world_size", world_size),
+                        ("seq_len", seq_len)):
+            if int(v) != v or v < 1:
+                raise ValueError(f"NoiseScaleMeter: {name} must be a positive integer, got {v!r}")
+        self.b_micro, self.n_micro, self.world_size, self.seq_len = int(b_micro), int(n_micro), int(
+            world_size), int(seq_len)
+        self.loss_divided_by_n_micro = loss_divided_by_n_micro
+        self.grad_scale = float(grad_scale)
+        self.ema = NoiseScaleEMA(beta)
+        self.ddp = world_size > 1
+        self.enabled = self.ddp or self.n_micro >= 2
+        if not self.enabled:
+            warnings.warn(_NOT_MEASURABLE.format(n=self.n_micro, w=self.world_size), stacklevel=2)
+        if self.ddp:  # local gradient of one rank vs the all-reduced one
+            self.b_small, self.b_big = self.b_micro * self.n_micro, self.b_micro * self.n_micro * self.world_size
+        else:  # one micro-batch vs the accumulated step
+            self.b_small, self.b_big = self.b_micro, self.b_micro * self.n_micro
+        self._hooks: list[Any] = []
+        self._hooked: set[int] = set()
+        self._micro_sq: list[torch.Tensor] = []  # per-parameter squared norms of this micro-batch's gradient
+        self._micro_totals: list[torch.Tensor] = []  # per micro-batch: |its mean-loss gradient|^2
+        self._weight_sum = 0.0
+        self._default_weight = 1.0 / self.n_micro if loss_divided_by_n_micro else 1.0
+        self._bucket_small: list[torch.Tensor] = []  # DDP: per-bucket local squared norms
+        self._bucket_big: list[torch.Tensor] = []  # DDP: per-bucket all-reduced squared norms
+        self._n_seen = 0
+        self._pending: list[torch.Tensor] = []  # [sq_small, sq_big] per step, not yet synced to the host
+        self.last: dict[str, float] | None = None  # the last step's raw |G_small|^2, |G_big|^2 (for tests)
+        self._warned_zero = False
+
+    # ---------------------------------------------------------------- per-step calls (trainer)
+    def begin_step(self) -> None:
+        """Start an optimizer step (call before the first micro-batch's backward)."""
+        self._micro_sq.clear()
+        self._micro_totals.clear()
+        self._weight_sum = 0.0
+        self._bucket_small.clear()
+        self._bucket_big.clear()
+        self._n_seen = 0
+
+    def _hook(self, grad: torch.Tensor) -> None:
+        self._micro_sq.append(_sq_norm(grad))
+
+    def after_micro_backward(self, params: Iterable[torch.nn.Parameter], loss_weight: float | None = None) -> None:
+        """Call after each micro-batch's backward (single-device path; a cheap counter under DDP).
+
+        ``loss_weight``: the factor the micro-batch's mean loss was multiplied by before backward (default
+        1/n_micro, or 1 with ``loss_divided_by_n_micro=False``); pass it when it varies between micro-batches
+        (e.g. weighting by the count of unmasked tokens).
+        """
+        self._n_seen += 1
+        if self.ddp or not self.enabled:
+            return
+        for p in params:
+            if not p.requires_grad or id(p) in self._hooked:
+                continue
+            if self._n_seen != 1:
+                raise RuntimeError("NoiseScaleMeter: a new parameter appeared in the middle of a step; "
+                                   "pass the same parameters on every after_micro_backward call")
+            if p.grad is not None:  # first micro-batch of the step: .grad holds its gradient alone
+                self._micro_sq.append(_sq_norm(p.grad))
+            self._hooks.append(p.register_hook(self._hook))  # later micro-batches: before accumulation
+            self._hooked.add(id(p))
+        w = self._default_weight if loss_weight is None else float(loss_weight)
+        if not w > 0:
+            raise ValueError(f"NoiseScaleMeter: loss_weight must be positive, got {loss_weight!r}")
+        sq = torch.stack(self._micro_sq).sum() if self._micro_sq else torch.zeros(())
+        self._micro_totals.append(sq / w**2)  # |mean gradient of this micro-batch|^2
+        self._weight_sum += w
+        self._micro_sq.clear()
+
+    def end_step(self, params: Iterable[torch.nn.Parameter], *, report: bool = True) -> dict | None:
+        """Call after the last backward, before clipping. Returns the ``gns_*`` metrics (EMAs) or None.
+
+        With ``report=False`` the step's two norms are queued on the device (no host sync) and folded into
+        the EMAs at the next reporting call; a GPU trainer passes ``report=is_log_step``.
+        """
+        if not self.enabled:
+            return None
+        if self._n_seen != self.n_micro:
+            raise RuntimeError(f"NoiseScaleMeter: expected {self.n_micro} after_micro_backward calls this step, "
+                               f"got {self._n_seen} (call begin_step() before the first micro-batch)")
+        if self.ddp:
+            if not self._bucket_small or len(self._bucket_small) != len(self._bucket_big):
+                raise RuntimeError("NoiseScaleMeter: no gradient buckets seen this step; call "
+                                   "attach_ddp_hook(ddp_model, meter) once after wrapping the model in DDP")
+            pair = torch.stack([torch.stack(self._bucket_small).sum(), torch.stack(self._bucket_big).sum()])
+            torch.distributed.all_reduce(pair)  # gloo has no AVG: SUM then divide
+            pair = pair / (self.world_size * (self._default_weight * self.n_micro) ** 2)
+        else:
+            big = torch.stack([_sq_norm(p.grad) for p in params if p.grad is not None]).sum()
+            small = torch.stack(self._micro_totals).sum().to(big.device) / self.n_micro
+            pair = torch.stack([small, big / self._weight_sum**2])
+        self._pending.append(pair.detach() / self.grad_scale**2)
+        return self.metrics() if report else None
+
+    # ---------------------------------------------------------------- results and state
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        rows = torch.stack(self._pending).double().cpu().numpy()
+        self._pending.clear()
+        for sq_small, sq_big in rows:
+            g2, trace = noise_scale_estimates(sq_small, sq_big, self.b_small, self.b_big)
+            self.ema.update(g2, trace)
+            self.last = {"sq_norm_small": float(sq_small), "sq_norm_big": float(sq_big), "g2": g2, "trace": trace}
+            if sq_big == 0.0 and not self._warned_zero:
+                self._warned_zero = True
+                warnings.warn("noise scale: the gradient is exactly zero this step; B_simple is undefined "
+                              "(reported as None) until the gradient is non-zero", stacklevel=3)
+
+    def metrics(self) -> dict[str, float | None]:
+        """``gns_g2`` (|G|^2), ``gns_trace`` (tr(Sigma) per sequence), ``gns_b_simple_tokens``; None = unknown."""
+        self._flush()
+        if not self.enabled or self.ema.n_updates == 0:
+            return {"gns_g2": None, "gns_trace": None, "gns_b_simple_tokens": None}
+        g2, trace, b = self.ema.g2, self.ema.trace_sigma, self.ema.b_simple
+        ok = math.isfinite(b) and g2 > 0 and trace > 0  # early on the |G|^2 average can be <= 0: no estimate yet
+        return {"gns_g2": g2, "gns_trace": trace, "gns_b_simple_tokens": b * self.seq_len if ok else None}
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state for the checkpoint (the EMAs and the batch geometry they were measured at)."""
+        self._flush()
+        return {"ema": self.ema.state_dict(), "b_small": self.b_small, "b_big": self.b_big,
+                "seq_len": self.seq_len}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the EMAs (a resumed run continues the same averages; batch sizes may differ)."""
+        self.ema.load_state_dict(state["ema"])
+
+    def close(self) -> None:
+        """Remove the parameter hooks (the meter stops measuring)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        self._hooked.clear()
+
+
+# -------------------------------------------------------------------- DDP communication hook
+def attach_ddp_hook(ddp_model: torch.nn.parallel.DistributedDataParallel, meter: NoiseScaleMeter) -> None:
+    """Register the communication hook that feeds ``meter`` (call once, after wrapping the model in DDP).
+
+    Replaces DDP's default all-reduce with the same averaging all-reduce plus two squared norms per bucket:
+    the local (per-rank) gradient before it and the averaged gradient after it.
+    """
+    if not isinstance(ddp_model, torch.nn.parallel.DistributedDataParallel):
+        raise TypeError("attach_ddp_hook needs a torch.nn.parallel.DistributedDataParallel model")
+    if not meter.ddp:
+        raise ValueError(f"attach_ddp_hook: the meter was built with world_size={meter.world_size}; "
+                         "pass world_size=torch.distributed.get_world_size()")
+    ddp_model.register_comm_hook(meter, _gns_comm_hook)
+
+
+def _gns_comm_hook(meter, bucket):  # no annotations: DDP checks them and would see strings (__future__)
+    buf = bucket.buffer()
+    meter._bucket_small.append(_sq_norm(buf))
+    buf.div_(meter.world_size)
+    fut = torch.distributed.all_reduce(buf, async_op=True).get_future()
+
+    def _after(fut: torch.futures.Future) -> torch.Tensor:
+        reduced = fut.value()[0]
+        meter._bucket_big.append(_sq_norm(reduced))
+        return reduced
+
+    return fut.then(_after)

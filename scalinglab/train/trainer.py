@@ -1,0 +1,385 @@
+"""One training run: model + data + AdamW + schedule + metrics + atomic checkpoints; exact resume; DDP.
+
+``train(cfg, out_dir)`` trains the budget ``cfg.tokens`` in steps of ``cfg.batch_size`` sequences of n_ctx
+tokens, writing the run folder of docs/interfaces.md: ``config.json``, ``metrics.jsonl``, ``ckpt.pt``,
+``summary.json`` (present = finished, status ``done`` or ``diverged``). Launched under ``torchrun`` (WORLD_SIZE
+> 1) it uses DDP: every rank draws the same global batch and takes its own rows, so the curve is the
+single-process one. A run can be stopped at a step boundary with ``should_stop`` (it checkpoints and returns
+status ``stopped``) or killed at any time: re-running resumes from the last checkpoint exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from scalinglab.errors import ConfigError, InputError
+from scalinglab.model.counting import FLOP_CONVENTIONS, count_params, flops_per_token, kaplan_lr
+from scalinglab.model.gpt import GPT
+from scalinglab.train import checkpoint as ckio
+from scalinglab.train.config import OPERATIONAL_FIELDS, TrainConfig
+from scalinglab.train.hardware import mfu, peak_flops
+from scalinglab.train.schedule import lr_at
+
+METRIC_KEYS = ("step", "tokens", *(f"flops_{c}" for c in FLOP_CONVENTIONS), "train_loss", "val_loss", "val_bpb",
+               "lr", "grad_norm", "tokens_per_s", "mfu", "gns_g2", "gns_trace", "gns_b_simple_tokens")
+
+
+def _data_api():
+    """The data layer (``scalinglab.data``): ensure_dataset, open_dataset, Sampler, eval_batches."""
+    import scalinglab.data as data
+
+    return data
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+class _Dist:
+    """Process-group facts; ``owned`` when this call initialised the group (and so must destroy it)."""
+
+    def __init__(self) -> None:
+        self.owned = False
+        if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+            self.owned = True
+        self.on = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.rank = dist.get_rank() if self.on else 0
+        self.world = dist.get_world_size() if self.on else 1
+        self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank)) if self.on else 0
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.on:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def barrier(self) -> None:
+        if self.on:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owned:
+            dist.destroy_process_group()
+
+
+def _pick_device(cfg: TrainConfig, d: _Dist) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", d.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _set_threads() -> None:
+    n = os.environ.get("SCALINGLAB_THREADS")
+    if n:
+        try:
+            torch.set_num_threads(max(1, int(n)))
+        except ValueError:
+            raise ConfigError(f"SCALINGLAB_THREADS={n!r}: must be an integer") from None
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices (dim >= 2: linear weights and embeddings), none on gains and biases."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line from a kill: dropped
+            break
+    return rows
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+class _Meter:
+    """The noise-scale meter (scalinglab.train.noise_scale) or a no-op when switched off."""
+
+    def __init__(self, cfg: TrainConfig, b_micro: int, n_micro: int, world: int, ddp_model) -> None:
+        self.m = None
+        if not cfg.noise_scale:
+            return
+        from scalinglab.train.noise_scale import NoiseScaleMeter, attach_ddp_hook
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "not measurable" (1 micro-batch, 1 process): gns_* stay None
+            self.m = NoiseScaleMeter(b_micro=b_micro, n_micro=n_micro, world_size=world, seq_len=cfg.n_ctx)
+        if ddp_model is not None:
+            attach_ddp_hook(ddp_model, self.m)
+
+    def begin(self) -> None:
+        if self.m is not None:
+            self.m.begin_step()
+
+    def micro(self, params) -> None:
+        if self.m is not None:
+            self.m.after_micro_backward(params)
+
+    def end(self, params, report: bool) -> dict:
+        return (self.m.end_step(params, report=report) or {}) if self.m is not None else {}
+
+    def close(self) -> None:
+        if self.m is not None:
+            self.m.close()
+
+    def state_dict(self):
+        return self.m.state_dict() if self.m is not None else None
+
+    def load_state_dict(self, st) -> None:
+        if self.m is not None and st is not None:
+            self.m.load_state_dict(st)
+
+
+# ----------------------------------------------------------------------------------------------- train
+
+def train(cfg: TrainConfig | dict, out_dir: str | Path, *, resume: bool = True,
+          on_metrics: Callable[[dict], None] | None = None,
+          should_stop: Callable[[int], bool] | None = None) -> dict:
+    """Train one run into ``out_dir`` and return its summary (also ``summary.json``).
+
+    ``resume=True``: a finished folder returns its stored summary; a folder with ``ckpt.pt`` continues from it
+    (the config must match, operational fields aside). ``on_metrics(row)`` is called on rank 0 for every metrics
+    row. ``should_stop(step)`` is asked after each step: True checkpoints and returns status ``stopped``.
+    Losses are in nats per token, FLOPs cumulative under each convention of ``flops_per_token``.
+    """
+    if isinstance(cfg, dict):
+        cfg = TrainConfig.make(**cfg)
+    out = Path(out_dir)
+    summary_path, ckpt_path, metrics_path = out / "summary.json", out / ckpt_io_name(), out / "metrics.jsonl"
+    if resume and summary_path.is_file():
+        return json.loads(summary_path.read_text())
+    _set_threads()
+    d = _Dist()
+    try:
+        return _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path, metrics_path)
+    finally:
+        d.close()
+
+
+def ckpt_io_name() -> str:
+    return ckio.CKPT_NAME
+
+
+def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path, metrics_path) -> dict:
+    api = _data_api()
+    ds_path = Path(api.ensure_dataset(cfg.data))
+    ds = api.open_dataset(ds_path)
+    device = _pick_device(cfg, d)
+    mcfg = cfg.gpt_config(int(ds.vocab_size))
+    if cfg.vocab_size is not None and cfg.vocab_size < int(ds.vocab_size):
+        raise ConfigError(f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}")
+    T, B = cfg.n_ctx, cfg.batch_size
+    micro = cfg.micro_batch_size or B
+    if B % d.world or (B // d.world) % micro:
+        raise ConfigError(f"batch_size {B} must be a multiple of world_size {d.world} x micro_batch_size {micro}")
+    n_micro = B // d.world // micro
+    steps = max(1, cfg.tokens // (B * T))
+    warmup = max(1, round(0.01 * steps)) if cfg.warmup_tokens is None else cfg.warmup_tokens // (B * T)
+    log_every = cfg.log_every or max(1, steps // 200)
+    eval_every = cfg.eval_every or max(1, steps // 10)
+    ckpt_every = cfg.ckpt_every or max(1, steps // 10)
+    params_count, fpt = count_params(mcfg), flops_per_token(mcfg)
+    peak = float(cfg.lr) if cfg.lr is not None else kaplan_lr(params_count["kaplan"])
+    if not peak > 0:
+        raise ConfigError(f"Kaplan LR(N) = {peak:.3g} is not positive for N = {params_count['kaplan']}: set lr")
+    amp = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda")
+    bpt = ds.bytes_per_token("val") if hasattr(ds, "bytes_per_token") else None
+
+    meta = {"model": mcfg.to_dict(), "data": cfg.data, "dataset_path": str(ds_path),
+            "vocab_size": int(ds.vocab_size), "fingerprint": getattr(ds, "fingerprint", None),
+            "domain": getattr(ds, "domain", None), "bytes_per_token": bpt}
+
+    # ---- model, optimiser, state (fresh or resumed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        raw = GPT(mcfg)
+    raw.to(device)
+    opt = _optimizer(raw, cfg, device)
+    sampler = api.Sampler(ds, "train", B, T, cfg.seed)
+    step, wall_prev = 0, 0.0
+    last = {"train_loss": None, "val_loss": None, "val_bpb": None}
+    ck = None
+    if resume and ckpt_path.is_file():
+        ck = ckio.load_checkpoint(ckpt_path, map_location=device)
+        old = {k: v for k, v in ck["config"].items() if k not in OPERATIONAL_FIELDS}
+        new = {k: v for k, v in cfg.model_dump().items() if k not in OPERATIONAL_FIELDS}
+        if old != new:
+            diff = sorted(k for k in new if old.get(k) != new.get(k))
+            raise ConfigError(f"{out}: checkpoint was written with a different config (fields {diff}); "
+                              "use another folder or resume=False")
+        raw.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sampler.load_state_dict(ck["sampler"])
+        ckio.set_rng_state(ck["rng"])
+        step, wall_prev, last = ck["step"], ck["wall_s"], ck["last"]
+    if d.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if ck is None:
+            for p in (metrics_path, ckpt_path, summary_path):
+                p.unlink(missing_ok=True)
+        else:  # drop rows logged after the checkpoint (the resumed run logs them again)
+            rows = [r for r in _read_metrics(metrics_path) if r["step"] <= step]
+            ckio.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        ckio.atomic_write_json(out / "config.json", {"train": cfg.model_dump(), "meta": meta,
+                                                     "params": params_count, "flops_per_token": fpt,
+                                                     "steps": steps, "world_size": d.world})
+    d.barrier()
+
+    model = raw
+    if d.on:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None)
+    meter = _Meter(cfg, micro, n_micro, d.world, model if d.on else None)
+    if ck is not None:
+        meter.load_state_dict(ck.get("noise_scale"))
+    fwd = torch.compile(model) if cfg.compile else model
+    params = [p for p in raw.parameters()]
+    dev_peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+
+    def evaluate() -> tuple[float | None, float | None]:
+        if d.rank == 0:
+            raw.eval()
+            tot = torch.zeros(2, dtype=torch.float64)
+            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                for b in api.eval_batches(ds, "val", micro, T, cfg.eval_batches):
+                    x = torch.from_numpy(np.asarray(b.x)).to(device)
+                    y = torch.from_numpy(np.asarray(b.y)).to(device)
+                    m = None if b.mask is None else torch.from_numpy(np.asarray(b.mask)).to(device)
+                    _, loss = raw(x, y, m)
+                    n = float(x.numel() if m is None else m.sum())
+                    tot += torch.tensor([float(loss) * n, n], dtype=torch.float64)
+            raw.train()
+            val = (tot[0] / tot[1]).item() if tot[1] > 0 else float("nan")
+        else:
+            val = 0.0
+        t = d.all_sum(torch.tensor([val], dtype=torch.float64))  # broadcast from rank 0
+        val = _finite_or_none(t.item())
+        bpb = None if (val is None or not bpt) else val / math.log(2) / bpt
+        return val, bpb
+
+    def checkpoint(cur_step: int, wall: float) -> None:
+        if d.rank == 0:
+            ckio.save_checkpoint(ckpt_path, {
+                "model": raw.state_dict(), "optimizer": opt.state_dict(), "step": cur_step,
+                "tokens": cur_step * B * T, "wall_s": wall, "sampler": sampler.state_dict(),
+                "rng": ckio.rng_state(), "noise_scale": meter.state_dict(), "config": cfg.model_dump(),
+                "meta": meta, "last": last})
+        d.barrier()
+
+    def summary(status: str, wall: float, at_step: int) -> dict:
+        tokens = at_step * B * T
+        s = {"status": status, "params": params_count, "flops_per_token": fpt, "tokens": tokens,
+             "steps": at_step, "flops": {c: v * tokens for c, v in fpt.items() if c in FLOP_CONVENTIONS},
+             "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
+             "final_val_bpb": last["val_bpb"], "wall_s": wall, "batch_size_tokens": B * T,
+             "lr_peak": peak, "planned_steps": steps, "world_size": d.world}
+        return s
+
+    # ---- the loop
+    raw.train()
+    t_start = time.perf_counter()
+    t_log, tok_log, train_time = time.perf_counter(), 0, 0.0
+    status = "done"
+    while step < steps:
+        t0 = time.perf_counter()
+        lr = lr_at(step, peak=peak, total_steps=steps, warmup_steps=warmup, schedule=cfg.schedule,
+                   min_lr_ratio=cfg.min_lr_ratio, decay_frac=cfg.wsd_decay_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = sampler.next_batch()
+        rows = slice(d.rank * (B // d.world), (d.rank + 1) * (B // d.world))
+        gx, gy = np.asarray(batch.x), np.asarray(batch.y)
+        if gx.shape != (B, T):
+            raise InputError(f"data sampler returned a batch of shape {gx.shape}, expected {(B, T)}")
+        gm = None if batch.mask is None else np.asarray(batch.mask, dtype=np.float32)
+        n_global = float(B * T if gm is None else gm.sum())
+        x = torch.from_numpy(gx[rows]).to(device, non_blocking=True)
+        y = torch.from_numpy(gy[rows]).to(device, non_blocking=True)
+        msk = None if gm is None else torch.from_numpy(gm[rows]).to(device, non_blocking=True)
+        meter.begin()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for i in range(n_micro):
+            sl = slice(i * micro, (i + 1) * micro)
+            mm = None if msk is None else msk[sl]
+            n_m = float(micro * T if mm is None else mm.sum())
+            sync = contextlib.nullcontext() if (not d.on or i == n_micro - 1) else model.no_sync()
+            with sync:
+                with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+                    _, loss = fwd(x[sl], y[sl], mm)
+                # weight so that the summed (and DDP-averaged) gradient is that of the global-batch mean loss
+                (loss * (n_m * d.world / max(n_global, 1.0))).backward()
+            loss_sum += loss.detach().double() * n_m
+            meter.micro(params)
+        gns = meter.end(params, report=(step + 1) % log_every == 0 or step + 1 == steps)
+        train_loss = (d.all_sum(loss_sum) / max(n_global, 1.0)).item()
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        gnorm = float(gnorm)
+        if not (math.isfinite(train_loss) and math.isfinite(gnorm)):
+            status = "diverged"
+            opt.zero_grad(set_to_none=True)
+            break
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        if device.type == "cuda" and step % log_every == 0:
+            torch.cuda.synchronize(device)
+        train_time += time.perf_counter() - t0
+        tok_log += B * T
+        last["train_loss"] = train_loss
+        is_last = step == steps
+        evaluated = step % eval_every == 0 or is_last
+        if evaluated:
+            last["val_loss"], last["val_bpb"] = evaluate()
+        if step % log_every == 0 or is_last or evaluated:
+            tps = tok_log / train_time if train_time > 0 else 0.0
+            tokens = step * B * T
+            row = {"step": step, "tokens": tokens, **{f"flops_{c}": fpt[c] * tokens for c in FLOP_CONVENTIONS},
+                   "train_loss": train_loss, "val_loss": last["val_loss"] if evaluated else None,
+                   "val_bpb": last["val_bpb"] if evaluated else None, "lr": lr, "grad_norm": gnorm,
+                   "tokens_per_s": tps, "mfu": mfu(tps, fpt["palm"], dev_peak, d.world),
+                   "gns_g2": None, "gns_trace": None, "gns_b_simple_tokens": None}
+            row.update({k: _finite_or_none(v) for k, v in gns.items() if k.startswith("gns_")})
+            row["wall_s"] = wall_prev + time.perf_counter() - t_start
+            if d.rank == 0:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if on_metrics is not None:
+                    on_metrics(row)
+            tok_log, train_time = 0, 0.0
+        stop = should_stop is not None and should_stop(step)
+        if step % ckpt_every == 0 or is_last or stop:
+            checkpoint(step, wall_prev + time.perf_counter() - t_start)
+        if stop and not is_last:
+            meter.close()
+            return summary("stopped", wall_prev + time.perf_counter() - t_start, step)
+
+    meter.close()
+    wall = wall_prev + time.perf_counter() - t_start
+    s = summary(status, wall, step)
+    if status == "diverged":
+        s["diverged_at_step"] = step + 1
+    if d.rank == 0:
+        ckio.atomic_write_json(summary_path, s)
+    d.barrier()
+    return s

@@ -1,0 +1,78 @@
+"""Images as pixel tokens: digits 8x8 (17 levels), captions, user folders / .npy downsampled, bad shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scalinglab.data import open_dataset, prepare
+from scalinglab.errors import InputError
+
+
+def test_digits_are_the_sklearn_images_in_raster_order(digits):
+    from sklearn.datasets import load_digits
+
+    ref = load_digits().images.astype(np.int64)
+    assert digits.vocab_size == 18 and digits.record_len == 65
+    n = sum(digits.meta["splits"][s]["documents"] for s in ("train", "val", "test"))
+    assert n == 1797
+    rec = np.concatenate([np.asarray(digits.tokens(s)).reshape(-1, 65) for s in ("train", "val", "test")])
+    assert (rec[:, 0] == 17).all()
+    got = {r[1:].tobytes() for r in rec.astype(np.uint8)}
+    assert got == {r.reshape(-1).astype(np.uint8).tobytes() for r in ref}
+    img = digits.tokenizer.decode(rec[0])
+    assert img.shape == (8, 8) and any((img == r).all() for r in ref)
+
+
+def test_caption_and_blank_share_vocab_split_and_images(tmp_path):
+    cap = open_dataset(prepare("image:digits8-caption", tmp_path / "cap").path)
+    blank = open_dataset(prepare("image:digits8-blank", tmp_path / "blank").path)
+    assert cap.vocab_size == blank.vocab_size and cap.record_len == blank.record_len == 71
+    sp = cap.meta["special_tokens"]
+    for s in ("val", "test"):
+        a = np.asarray(cap.tokens(s)).reshape(-1, 71)
+        b = np.asarray(blank.tokens(s)).reshape(-1, 71)
+        assert (a[:, 7:] == b[:, 7:]).all()  # same images in the same order
+        assert (b[:, 1:6] == sp["pad"]).all() and (a[:, 1] != sp["pad"]).all()
+    chars = {v: k for k, v in sp["chars"].items()}
+    words = {"".join(chars.get(t, "") for t in r[1:6]) for r in np.asarray(cap.tokens("val")).reshape(-1, 71)}
+    assert words <= {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    tr = np.asarray(cap.tokens("train")).reshape(-1, 71)
+    blank_frac = (tr[:, 1] == sp["pad"]).mean()
+    assert 0.1 < blank_frac < 0.3
+    m = np.asarray(cap.mask("train")).reshape(-1, 71)
+    assert (m[:, :7] == 0).all() and (m[:, 7:] == 1).all()
+
+
+def test_user_npy_and_folder_are_downsampled(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(40, 32, 32), dtype=np.uint8)
+    np.save(tmp_path / "g.npy", grey)
+    ds = open_dataset(prepare(f"image:{tmp_path / 'g.npy'},size=16,levels=16", tmp_path / "g").path)
+    assert ds.record_len == 1 + 16 * 16 and ds.vocab_size == 17 and ds.tokens("train").max() <= 15
+    block = grey[:, ::2, ::2].astype(float)  # the box filter of a 2x downsample is the 2x2 mean
+    mean = grey.reshape(40, 16, 2, 16, 2).mean(axis=(2, 4))
+    assert block.shape == mean.shape
+    want = {(np.floor(np.round(m) * 16 / 256)).astype(np.uint8).tobytes() for m in mean}
+    got = {r[1:].astype(np.uint8).tobytes() for s in ("train", "val", "test")
+           for r in np.asarray(ds.tokens(s)).reshape(-1, 257)}
+    assert len(got & want) >= 36  # box-filter rounding may differ by one level on a few images
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    rgb = open_dataset(prepare(f"image:{folder}", tmp_path / "rgb").path)
+    assert rgb.record_len == 1 + 3 * 64 and rgb.vocab_size == 257 and rgb.dtype == np.uint16
+
+
+def test_wrong_shapes_are_refused(tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((5, 8, 8, 4), dtype=np.uint8))
+    with pytest.raises(InputError, match=r"shape \(n, H, W\) or \(n, H, W, 3\), got \(5, 8, 8, 4\)"):
+        prepare(f"image:{tmp_path / 'bad.npy'}", tmp_path / "o")
+    np.save(tmp_path / "flt.npy", np.full((5, 8, 8), 3.0))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        prepare(f"image:{tmp_path / 'flt.npy'}", tmp_path / "o")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,71 @@
+"""One interface, every back-end: the same tiny run trained in-process, in a process pool, through submitit's
+local executor and on a local Ray instance gives the same (deterministic) losses in the store."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from scalinglab.study.plan import parse_plan
+from scalinglab.study.runner import execute, register, vocab_size_of
+from scalinglab.study.store import Store
+
+pytest.importorskip("torch")
+
+
+def _plan(executor: dict, seeds=(0,)):
+    return parse_plan({
+        "name": "ex", "data": {"spec": "text:default", "n_ctx": 16},
+        "model": {"shapes": [{"n_layer": 1, "d_model": 16}], "head_dim": 16},
+        "tokens": {"absolute": [2048]}, "batch": {"size": 8}, "seeds": {"seeds": list(seeds)},
+        "train": {"eval_batches": 2, "log_every": 4, "noise_scale": False}, "executor": executor})
+
+
+def _study(tmp_path, executor: dict, seeds=(0,)) -> dict[int, float]:
+    from scalinglab.study.plan import make_runs
+
+    plan = _plan(executor, seeds)
+    vocab = vocab_size_of(plan.data.spec)
+    store = Store(tmp_path)
+    ids = register(store, tmp_path, plan, make_runs(plan, vocab), vocab)
+    lines: list[str] = []
+    outcome = execute(store, tmp_path, plan, ids, lines.append)
+    runs = store.runs_frame()
+    assert outcome == {"done": len(seeds), "diverged": 0, "failed": 0}, (lines, list(runs["error"]))
+    assert len(store.metrics_frame()) >= 4 * len(seeds)  # the metrics rows were ingested
+    return dict(zip(runs["seed"], runs["final_val_loss"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def inline(tmp_path_factory) -> dict[int, float]:
+    os.environ.setdefault("SCALINGLAB_THREADS", "1")
+    return _study(tmp_path_factory.mktemp("inline"), {"kind": "local", "workers": 0, "threads_per_run": 1})
+
+
+def test_process_pool_runs_in_parallel_and_matches_inline(tmp_path, inline):
+    got = _study(tmp_path, {"kind": "local", "workers": 2, "threads_per_run": 1}, seeds=(0, 1))
+    assert got[0] == pytest.approx(inline[0], rel=1e-6) and got[1] != got[0]
+
+
+def test_submitit_local_executor(tmp_path, inline):
+    pytest.importorskip("submitit")
+    got = _study(tmp_path, {"kind": "slurm", "slurm_local": True, "threads_per_run": 1})
+    assert got[0] == pytest.approx(inline[0], rel=1e-6)
+    assert list((tmp_path / "slurm").glob("*_log.out"))  # submitit wrote its job logs in the study folder
+
+
+@pytest.mark.slow
+def test_ray_local_instance(tmp_path, inline):
+    if importlib.util.find_spec("ray") is None:
+        reason = "ray is not installed (pip install ray); the ray executor test is skipped"
+        print(reason)
+        pytest.skip(reason)
+    import ray
+
+    try:
+        got = _study(tmp_path, {"kind": "ray", "threads_per_run": 1})
+    finally:
+        ray.shutdown()
+    assert got[0] == pytest.approx(inline[0], rel=1e-6)

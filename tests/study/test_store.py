@@ -1,0 +1,105 @@
+"""The study store: schema, idempotent inserts, resume semantics, two writers at once, export."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import pandas as pd
+import pytest
+
+from scalinglab.errors import InputError
+from scalinglab.study.store import Store
+
+
+def _cfg(i: int) -> dict:
+    return {"n_layer": 1, "d_model": 16 + i, "tokens": 1000 * (i + 1), "seed": 0, "batch_size": 4}
+
+
+def _counts(i: int) -> dict:
+    n = 12 * (16 + i) ** 2
+    return {"params": {"kaplan": n, "total": n + 256 * (16 + i)}, "flops_per_token": {"6n": 6.0 * n}}
+
+
+def _writer(path: str, tag: int, n: int) -> None:
+    s = Store(path)
+    for i in range(n):
+        s.add_runs([(f"r{tag}-{i}", _cfg(i), ["grid"], _counts(i))])
+        s.add_metrics(f"r{tag}-{i}", [{"step": k, "tokens": 10 * k, "train_loss": 5.0 - 0.01 * k} for k in range(5)])
+        s.add_eval(f"r{tag}-{i}", {"task": "t", "shots": 0, "value": 0.1 * i})
+    s.close()
+
+
+def test_runs_are_idempotent_and_roles_merge(tmp_path):
+    s = Store(tmp_path)
+    assert s.add_runs([("a", _cfg(0), ["grid"], _counts(0))]) == 1
+    assert s.add_runs([("a", _cfg(0), ["L(N)"], _counts(0))]) == 0
+    run = s.run("a")
+    assert run["roles"] == ["L(N)", "grid"] and run["status"] == "pending"
+    assert run["n_kaplan"] == 12 * 16**2 and run["flops_6n"] == pytest.approx(6 * 12 * 16**2 * 1000)
+    with pytest.raises(InputError, match="not in the store"):
+        s.run("nope")
+
+
+def test_metrics_reingest_replaces_not_duplicates(tmp_path):
+    s = Store(tmp_path)
+    s.add_runs([("a", _cfg(0), ["grid"], _counts(0))])
+    s.add_metrics("a", [{"step": k, "train_loss": 3.0, "gns_b_simple_tokens": 100.0} for k in range(10)])
+    s.add_metrics("a", [{"step": k, "train_loss": 2.0, "val_loss": 2.5, "custom": 7} for k in range(5, 15)])
+    m = s.metrics_frame("a")
+    assert list(m["step"]) == list(range(15))
+    assert (m.loc[m.step >= 5, "train_loss"] == 2.0).all() and (m.loc[m.step < 5, "train_loss"] == 3.0).all()
+    assert '"custom": 7' in m.loc[m.step == 5, "extra"].iloc[0]
+    assert list(s.noise_frame()["step"]) == list(range(5))  # replaced rows without gns drop their noise row
+
+
+def test_interrupted_running_run_goes_back_to_pending(tmp_path):
+    s = Store(tmp_path)
+    s.add_runs([("a", _cfg(0), ["grid"], _counts(0)), ("b", _cfg(1), ["grid"], _counts(1))])
+    p = mp.get_context("fork").Process(target=lambda: None)
+    p.start()
+    p.join()  # a pid that no longer exists
+    s.mark_running("a", pid=p.pid)
+    s.mark_running("b")  # this process: alive
+    assert s.counts()["running"] == 1 and s.counts()["pending"] == 1
+    assert s.reset_interrupted() == ["a"]
+    assert s.run("a")["status"] == "pending" and s.run("a")["attempts"] == 1
+    s.finish_run("b", "done", {"final_val_loss": 2.5, "steps": 10})
+    assert s.run("b")["final_val_loss"] == 2.5 and s.counts()["done"] == 1
+
+
+def test_two_processes_write_at_once_and_lose_nothing(tmp_path):
+    Store(tmp_path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), t, 30)) for t in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    s = Store(tmp_path)
+    assert len(s.runs_frame()) == 60
+    assert len(s.metrics_frame()) == 300
+    assert len(s.evals_frame()) == 60
+    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_fits_evals_and_export(tmp_path):
+    s = Store(tmp_path / "study")
+    s.add_runs([("a", _cfg(0), ["grid"], _counts(0))])
+    s.put_fit("L(N)", "h1", {"params": {"a": 1.0}, "converged": True}, {"rel_error": 0.01, "covered": True})
+    s.put_fit("L(N)", "h2", {"params": {"a": 2.0}, "converged": True}, None)
+    assert [f["result"]["params"]["a"] for f in s.fits()] == [2.0] and s.fit_hash("L(N)") == "h2"
+    rid = s.add_eval("a", {"task": "arith", "shots": 1, "metric": "acc", "value": 0.5, "n": 10, "bits": 3})
+    ev = s.evals_frame()
+    assert rid == 1 and ev.loc[0, "bits"] == 3 and ev.loc[0, "task"] == "arith"
+    with pytest.raises(InputError):
+        s.add_eval("a", ["not", "a", "dict"])  # type: ignore[arg-type]
+    for fmt in ("csv", "parquet"):
+        paths = s.export(tmp_path / fmt, fmt)
+        assert {p.name for p in paths} == {f"{t}.{fmt}" for t in ("runs", "metrics", "noise_scale", "fits", "evals")}
+        runs = pd.read_csv(paths[0]) if fmt == "csv" else pd.read_parquet(paths[0])
+        assert list(runs["run_id"]) == ["a"]
+    assert not [p for p in os.listdir(tmp_path / "csv") if p.endswith(".tmp")]
+    with pytest.raises(InputError, match="allowed"):
+        s.export(tmp_path / "x", "xlsx")
