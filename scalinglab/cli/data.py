@@ -8,7 +8,8 @@ import typer
 
 from scalinglab.cli._app import app, print_json
 
-data_app = typer.Typer(help="Prepare and inspect token datasets (text, 8x8 images, math).", no_args_is_help=True)
+data_app = typer.Typer(help="Prepare and inspect token datasets (text, 8x8 images, math).",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 

@@ -1,5 +1,42 @@
-"""CLI commands for report. Registered on the shared app; heavy imports stay inside the commands."""
+"""CLI commands for report: ``scalinglab report DIR`` and ``scalinglab plot FIT.json``.
+
+matplotlib and pandas are imported inside the commands, so ``scalinglab --help`` stays fast.
+"""
 
 from __future__ import annotations
 
-from scalinglab.cli._app import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from scalinglab.cli._app import app
+
+
+@app.command("report")
+def report_cmd(
+    study_dir: Path = typer.Argument(..., help="The study folder (holds scalinglab.db)."),
+    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write every figure as PDF."),
+    params: str = typer.Option(None, "--params", help="Parameter count for N: 'kaplan' (non-embedding, the "
+                               "default where the store has it) or 'total'."),
+) -> None:
+    """Draw the study's figures and write DIR/report/index.html (self-contained) and DIR/report/figures/."""
+    from scalinglab.report.build import render_report
+    from scalinglab.report.data import load_study
+
+    data = load_study(study_dir, param_count=params)
+    res = render_report(data, Path(study_dir) / "report", pdf=pdf)
+    typer.echo(f"wrote {res.path} ({len(res.figures)} figures, {res.timings['total']:.1f} s)")
+    for name, why in res.skipped.items():
+        typer.echo(f"  skipped {name}: {why}")
+
+
+@app.command("plot")
+def plot_cmd(
+    fit_json: Path = typer.Argument(..., help="A fit written by `scalinglab fit --json` (a FitResult dict)."),
+    out: Path = typer.Option(None, "--out", help="Output image (.png, .pdf or .svg); default FIT.png."),
+) -> None:
+    """Draw a standalone fit: its data points (when stored), the fitted law and its interval band."""
+    from scalinglab.report.plot_fit import plot_fit
+
+    path = plot_fit(fit_json, out)
+    typer.echo(f"wrote {path}")

@@ -11,8 +11,10 @@ import typer
 
 from scalinglab.cli._app import app, print_json
 
-study_app = typer.Typer(help="Studies: one command from a plan to fitted laws; resumable; local or on a cluster.",
-                        no_args_is_help=True)
+study_app = typer.Typer(
+    help="Studies: one command from a plan to fitted laws; resumable; local or on a cluster.",
+    no_args_is_help=True,
+)
 app.add_typer(study_app, name="study")
 
 
@@ -21,10 +23,13 @@ def _err(msg: str) -> None:
 
 
 @study_app.command("run")
-def run(plan: Path = typer.Argument(..., help="the study plan (study.toml)"),
-        out: Path | None = typer.Option(None, "--out", "-o", help="study folder (default: plan's `out`, "
-                                        "else ./runs/<name>)"),
-        no_report: bool = typer.Option(False, "--no-report", help="skip the HTML report")) -> None:
+def run(
+    plan: Path = typer.Argument(..., help="the study plan (study.toml)"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="study folder (default: plan's `out`, else ./runs/<name>)"
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="skip the HTML report"),
+) -> None:
     """Plan the ladder, train every run, fit the laws, write the report. Re-run the same command to resume."""
     from scalinglab.study.runner import run_study
 
@@ -42,8 +47,10 @@ def _study_dir(path: Path) -> Path:
 
 
 @study_app.command("status")
-def status(study_dir: Path = typer.Argument(..., help="the study folder (or its plan)"),
-           as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def status(
+    study_dir: Path = typer.Argument(..., help="the study folder (or its plan)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
     """Runs done, running, failed, diverged, pending; the phase and an ETA."""
     from scalinglab.study.runner import study_status
 
@@ -53,14 +60,18 @@ def status(study_dir: Path = typer.Argument(..., help="the study folder (or its 
         return
     r = st["runs"]
     eta = "" if st["eta_s"] is None else f", ETA {st['eta_s']:.0f} s"
-    typer.echo(f"{st['study_dir']}: {st['total']} runs: {r['done']} done, {r['running']} running, "
-               f"{r['pending']} pending, {r['failed']} failed, {r['diverged']} diverged; "
-               f"phase {st['phase'] or '-'}{eta}; fits: {', '.join(st['fits']) or '-'}")
+    typer.echo(
+        f"{st['study_dir']}: {st['total']} runs: {r['done']} done, {r['running']} running, "
+        f"{r['pending']} pending, {r['failed']} failed, {r['diverged']} diverged; "
+        f"phase {st['phase'] or '-'}{eta}; fits: {', '.join(st['fits']) or '-'}"
+    )
 
 
 @study_app.command("fit")
-def fit(study_dir: Path = typer.Argument(..., help="the study folder (or its plan)"),
-        as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def fit(
+    study_dir: Path = typer.Argument(..., help="the study folder (or its plan)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
     """Fit (or re-read) the laws the plan asks for, on the finished runs."""
     from scalinglab.errors import ConfigError
     from scalinglab.study import fitting
@@ -82,9 +93,11 @@ def fit(study_dir: Path = typer.Argument(..., help="the study folder (or its pla
 
 
 @study_app.command("export")
-def export(study_dir: Path = typer.Argument(..., help="the study folder"),
-           out: Path = typer.Argument(..., help="folder to write the tables into"),
-           fmt: str = typer.Option("parquet", "--format", help="parquet or csv")) -> None:
+def export(
+    study_dir: Path = typer.Argument(..., help="the study folder"),
+    out: Path = typer.Argument(..., help="folder to write the tables into"),
+    fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
+) -> None:
     """Write the store's tables (runs, metrics, noise_scale, fits, evals) as parquet or csv files."""
     from scalinglab.errors import ConfigError
     from scalinglab.study.store import Store

@@ -32,6 +32,7 @@ def train_cmd(
     bias: bool = typer.Option(False, "--bias"),
     sparse_window: int = typer.Option(None, "--sparse-window", help="Alternate dense and banded:W attention."),
     eval_every: int = typer.Option(0, "--eval-every", help="Steps (0 = ~10 evaluations)."),
+    eval_batches: int = typer.Option(8, "--eval-batches", help="Validation batches per evaluation."),
     log_every: int = typer.Option(0, "--log-every", help="Steps (0 = ~200 rows)."),
     ckpt_every: int = typer.Option(0, "--ckpt-every", help="Steps (0 = ~10 checkpoints)."),
     noise_scale: bool = typer.Option(True, "--noise-scale/--no-noise-scale"),
@@ -53,7 +54,7 @@ def train_cmd(
         sparse_window=sparse_window, data=data, tokens=int(tokens), batch_size=batch_size,
         micro_batch_size=micro_batch_size, lr=lr, schedule=schedule,
         warmup_tokens=None if warmup_tokens is None else int(warmup_tokens), weight_decay=weight_decay,
-        grad_clip=grad_clip, seed=seed, eval_every=eval_every, log_every=log_every, ckpt_every=ckpt_every,
+        grad_clip=grad_clip, seed=seed, eval_every=eval_every, eval_batches=eval_batches, log_every=log_every, ckpt_every=ckpt_every,
         noise_scale=noise_scale, device=device, dtype=dtype, compile=compile_)
     if not resume and ((out / "ckpt.pt").exists() or (out / "summary.json").exists()):
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")

@@ -44,10 +44,11 @@ class Built:
     record_len: int | None = None
     align: str = "none"  # "record": the sampler starts sequences at record starts
     save_tokenizer: Callable[[Path], None] | None = None
+    content_sha: str | None = None  # identity of the split documents; None = hash the written shards
     extra: dict = field(default_factory=dict)
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def _fsync_write(path: Path, data) -> None:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
@@ -56,8 +57,8 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str | None = None,
                   replace: bool = False) -> dict:
-    """Write ``built`` to the folder ``out`` atomically; returns the meta dict. Refuses to overwrite an existing
-    folder unless ``replace`` (then the old one is swapped out only once the new one is complete)."""
+    """Write ``built`` to the folder ``out`` atomically; returns the meta dict. Refuses to overwrite an
+    existing folder unless ``replace`` (then the old one is swapped out only once the new one is complete)."""
     out = Path(out)
     if out.exists() and not replace:
         raise ConfigError(f"{out} already exists; choose another --out or pass --force")
@@ -67,7 +68,8 @@ def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str 
             raise InputError(f"the {name} split is empty")
         hi = int(s.tokens.max())
         if hi >= built.vocab_size:
-            raise InputError(f"token id {hi} in the {name} split is outside the vocabulary ({built.vocab_size})")
+            raise InputError(f"token id {hi} in the {name} split is outside the vocabulary "
+                             f"({built.vocab_size})")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -75,19 +77,23 @@ def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str 
         content = hashlib.sha256()
         splits_meta = {}
         for name, s in built.splits.items():
-            tok = np.ascontiguousarray(s.tokens, dtype=dt).tobytes()
-            content.update(name.encode() + tok)
+            tok = memoryview(np.ascontiguousarray(s.tokens, dtype=dt)).cast("B")  # no copy when already dt
+            if built.content_sha is None:
+                content.update(name.encode())
+                content.update(tok)
             _fsync_write(tmp / f"{name}.bin", tok)
             np.save(tmp / f"{name}.docs.npy", np.asarray(s.starts, dtype=np.int64))
             if s.mask is not None:
-                m = np.ascontiguousarray(s.mask, dtype=np.uint8).tobytes()
-                content.update(b"mask" + m)
+                m = memoryview(np.ascontiguousarray(s.mask, dtype=np.uint8)).cast("B")
+                if built.content_sha is None:
+                    content.update(b"mask")
+                    content.update(m)
                 _fsync_write(tmp / f"{name}.mask.bin", m)
             splits_meta[name] = {"tokens": int(len(s.tokens)), "documents": int(len(s.starts)),
                                  "bytes": s.n_bytes, "mask": s.mask is not None}
         if built.save_tokenizer is not None:
             built.save_tokenizer(tmp / "tokenizer.json")
-        content_sha = content.hexdigest()
+        content_sha = built.content_sha or content.hexdigest()
         fp = hashlib.sha256(json.dumps([FORMAT, content_sha, built.tokenizer, built.split_rule],
                                        sort_keys=True).encode()).hexdigest()[:16]
         meta = {

@@ -85,7 +85,7 @@ class Dataset:
         sep = self.meta.get("doc_separator", "")
         bounds = list(starts) + [len(tok)]
         out = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             t = self.tokenizer.decode(np.asarray(tok[a:b]))
             out.append(t[: -len(sep)] if sep and t.endswith(sep) else t)
         return out

@@ -50,10 +50,22 @@ class PixelTokenizer:
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    """scikit-learn's bundled digits (1797, 8, 8), levels 0..16, and labels; read from its CSV directly
+    (importing sklearn.datasets costs seconds)."""
+    import gzip
+    import importlib.util
 
-    d = load_digits()
-    return d.images.astype(np.int64), d.target.astype(np.int64)  # (1797, 8, 8) levels 0..16
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("image:digits8 needs scikit-learn (pip install scikit-learn)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.images.astype(np.int64), d.target.astype(np.int64)
+    a = np.loadtxt(gzip.open(path), delimiter=",", dtype=np.int64)
+    return a[:, :64].reshape(-1, 8, 8), a[:, 64]
 
 
 def _to_uint8(a: np.ndarray, where: str) -> np.ndarray:

@@ -9,10 +9,10 @@ Families (``math:NAME``):
   linear     "3*x+7=22;x=" -> "5": x of up to d digits, coefficient up to ceil(d/2) digits
   mixed      all of the above
   qa         GPT-3 style text, "Q: What is 48 plus 76?\\nA: 124\\n" (d = digits, plus/minus/times)
-Splits: a train pool with difficulty drawn uniformly from ``difficulty=LO-HI`` is cut train/val/test by problem
-hash (so a problem never appears in two splits; ``test`` is the interpolation set), and one extra split
-``test_d{k}`` per level k = LO .. HI + extrapolate of up to ``n_test`` distinct problems that are not in the
-train split (levels above HI are the extrapolation sets; easy levels hold fewer problems: few exist).
+Splits: a train pool with difficulty drawn uniformly from ``difficulty=LO-HI`` is cut train/val/test by
+problem hash (so a problem never appears in two splits; ``test`` is the interpolation set), and one extra
+split ``test_d{k}`` per level k = LO .. HI + extrapolate of up to ``n_test`` distinct problems that are not
+in the train split (levels above HI are the extrapolation sets; easy levels hold fewer problems: few exist).
 """
 
 from __future__ import annotations
@@ -141,10 +141,10 @@ def build_math(spec):
     where = assign_splits([(q + a).encode() for q, a in pool], val_frac, test_frac)
     splits = {}
     for s in SPLITS:
-        tok, starts, mask = _records([p for p, w in zip(pool, where) if w == s])
+        tok, starts, mask = _records([p for p, w in zip(pool, where, strict=True) if w == s])
         splits[s] = SplitData(tok, starts, mask=mask, n_bytes=len(tok))
     levels = {}
-    train = {p for p, w in zip(pool, where) if w == "train"}
+    train = {p for p, w in zip(pool, where, strict=True) if w == "train"}
     for k in range(lo, hi + extra + 1):  # per-difficulty held-out sets: no problem of the train split
         rng_k, found = random.Random(f"{family}-{spec.opt('seed')}-test-{k}"), {}
         for _ in range(20 * n_test):

@@ -35,11 +35,12 @@ class DatasetInfo:
         return cls(path=str(path), spec=meta["spec"], domain=meta["domain"], vocab_size=meta["vocab_size"],
                    fingerprint=meta["fingerprint"], tokens={k: sp[k]["tokens"] for k in main},
                    extra_splits={k: v["tokens"] for k, v in sp.items() if k not in main},
-                   bytes_per_token={k: (v["bytes"] / v["tokens"] if v["bytes"] else None) for k, v in sp.items()},
+                   bytes_per_token={k: (v["bytes"] / v["tokens"] if v["bytes"] else None)
+                                    for k, v in sp.items()},
                    record_len=meta["record_len"], tokenizer=meta["tokenizer"]["kind"])
 
     def to_json(self) -> dict:
-        """The pinned ``scalinglab data info --json`` object (tokens, vocab_size, fingerprint) plus details."""
+        """The pinned ``data info --json`` object (tokens, vocab_size, fingerprint) plus details."""
         d = asdict(self)
         return {"tokens": d.pop("tokens"), "vocab_size": d.pop("vocab_size"),
                 "fingerprint": d.pop("fingerprint"), **d}

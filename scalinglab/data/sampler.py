@@ -66,7 +66,8 @@ class Sampler:
             starts = self.ds.doc_starts(split)
             self.starts = starts[starts + self.seq_len + 1 <= n]
             if len(self.starts) == 0:
-                raise InputError(f"no record of the {split} split has seq_len+1={self.seq_len + 1} tokens after it")
+                raise InputError(f"no record of the {split} split has seq_len+1={self.seq_len + 1} tokens "
+                                 "after it")
         elif self.align != "none":
             raise ConfigError(f"align={align!r}: use 'none' or 'record'")
         self.n = n

@@ -7,11 +7,13 @@ least ``doc_bytes`` bytes (a paragraph ends at a blank line; an over-long paragr
 
 from __future__ import annotations
 
+import bisect
 import glob
 import gzip
 import hashlib
 import json
-import re
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,47 +25,39 @@ DOC_SEP = b"\n\x0c\n"  # joins documents in the bundled corpus and in every text
 DOC_BYTES = 4096  # target document size when a file has no form feeds
 
 
-def _cut_long(par: bytes, size: int) -> list[bytes]:
-    """Cut an over-long paragraph at line ends (or, for one huge line, at UTF-8 character boundaries)."""
-    out, cur = [], b""
-    for line in par.split(b"\n"):
-        while len(line) > 4 * size:
-            cut = 2 * size
-            while cut > 0 and (line[cut] & 0xC0) == 0x80:  # never split a UTF-8 character
-                cut -= 1
-            cut = cut or 2 * size
-            if cur:
-                out.append(cur)
-                cur = b""
-            out.append(line[:cut])
-            line = line[cut:]
-        cur = cur + b"\n" + line if cur else line
-        if len(cur) >= size:
-            out.append(cur)
-            cur = b""
-    if cur:
-        out.append(cur)
-    return out
-
-
 def split_documents(data: bytes, doc_bytes: int = DOC_BYTES) -> list[bytes]:
-    """Documents of one file's bytes (empty / whitespace-only documents dropped)."""
+    """Documents of one file's bytes (whitespace-only documents dropped). Form feeds: cut there, exactly
+    (``DOC_SEP.join(split_documents(x)) == x`` for the bundled corpus). Otherwise cut at the first blank line
+    at least ``doc_bytes`` after the last cut; failing one within 4x that, at a line end; failing that (one
+    huge line), at a UTF-8 character boundary. Documents are stripped of surrounding whitespace."""
     if b"\x0c" in data:
-        return [d for d in re.split(rb"\n?\x0c\n?", data) if d.strip()]
-    docs, cur = [], []
-    size = 0
-    for par in re.split(rb"\r?\n[ \t\r]*\n\s*", data.strip()):
-        if not par.strip():
-            continue
-        pieces = _cut_long(par, doc_bytes) if len(par) > 4 * doc_bytes else [par]
-        for piece in pieces:
-            cur.append(piece)
-            size += len(piece) + 2
-            if size >= doc_bytes:
-                docs.append(b"\n\n".join(cur))
-                cur, size = [], 0
-    if cur:
-        docs.append(b"\n\n".join(cur))
+        parts = data.split(b"\x0c")
+        parts = [p[1:] if p[:1] == b"\n" else p for p in parts]
+        parts = [p[:-1] if p[-1:] == b"\n" else p for p in parts]
+        return [p for p in parts if p.strip()]
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    nl = np.frombuffer(data, dtype=np.uint8) == 10
+    blank = (np.flatnonzero(nl[:-1] & nl[1:]) + 2).tolist()  # offsets just after a blank line
+    docs, start, n = [], 0, len(data)
+    while start < n:
+        target, limit = start + doc_bytes, start + 4 * doc_bytes
+        if target >= n:
+            end = n
+        else:
+            i = bisect.bisect_left(blank, target)
+            if i < len(blank) and blank[i] <= limit:
+                end = blank[i]
+            elif (j := data.find(b"\n", target, limit)) >= 0:
+                end = j + 1
+            else:
+                end = min(start + 2 * doc_bytes, n)
+                while start + 1 < end < n and (data[end] & 0xC0) == 0x80:  # never split a UTF-8 character
+                    end -= 1
+        doc = data[start:end].strip()
+        if doc:
+            docs.append(doc)
+        start = end
     return docs
 
 
@@ -75,6 +69,10 @@ def default_corpus() -> tuple[bytes, dict]:
         raise InputError(f"{CORPORA / manifest['file']} does not match its recorded sha256; rebuild it with "
                          "scripts/build_corpus.py")
     return text, manifest
+
+
+def _threads() -> int:
+    return int(os.environ.get("SCALINGLAB_THREADS") or os.cpu_count() or 1)
 
 
 def resolve_files(source: str) -> list[Path]:
@@ -102,17 +100,27 @@ def source_stamp(source: str) -> list:
     return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in resolve_files(source)]
 
 
-def load_documents(source: str, doc_bytes: int = DOC_BYTES) -> tuple[list[bytes], list[str]]:
-    """(documents, the file each came from) for 'default' or a user file / folder / glob."""
+def load_documents(source: str, doc_bytes: int = DOC_BYTES,
+                   utf8: bool = False) -> tuple[list[bytes], list[str]]:
+    """(documents, the file each came from) for 'default' or a user file / folder / glob; ``utf8`` refuses a
+    file that is not valid UTF-8 (naming the file and the byte offset)."""
     if source == "default":
         text, manifest = default_corpus()
         docs = split_documents(text, doc_bytes)
         return docs, ["default"] * len(docs)
-    docs, origin = [], []
-    for f in resolve_files(source):
-        d = split_documents(f.read_bytes(), doc_bytes)
-        docs += d
-        origin += [str(f)] * len(d)
+    def read(f: Path) -> list[bytes]:
+        data = f.read_bytes()
+        if utf8:
+            from scalinglab.data.tokenizer import decode_utf8
+
+            decode_utf8(data, str(f))
+        return split_documents(data, doc_bytes)
+
+    files = resolve_files(source)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(files), _threads()))) as pool:
+        per_file = list(pool.map(read, files))  # numpy and file reads release the GIL: 2 cores help
+    docs = [d for ds in per_file for d in ds]
+    origin = [str(f) for f, ds in zip(files, per_file, strict=True) for _ in ds]
     if not docs:
         raise InputError(f"the text source {source!r} is empty (no non-blank text in its files)")
     return docs, origin
@@ -121,18 +129,19 @@ def load_documents(source: str, doc_bytes: int = DOC_BYTES) -> tuple[list[bytes]
 def build_text(spec):
     """Tokenise a text source into train/val/test streams (documents joined by ``DOC_SEP``)."""
     from scalinglab.data.build import Built, SplitData
-    from scalinglab.data.splits import SPLITS, assign_splits
+    from scalinglab.data.splits import SPLITS, assign_splits, content_digest, doc_digests
     from scalinglab.data.tokenizer import BPETokenizer, ByteTokenizer, decode_utf8
 
-    docs, origin = load_documents(spec.source, spec.opt("doc_bytes"))
+    docs, origin = load_documents(spec.source, spec.opt("doc_bytes"), utf8=spec.opt("tokenizer") == "bpe")
     if spec.opt("qa") > 0:
         from scalinglab.data.mathgen import qa_documents
 
         n_bytes = sum(map(len, docs))
         qa_docs = qa_documents(int(n_bytes * spec.opt("qa") / (1 - spec.opt("qa"))), seed=spec.opt("seed"))
         docs, origin = docs + qa_docs, origin + ["qa"] * len(qa_docs)
-    where = assign_splits(docs, spec.opt("val_frac"), spec.opt("test_frac"))
-    by_split = {s: [d for d, w in zip(docs, where) if w == s] for s in SPLITS}
+    digests = doc_digests(docs)
+    where = assign_splits(docs, spec.opt("val_frac"), spec.opt("test_frac"), digests)
+    by_split = {s: [d for d, w in zip(docs, where, strict=True) if w == s] for s in SPLITS}
     kind = spec.opt("tokenizer")
     splits = {}
     if kind == "bytes":
@@ -144,7 +153,7 @@ def build_text(spec):
             splits[s] = SplitData(np.frombuffer(data, dtype=np.uint8), starts, n_bytes=len(data))
     elif kind == "bpe":
         texts = {s: [] for s in SPLITS}
-        for d, o, w in zip(docs, origin, where):
+        for d, o, w in zip(docs, origin, where, strict=True):
             texts[w].append(decode_utf8(d, o))
         tok = BPETokenizer.train(texts["train"], spec.opt("vocab_size"))
         save = tok.save
@@ -164,4 +173,5 @@ def build_text(spec):
                  split_rule={"rule": "sha256(document)[:8] / 2**64: < test_frac test, < +val_frac val",
                              "val_frac": spec.opt("val_frac"), "test_frac": spec.opt("test_frac"),
                              "doc_bytes": spec.opt("doc_bytes"), "qa": spec.opt("qa")},
-                 save_tokenizer=save, extra={"doc_separator": DOC_SEP.decode()})
+                 save_tokenizer=save, content_sha=content_digest(digests, where),
+                 extra={"doc_separator": DOC_SEP.decode()})

@@ -89,8 +89,8 @@ def decode_utf8(data: bytes, origin: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"{origin}: byte {data[e.start]:#04x} at offset {e.start} of a document is not valid "
-                         "UTF-8; the BPE tokenizer needs UTF-8 text (tokenizer=bytes accepts any bytes)") from None
+        raise InputError(f"{origin}: byte {data[e.start]:#04x} at offset {e.start} is not valid UTF-8; the "
+                         "BPE tokenizer needs UTF-8 text (tokenizer=bytes accepts any bytes)") from None
 
 
 def dtype_for_vocab(vocab_size: int, dtype: str | None = None) -> np.dtype:

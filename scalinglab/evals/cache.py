@@ -60,8 +60,9 @@ class CachingLM:
             fresh = compute([requests[i] for i in todo])
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                                     [(keys[i], json.dumps(encode(v))) for i, v in zip(todo, fresh)])
-            for i, v in zip(todo, fresh):
+                                     [(keys[i], json.dumps(encode(v)))
+                                      for i, v in zip(todo, fresh, strict=True)])
+            for i, v in zip(todo, fresh, strict=True):
                 found[keys[i]] = v
         return [found[k] for k in keys]
 

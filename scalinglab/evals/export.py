@@ -28,9 +28,11 @@ def to_hf(gpt: Any, eos_id: int = 10):
         raise InputError("HF export: banded (sparse) attention layers have no GPT-2 equivalent; "
                          "only all-dense models can be exported")
     if cfg.d_attn != cfg.d_model:
-        raise InputError(f"HF export: d_head * n_head = {cfg.d_attn} != d_model = {cfg.d_model}; GPT-2 needs equal")
+        raise InputError(f"HF export: d_head * n_head = {cfg.d_attn} != d_model = {cfg.d_model}; "
+                         "GPT-2 needs them equal")
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.n_ctx, n_embd=cfg.d_model,
-                        n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=cfg.ff, activation_function="gelu_new",
+                        n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=cfg.ff,
+                        activation_function="gelu_new",
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
                         tie_word_embeddings=bool(cfg.tied), bos_token_id=eos_id, eos_token_id=eos_id)
     hf = GPT2LMHeadModel(hf_cfg).eval()
@@ -63,7 +65,7 @@ def to_hf(gpt: Any, eos_id: int = 10):
 
 
 def hf_tokenizer(tokenizer: Any):
-    """A ``PreTrainedTokenizerFast`` with the same ids as our byte or BPE tokenizer; eos = the newline token."""
+    """A ``PreTrainedTokenizerFast`` with the same ids as our byte or BPE tokenizer; eos = newline token."""
     from transformers import PreTrainedTokenizerFast
 
     from scalinglab.evals.hf import bytes_to_unicode

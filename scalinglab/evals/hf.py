@@ -27,7 +27,7 @@ def bytes_to_unicode() -> dict[int, str]:
             keep.append(b)
             chars.append(256 + n)
             n += 1
-    return {b: chr(c) for b, c in zip(keep, chars)}
+    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
 
 
 def byte_tokenizer(eot_id: int = 256):
@@ -43,12 +43,13 @@ def byte_tokenizer(eot_id: int = 256):
     tok.add_special_tokens([EOT])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOT, bos_token=EOT, unk_token=EOT)
     if fast.convert_tokens_to_ids(EOT) != eot_id:
-        raise InputError(f"byte tokenizer: end-of-text got id {fast.convert_tokens_to_ids(EOT)}, want {eot_id}")
+        got = fast.convert_tokens_to_ids(EOT)
+        raise InputError(f"byte tokenizer: end-of-text got id {got}, want {eot_id}")
     return fast
 
 
 def weights_hash(module: Any) -> str:
-    """sha256 (first 16 hex digits) of a torch module's parameters and buffers: names, dtypes, shapes, bytes."""
+    """sha256 (first 16 hex digits) of a module's parameters and buffers (names, dtypes, shapes, bytes)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -96,6 +97,9 @@ class HFLM(TokenLM):
         path = Path(path)
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: not a Hugging Face model directory (no config.json)")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         return cls(model, tokenizer, name=str(path.resolve()), **kw)

@@ -28,7 +28,7 @@ GenRequest = tuple[str, Sequence[str], int]
 
 
 class LogLik(tuple):
-    """``(logprob, is_greedy)`` as the harness returns it, plus ``n_tokens`` (continuation length in tokens)."""
+    """``(logprob, is_greedy)`` as the harness returns it, plus ``n_tokens`` (continuation tokens)."""
 
     def __new__(cls, logprob: float, is_greedy: bool, n_tokens: int = 0) -> LogLik:
         self = super().__new__(cls, (float(logprob), bool(is_greedy)))
@@ -70,7 +70,7 @@ def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
 
 def rolling_windows(tokens: list[int], eot: int, max_length: int) -> list[tuple[list[int], list[int]]]:
     """Split ``tokens`` into ``(context, target)`` pairs that predict every token once, each fitting
-    ``max_length``. The first window is conditioned on ``eot``; later ones overlap the previous by one token."""
+    ``max_length``. The first window is conditioned on ``eot``; later ones overlap the last by one token."""
     full = [eot] + list(tokens)
     out = []
     start = 0
@@ -107,8 +107,9 @@ class TokenLM:
         raise NotImplementedError
 
     def _forward_cached(self, ids: Any, mask: Any, pos: Any, cache: Any) -> tuple[Any, Any]:
-        """One step of cached decoding: ``ids [B, T]`` new tokens, ``mask [B, S]`` (1 = real token) over all
-        tokens so far (cached + new), ``pos [B, T]`` their positions; return (logits ``[B, T, V]``, new cache).
+        """One step of cached decoding: ``ids [B, T]`` new tokens, ``mask [B, S]`` (1 = real token) over
+        all tokens so far (cached + new), ``pos [B, T]`` their positions; return (logits ``[B, T, V]``,
+        new cache).
         ``cache`` is None on the first call (the left-padded prompts)."""
         raise NotImplementedError
 
@@ -145,7 +146,7 @@ class TokenLM:
                 owner.append(i)
         scores = self.loglikelihood_tokens(windows)
         totals = [0.0] * len(requests)
-        for i, s in zip(owner, scores):
+        for i, s in zip(owner, scores, strict=True):
             totals[i] += s.logprob
         return totals
 
@@ -156,7 +157,7 @@ class TokenLM:
         keys = [(tuple(c), tuple(x)) for c, x in pairs]
         unique = list(dict.fromkeys(keys))
         # longest first: the first batch shows the peak memory at once, padding within a batch is small
-        order = sorted(range(len(unique)), key=lambda i: (-(len(unique[i][0]) + len(unique[i][1])), unique[i]))
+        order = sorted(range(len(unique)), key=lambda i: (-sum(map(len, unique[i])), unique[i]))
         results: dict[tuple, LogLik] = {}
         for b in range(0, len(order), self.batch_size):
             chunk = [unique[i] for i in order[b : b + self.batch_size]]
@@ -171,7 +172,7 @@ class TokenLM:
                 batch[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             with torch.no_grad():
                 logits = self._logits(batch)
-                for r, ((ctx, cont), (start, n)) in enumerate(zip(chunk, spans)):
+                for r, ((ctx, cont), (start, n)) in enumerate(zip(chunk, spans, strict=True)):
                     # only the continuation positions go through log_softmax
                     lp = torch.log_softmax(logits[r, start : start + n].float(), dim=-1)
                     target = torch.tensor(cont, dtype=torch.long)
@@ -192,7 +193,7 @@ class TokenLM:
         memo: dict[tuple, str] = {}
         for b in range(0, len(order), self.batch_size):
             chunk = [unique[i] for i in order[b : b + self.batch_size]]
-            for key, text in zip(chunk, self._greedy_batch(chunk)):
+            for key, text in zip(chunk, self._greedy_batch(chunk), strict=True):
                 memo[key] = text
         return [memo[k] for k in keys]
 

@@ -65,8 +65,8 @@ class ScalingLabLM(TokenLM):
         nl = tokenizer.encode("\n")
         self.eot_token_id = int(nl[0]) if nl else 0
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        self.identity = {"backend": "scalinglab", "path": name, "weights": weights_hash(model), "dtype": dtype,
-                         "max_length": self.max_length}
+        self.identity = {"backend": "scalinglab", "path": name, "weights": weights_hash(model),
+                         "dtype": dtype, "max_length": self.max_length}
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **kw: Any) -> ScalingLabLM:

@@ -1,9 +1,9 @@
 """Prompt presets and few-shot context assembly.
 
-A prompt is ``description + K x (text(shot) + target_delimiter + target(shot) + fewshot_delimiter) + text(doc)``
-(the harness's layout; GPT-3's is the same with its own delimiters). The K demonstrations of a document are
-drawn from the task's few-shot split with a generator seeded by ``(seed, task, doc id)``, so a document's
-prompt does not depend on which other documents are evaluated, or in which order.
+A prompt is ``description + K x (text(shot) + target_delimiter + target(shot) + fewshot_delimiter)`` then
+``text(doc)`` (the harness's layout; GPT-3's is the same with its own delimiters). The K demonstrations of a
+document are drawn from the task's few-shot split with a generator seeded by ``(seed, task, doc id)``, so a
+document's prompt does not depend on which other documents are evaluated, or in which order.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def sample_shots(pool: Sequence[Doc], k: int, *, seed: int, task: str, doc: Doc)
     if k == 0:
         return []
     if len(pool) < k + 1:
-        raise ConfigError(f"task {task}: {k} shots requested but the few-shot split has {len(pool)} documents")
+        raise ConfigError(f"task {task}: {k} shots requested but the few-shot split has {len(pool)} docs")
     rng = random.Random(doc_seed(seed, task, doc["id"]))
     picked = [pool[i] for i in rng.sample(range(len(pool)), k + 1)]
     return [d for d in picked if d["id"] != doc["id"]][:k]

@@ -14,6 +14,7 @@ from typing import Any
 
 from scalinglab.errors import ConfigError
 from scalinglab.evals import scorers
+from scalinglab.evals.contamination import NgramIndex
 from scalinglab.evals.lm import LM
 from scalinglab.evals.prompts import build_context, sample_shots
 from scalinglab.evals.tasks import Task, get_task
@@ -54,7 +55,7 @@ def _requests(task: Task, preset_name: str | None, scorer: str, docs: list[dict]
     for doc in docs:
         ctx = build_context(p, doc, sample_shots(pool, k, seed=seed, task=task.name, doc=doc))
         if kind == "generate_until":
-            plan.append((len(reqs), p.target(doc)))
+            plan.append((len(reqs), p.target(doc), p.until))
             reqs.append((ctx, p.until, p.max_tokens))
         elif kind == "loglikelihood":
             plan.append(len(reqs))
@@ -72,7 +73,8 @@ def _requests(task: Task, preset_name: str | None, scorer: str, docs: list[dict]
 
 def _score(kind: str, scorer: str, outputs: list, plan: list) -> list[bool]:
     if kind == "generate_until":
-        return [scorers.exact_match(outputs[i], target) for i, target in plan]
+        # cut at the first stop string here too: not every backend stops by itself
+        return [scorers.exact_match(_cut(outputs[i], until), target) for i, target, until in plan]
     if kind == "loglikelihood":
         return [outputs[i].is_greedy for i in plan]
     out = []
@@ -86,10 +88,13 @@ def _score(kind: str, scorer: str, outputs: list, plan: list) -> list[bool]:
 
 def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: int | Sequence[int] = 1,
              preset: str | None = None, scorer: str | None = None, limit: int | None = None,
-             task_kwargs: dict[str, Any] | None = None) -> list[EvalResult]:
+             task_kwargs: dict[str, Any] | None = None,
+             contamination: NgramIndex | None = None) -> list[EvalResult]:
     """Evaluate ``lm`` on ``task`` for each K in ``shots``; ``seeds`` is a count (0..n-1) or a list.
 
     ``limit`` evaluates the first ``limit`` documents of the eval split (the same documents for every K).
+    ``contamination``: an ``NgramIndex`` of the training corpus; each result then reports the fraction of
+    evaluated documents with a 13-gram overlap.
     """
     t = get_task(task, **(task_kwargs or {})) if isinstance(task, str) else task
     p = t.preset(preset)
@@ -100,6 +105,9 @@ def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: in
         raise ConfigError("at least one few-shot seed is needed")
     docs = t.docs(t.eval_split)[:limit] if limit else t.docs(t.eval_split)
     pool = t.docs(t.fewshot_split)
+    dirty = None
+    if contamination is not None:
+        dirty = contamination.fraction(t.decontamination_text(d) for d in docs)
     results = []
     for k in shots:
         if k < 0:
@@ -127,14 +135,19 @@ def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: in
         results.append(EvalResult(
             task=t.name, preset=p.name, scorer=scorer, output_type=kind, shots=int(k), seeds=list(ks),
             acc_per_seed=accs, acc=mean, acc_sd=sd, acc_se=se, n_docs=len(docs), task_version=t.version,
-            model=dict(getattr(lm, "identity", {}) or {}),
+            model=dict(getattr(lm, "identity", {}) or {}), contamination=dirty,
         ))
     return results
 
 
 def _shift(plan: list, offset: int, kind: str) -> list:
     if kind == "generate_until":
-        return [(i + offset, tgt) for i, tgt in plan]
+        return [(i + offset, tgt, until) for i, tgt, until in plan]
     if kind == "loglikelihood":
         return [i + offset for i in plan]
     return [(s + offset, c, g) for s, c, g in plan]
+
+
+def _cut(text: str, until: Sequence[str]) -> str:
+    hits = [text.find(s) for s in until if s and s in text]
+    return text[: min(hits)] if hits else text

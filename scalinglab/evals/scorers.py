@@ -30,7 +30,8 @@ def check_scorer(name: str, output_type: str) -> None:
     allowed = {"generate_until": ("exact_match",), "loglikelihood": ("greedy",),
                "multiple_choice": MC_SCORERS}[output_type]
     if name not in allowed:
-        raise ConfigError(f"scorer {name!r} does not apply to {output_type} tasks; allowed: {', '.join(allowed)}")
+        raise ConfigError(f"scorer {name!r} does not apply to {output_type} tasks; "
+                          f"allowed: {', '.join(allowed)}")
 
 
 def exact_match(generation: str, target: str, *, ignore_case: bool = False,
@@ -60,14 +61,14 @@ def choice_scores(scorer: str, choices: Sequence[str], lls: Sequence[LogLik],
     if scorer == "acc":
         return ll
     if scorer == "acc_per_token":
-        return [v / max(1, x.n_tokens) for v, x in zip(ll, lls)]
+        return [v / max(1, x.n_tokens) for v, x in zip(ll, lls, strict=True)]
     if scorer == "acc_norm":
-        return [v / max(1, len(c)) for v, c in zip(ll, choices)]
+        return [v / max(1, len(c)) for v, c in zip(ll, choices, strict=True)]
     if scorer == "acc_bytes":
-        return [v / max(1, len(c.encode("utf-8"))) for v, c in zip(ll, choices)]
+        return [v / max(1, len(c.encode("utf-8"))) for v, c in zip(ll, choices, strict=True)]
     if uncond is None or len(uncond) != len(choices):
         raise ConfigError(f"scorer {scorer!r} needs one unconditional log-likelihood per choice")
-    return [v - u[0] for v, u in zip(ll, uncond)]
+    return [v - u[0] for v, u in zip(ll, uncond, strict=True)]
 
 
 def argmax(values: Sequence[float]) -> int:

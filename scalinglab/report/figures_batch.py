@@ -4,11 +4,25 @@ steps / examples trade-off of a batch sweep (McCandlish Fig. 3; Kaplan eq. 5.1).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from scalinglab.report import derive, style
 from scalinglab.report.context import Context
 
 KAPLAN_B_STAR, KAPLAN_ALPHA_B = 2.1e8, 0.21  # tokens; Kaplan 2020 Table 5 (SPEC a.1)
+
+
+N_BINS = 8
+
+
+def _binned(pts):
+    """Median B_simple and loss per run in N_BINS log-loss bins (thousands of noisy points -> a few hundred)."""
+    ll = np.log(pts["loss"].to_numpy(float))
+    g = pd.Series(ll).groupby(pts["run_id"].to_numpy())
+    lo, hi = g.transform("min").to_numpy(), g.transform("max").to_numpy()
+    b = np.minimum((N_BINS * (ll - lo) / np.maximum(hi - lo, 1e-12)).astype(int), N_BINS - 1)
+    keyed = pts[["loss", "B_simple", "N"]].assign(_r=pts["run_id"].to_numpy(), _b=b)
+    return keyed.groupby(["_r", "_b"], sort=False).median().reset_index(drop=True)
 
 
 def fig_noise_scale(ctx: Context):
@@ -19,8 +33,9 @@ def fig_noise_scale(ctx: Context):
     fig, ax = style.figure(cbar=True)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    cols, norm, cmap = style.n_colors(pts["N"].to_numpy())
-    ax.scatter(pts["loss"], pts["B_simple"], c=cols, s=5, alpha=0.6, lw=0)
+    med = _binned(pts)
+    cols, norm, cmap = style.n_colors(med["N"].to_numpy())
+    ax.scatter(med["loss"], med["B_simple"], c=cols, s=9, alpha=0.8, lw=0)
     lgrid = np.geomspace(pts["loss"].min() * 0.9, pts["loss"].max() * 1.05, 100)
     f = ctx.fit("bcrit", name)
     if f is not None:
@@ -34,6 +49,8 @@ def fig_noise_scale(ctx: Context):
     ax.invert_xaxis()
     style.colorbar(fig, ax, norm, cmap, "log10 N")
     ax.legend(loc="upper left")
+    ctx.note(name, f"Points: the median B_simple of each run in {N_BINS} log-loss bins over the run's range "
+                   f"({len(pts)} measurements; the fit uses them all).")
     ctx.note(name, "Loss decreases to the right (axis inverted), as in Kaplan Fig. 10. The Kaplan line is for "
                    "WebText2 BPE tokens: compare the slope, not the level.")
     return fig

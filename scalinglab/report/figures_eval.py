@@ -87,26 +87,32 @@ def fig_residuals(ctx: Context):
 
 
 def _backtest(ctx: Context, f):
-    """(observed, predicted, lo, hi) of the held-out runs, from the stored back-test or laws.fit.backtest."""
+    """(observed, predicted, low, high) of the held-out runs: the stored back-test, or
+    ``laws.fit.backtest`` holding out the largest 10% of runs by compute."""
     if "backtest" in ctx.cache:
         return ctx.cache["backtest"]
     out = None
-    bt = f.backtest
     try:
-        if bt is None:
+        d = f.backtest
+        if d is None:
             from scalinglab.laws.fit import backtest
 
-            table = ctx.pts[["N", "D", "loss"]]
-            k = max(1, len(table) // 10)
-            bt = backtest(f.form, table, holdout=k)
-        d = bt.to_dict() if hasattr(bt, "to_dict") else dict(bt)
+            from scalinglab.report.fits import STARTS
+
+            table = ctx.pts[["N", "D", "loss"]].assign(C=ctx.pts["C"])
+            bt = backtest(f.form, table, holdout=max(2, len(table) // 10), by="C", bootstrap=100, seed=0,
+                          starts=STARTS)
+            d = dict(observed=bt.observed, predicted=bt.predicted, low=bt.low, high=bt.high,
+                     rel_error=bt.rel_error, covered=bt.covered)
         obs = np.asarray(d["observed"], float)
         prd = np.asarray(d["predicted"], float)
-        lo = np.asarray(d["lo"], float) if d.get("lo") is not None else None
-        hi = np.asarray(d["hi"], float) if d.get("hi") is not None else None
+        lo = np.asarray(d["low"], float) if d.get("low") is not None else None
+        hi = np.asarray(d["high"], float) if d.get("high") is not None else None
         out = (obs, prd, lo, hi)
-        ctx.cache["backtest_dict"] = d
-    except Exception as e:  # no back-test available: the panel is left out and the caption says why
+        ctx.cache["backtest_dict"] = {**d, "rel_error": (prd - obs) / obs,
+                                      "covered": d.get("covered", (obs >= lo) & (obs <= hi) if lo is not None
+                                                       else np.ones(len(obs), bool))}
+    except Exception as e:  # too few runs, laws failing: the panel is left out and the caption says why
         ctx.cache["backtest_why"] = f"{type(e).__name__}: {e}"
     ctx.cache["backtest"] = out
     return out

@@ -52,8 +52,9 @@ def finish(fig) -> None:
     """Drop minor ticks on log axes spanning more than two decades (dozens of Tick objects, slow to draw,
     and the major grid reads better); narrow log axes keep their labelled minor ticks."""
     import numpy as np
-    from matplotlib.ticker import FormatStrFormatter, NullLocator
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullLocator
 
+    pow10 = FuncFormatter(_pow10)
     for ax in fig.axes:
         for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
             if axis.get_scale() != "log" or min(lim) <= 0:
@@ -61,9 +62,26 @@ def finish(fig) -> None:
             decades = abs(np.log10(max(lim) / min(lim)))
             if decades > 2:
                 axis.set_minor_locator(NullLocator())
+            if decades >= 1.2:
+                axis.set_major_formatter(pow10)
             elif decades < 1.2 and max(lim) < 1e4:  # a loss axis: plain numbers, not 3.8 x 10^0
                 axis.set_major_formatter(FormatStrFormatter("%g"))
                 axis.set_minor_formatter(FormatStrFormatter("%g"))
+
+
+_SUP = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def _pow10(v: float, _pos=None) -> str:
+    """'10\u2075' with Unicode superscripts: mathtext would be parsed per label, slow to draw."""
+    import math
+
+    if v <= 0:
+        return ""
+    e = math.log10(v)
+    if abs(e - round(e)) > 1e-6:
+        return ""
+    return "10" + str(int(round(e))).translate(_SUP)
 
 
 def n_colors(values):

@@ -142,3 +142,32 @@ def synthetic_study(n_runs: int = 50, *, seed: int = 0, points_per_run: int = 60
     metrics = pd.concat(metric_frames, ignore_index=True)
     ev = pd.DataFrame(eval_rows, columns=["run_id", "task", "shots", "seed", "accuracy", "scorer"])
     return SyntheticStudy(runs=runs, metrics=metrics, evals=ev, law=law)
+
+
+def write_store(study: SyntheticStudy, study_dir) -> None:
+    """Write a synthetic study into a real study store (``study_dir/scalinglab.db``), as a study run would."""
+    from pathlib import Path
+
+    from scalinglab.study.store import Store
+
+    study_dir = Path(study_dir)
+    with Store(study_dir) as store:
+        specs = []
+        for r in study.runs.itertuples():
+            cfg = dict(n_layer=int(r.n_layer), d_model=int(r.d_model), n_head=int(r.n_head), n_ctx=N_CTX,
+                       vocab_size=VOCAB, tokens=int(r.tokens), batch_size=int(r.batch_size), lr=3e-3, seed=0)
+            counts = {"params": {"kaplan": int(r.params_kaplan), "total": int(r.params_total)},
+                      "flops_per_token": {"6n": 6.0 * r.params_kaplan, "chinchilla": 6.0 * r.params_total}}
+            specs.append((r.run_id, cfg, ["synthetic"], counts))
+        store.add_runs(specs)
+        metrics = {rid: g for rid, g in study.metrics.groupby("run_id")}
+        for r in study.runs.itertuples():
+            rows = metrics[r.run_id].drop(columns="run_id").to_dict("records")
+            store.add_metrics(r.run_id, rows)
+            store.finish_run(r.run_id, "done", {
+                "status": "done", "final_val_loss": r.final_val_loss, "final_train_loss": r.final_train_loss,
+                "steps": int(r.steps), "tokens": int(r.tokens), "batch_size_tokens": int(r.batch_size_tokens)})
+        for e in study.evals.itertuples():
+            store.add_eval(e.run_id, {"task": e.task, "shots": int(e.shots), "metric": "accuracy",
+                                      "value": float(e.accuracy), "n": 100, "seed": int(e.seed),
+                                      "scorer": e.scorer})

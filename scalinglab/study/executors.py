@@ -7,7 +7,7 @@
 - `local`, workers = 0: runs one after another in a thread of this process (killing the study kills them).
 - `local`, workers = k: a process pool of k (spawned; each worker dies with its parent via PR_SET_PDEATHSIG).
 - `ray`: one Ray task per run (`ray_address` None = a local Ray instance); needs `pip install ray`.
-- `slurm`: one Slurm job per run through submitit (`slurm_local = true`: submitit's LocalExecutor, no cluster).
+- `slurm`: one Slurm job per run through submitit (`slurm_local`: submitit's LocalExecutor).
 
 Every back-end calls the same picklable worker, `run_one(study_dir, run_id)`: it reads
 `runs/<run_id>/spec.json` (written by the runner), takes an exclusive lock on the run folder (so two
@@ -78,7 +78,11 @@ def run_one(study_dir: str, run_id: str) -> dict[str, Any]:
     with _run_lock(path):
         summary_file = path / "summary.json"
         if summary_file.is_file():  # finished (perhaps by an orphaned worker) while we waited for the lock
-            return {"run_id": run_id, "summary": json.loads(summary_file.read_text()), "resumed_from_step": None}
+            return {
+                "run_id": run_id,
+                "summary": json.loads(summary_file.read_text()),
+                "resumed_from_step": None,
+            }
         resumed = checkpoint_step(path)
         from scalinglab.train.config import TrainConfig
         from scalinglab.train.trainer import train
@@ -121,8 +125,12 @@ class LocalExecutor:
         else:
             import multiprocessing as mp
 
-            self.pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                               initializer=_die_with_parent, initargs=(threads_per_run,))
+            self.pool = cf.ProcessPoolExecutor(
+                workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_die_with_parent,
+                initargs=(threads_per_run,),
+            )
 
     def submit(self, study_dir: str | Path, run_id: str) -> Handle:
         return self.pool.submit(run_one, str(study_dir), run_id)
@@ -173,8 +181,14 @@ class _SubmititHandle:
 class SlurmExecutor:
     """One Slurm job per run through submitit; `local=True` uses submitit's LocalExecutor (no cluster)."""
 
-    def __init__(self, folder: str | Path, params: dict[str, Any] | None = None, local: bool = False,
-                 threads_per_run: int = 1, workers: int = 0):
+    def __init__(
+        self,
+        folder: str | Path,
+        params: dict[str, Any] | None = None,
+        local: bool = False,
+        threads_per_run: int = 1,
+        workers: int = 0,
+    ):
         import submitit
 
         folder = Path(folder)

@@ -47,8 +47,16 @@ def _as_dict(obj: Any) -> dict[str, Any] | None:
 
 
 def data_hash(law: str, df: pd.DataFrame, extra: Any = None) -> str:
-    blob = json.dumps({"law": law, "rows": np.round(df.to_numpy(dtype=float), 12).tolist(),
-                       "cols": list(df.columns), "extra": extra}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "law": law,
+            "rows": np.round(df.to_numpy(dtype=float), 12).tolist(),
+            "cols": list(df.columns),
+            "extra": extra,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -56,7 +64,7 @@ def data_hash(law: str, df: pd.DataFrame, extra: Any = None) -> str:
 
 
 def finished_runs(store: Store, plan: Plan, ids: list[str]) -> pd.DataFrame:
-    """Done runs of the plan with a finite final validation loss; N under the plan's convention; seeds kept."""
+    """Done runs of the plan with a finite final validation loss; N under plan.params; seeds kept."""
     runs = store.runs_frame()
     runs = runs[runs["run_id"].isin(ids) & (runs["status"] == "done")].copy()
     runs = runs[np.isfinite(runs["final_val_loss"].astype(float))]
@@ -75,8 +83,15 @@ def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=["N", "D", "C", "loss", "loss_std", "n_seeds", "roles", "batch_size"])
     g = runs.groupby("group", sort=False)
-    out = g.agg(N=("N", "first"), D=("D", "first"), C=("C", "first"), loss=("loss", "mean"),
-                loss_std=("loss", "std"), n_seeds=("loss", "size"), batch_size=("batch_size", "first"))
+    out = g.agg(
+        N=("N", "first"),
+        D=("D", "first"),
+        C=("C", "first"),
+        loss=("loss", "mean"),
+        loss_std=("loss", "std"),
+        n_seeds=("loss", "size"),
+        batch_size=("batch_size", "first"),
+    )
     out["roles"] = g["roles"].agg(lambda s: set().union(*s))
     return out.reset_index(drop=True).sort_values(["N", "D"]).reset_index(drop=True)
 
@@ -123,7 +138,9 @@ def curves(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     m = m[m["run_id"].isin(runs["run_id"]) & m["val_loss"].notna()].copy()
     info = runs.set_index("run_id")
     m["N"] = m["run_id"].map(info["N"])
-    m["B"] = m["run_id"].map(info["batch_size"].astype(float) * info["config"].map(lambda c: json.loads(c)["n_ctx"]))
+    m["B"] = m["run_id"].map(
+        info["batch_size"].astype(float) * info["config"].map(lambda c: json.loads(c)["n_ctx"])
+    )
     m["steps"] = m["run_id"].map(info["steps"].astype(float))
     m["C"] = 6.0 * m["N"] * m["tokens"].astype(float)
     m["loss"] = m["val_loss"].astype(float)
@@ -137,26 +154,63 @@ def table_noise(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     n = n[n["run_id"].isin(runs["run_id"])].copy()
     steps = n["run_id"].map(runs.set_index("run_id")["steps"].astype(float))
     n = n[(n["step"] >= CURVE_SKIP * steps) & (n["b_simple_tokens"] > 0) & (n["train_loss"] > 0)]
-    return pd.DataFrame({"L": n["train_loss"].astype(float), "B": n["b_simple_tokens"].astype(float)}).dropna()
+    return pd.DataFrame(
+        {"L": n["train_loss"].astype(float), "B": n["b_simple_tokens"].astype(float)}
+    ).dropna()
 
 
 # ---------------------------------------------------------------------------------------------- fitting
 
 
-def _fit_form(form_name: str, var: str | None, df: pd.DataFrame, plan: Plan, *, target: str = "loss",
-              holdout: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def backtest_dict(bt: Any) -> dict[str, Any]:
+    """A BacktestResult as JSON: `rel_error` and `covered` of the largest held-out run (scalars), every
+    held-out run's values (`observed`, `predicted`, `low`, `high`: the 95 % prediction interval, `rel_errors`,
+    `covered_all`), and the parameters fitted on the rest."""
+    order = np.argsort(np.asarray(bt.variables[bt.by] if bt.by in bt.variables else bt.observed))
+    last = int(order[-1]) if len(order) else 0
+    rel = np.asarray(bt.rel_error, dtype=float)
+    cov = np.asarray(bt.covered, dtype=bool)
+    return {
+        "by": bt.by,
+        "holdout": int(rel.size),
+        "rel_error": float(rel[last]),
+        "covered": bool(cov[last]),
+        "mean_abs_rel_error": float(bt.mean_abs_rel_error),
+        "coverage": float(bt.coverage),
+        "observed": [float(x) for x in bt.observed],
+        "predicted": [float(x) for x in bt.predicted],
+        "low": [float(x) for x in bt.low],
+        "high": [float(x) for x in bt.high],
+        "rel_errors": [float(x) for x in rel],
+        "covered_all": [bool(x) for x in cov],
+        "variables": {k: [float(x) for x in v] for k, v in bt.variables.items()},
+        "fit_params": dict(bt.fit.params),
+        "fit_converged": bool(bt.fit.converged),
+    }
+
+
+def _fit_form(
+    form_name: str,
+    var: str | None,
+    df: pd.DataFrame,
+    plan: Plan,
+    *,
+    target: str = "loss",
+    holdout: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from scalinglab.laws.fit import backtest, fit
     from scalinglab.laws.forms import get_form
 
     form = get_form(form_name, var)
     res = fit(form, df, loss=target, bootstrap=plan.fit.bootstrap, seed=0)
     bt = None
-    if holdout and len(df) >= len(form.param_names) + plan.fit.backtest_holdout:
+    if holdout:
+        by = "N" if "N" in form.variables else form.variables[0]
         try:
-            bt = _as_dict(backtest(form, df, holdout=plan.fit.backtest_holdout, loss=target))
-        except Exception as e:  # a back-test that cannot run is reported, not fatal
+            bt = backtest_dict(backtest(form, df, holdout=plan.fit.backtest_holdout, by=by, loss=target))
+        except Exception as e:  # a back-test that cannot run (too few points) is reported, not fatal
             bt = {"error": f"{type(e).__name__}: {e}"}
-    return _as_dict(res), bt
+    return res.to_dict(samples=res.samples is not None), bt
 
 
 def _l_cmin(store: Store, runs: pd.DataFrame, bcrit: dict | None) -> tuple[pd.DataFrame, Any]:
@@ -264,11 +318,21 @@ def fit_rows(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for f in fits:
         r = f["result"] or {}
         bt = f.get("backtest") or {}
-        out.append({"law": f["law"], "params": r.get("params", {}), "converged": r.get("converged"),
-                    "r2_log": r.get("r2_log"),
-                    "backtest": {"rel_error": bt.get("rel_error"), "covered": bt.get("covered"),
-                                 **{k: v for k, v in bt.items() if k not in ("rel_error", "covered")}}
-                    if bt else None})
+        out.append(
+            {
+                "law": f["law"],
+                "params": r.get("params", {}),
+                "converged": r.get("converged"),
+                "r2_log": r.get("r2_log"),
+                "backtest": {
+                    "rel_error": bt.get("rel_error"),
+                    "covered": bt.get("covered"),
+                    **{k: v for k, v in bt.items() if k not in ("rel_error", "covered")},
+                }
+                if bt
+                else None,
+            }
+        )
     return out
 
 
@@ -279,9 +343,11 @@ def nopt_exponents(fits: list[dict[str, Any]]) -> dict[str, float | None]:
     p = by.get("L(N,D)", {}).get("params")
     if p and p.get("alpha") and p.get("beta"):
         a3 = p["beta"] / (p["alpha"] + p["beta"])
-    return {"approach1_envelope": _find(by.get("L(C_min)"), ("a", "nopt_exponent", "exponent_N")),
-            "approach2_isoflop": _find(by.get("isoflop"), ("a", "nopt_exponent", "exponent_N")),
-            "approach3_parametric": a3}
+    return {
+        "approach1_envelope": _find(by.get("L(C_min)"), ("a", "nopt_exponent", "exponent_N")),
+        "approach2_isoflop": _find(by.get("isoflop"), ("a", "nopt_exponent", "exponent_N")),
+        "approach3_parametric": a3,
+    }
 
 
 def _find(d: dict | None, keys: tuple[str, ...]) -> float | None:
@@ -316,7 +382,7 @@ def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, An
 
 
 def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]], echo: Echo) -> None:
-    """The fits, the three approaches' N_opt(C) exponents side by side, the allocation for 10x the largest run."""
+    """The fits, the three approaches' N_opt(C) exponents, the allocation for 10x the largest run."""
     if not fits:
         echo("fits: none (too few finished runs for the laws asked)")
         return
@@ -328,17 +394,21 @@ def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str,
         btxt = ""
         if bt and isinstance(bt.get("rel_error"), (int, float)):
             btxt = f", back-test rel. error {100 * bt['rel_error']:+.2f}% (covered: {bt.get('covered')})"
-        echo(f"  {row['law']:10s} {ps}{r2}{btxt}" + ("" if row["converged"] in (True, None) else "  [NOT CONVERGED]"))
+        echo(
+            f"  {row['law']:10s} {ps}{r2}{btxt}"
+            + ("" if row["converged"] in (True, None) else "  [NOT CONVERGED]")
+        )
     ex = nopt_exponents(fits)
     if any(v is not None for v in ex.values()):
-        cell = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        echo("N_opt ~ C^a:  Approach 1 (envelope) {}  |  Approach 2 (isoFLOP) {}  |  Approach 3 (L(N,D)) {}".format(
-            *(cell(v) for v in ex.values())))
+        a1, a2, a3 = ("-" if v is None else f"{v:.3f}" for v in ex.values())
+        echo(f"N_opt ~ C^a: Approach 1 (envelope) {a1} | 2 (isoFLOP) {a2} | 3 (parametric L(N,D)) {a3}")
     try:
         a = allocation(store, plan, ids, fits)
     except Exception as e:  # the allocation is a summary line, never fatal
         echo(f"allocation: not computed ({type(e).__name__}: {e})")
         a = None
     if a:
-        parts = ", ".join(f"{k}={v:.4g}" for k, v in a.items() if isinstance(v, (int, float)) and math.isfinite(v))
+        parts = ", ".join(
+            f"{k}={v:.4g}" for k, v in a.items() if isinstance(v, (int, float)) and math.isfinite(v)
+        )
         echo(f"allocation for 10x the largest run: {parts}")

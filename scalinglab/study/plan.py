@@ -46,7 +46,7 @@ class Shape(_Strict):
 
 
 class ModelPlan(_Strict):
-    """The model family: sizes given as shapes, or as parameter counts solved for shapes at an aspect ratio."""
+    """The model family: sizes as shapes, or as parameter counts solved for shapes at an aspect ratio."""
 
     shapes: list[Shape] = []
     n_params: list[float] = []  # target N (under plan.params), solved for (n_layer, d_model)
@@ -65,7 +65,9 @@ class ModelPlan(_Strict):
     @model_validator(mode="after")
     def _some_size(self) -> ModelPlan:
         if not self.shapes and not self.n_params:
-            raise ValueError("model: give sizes as `shapes = [{n_layer=.., d_model=..}, ...]` or `n_params = [...]`")
+            raise ValueError(
+                "model: give sizes as `shapes = [{n_layer=.., d_model=..}, ...]` or `n_params = [...]`"
+            )
         if any(n <= 0 for n in self.n_params):
             raise ValueError(f"model.n_params={self.n_params}: every N must be > 0")
         return self
@@ -167,7 +169,9 @@ class Plan(_Strict):
 
     name: str = "study"
     out: str | None = None  # study folder; default: next to the toml, named after `name`
-    params: Literal["kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head"] = "kaplan"
+    params: Literal["kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head"] = (
+        "kaplan"
+    )
     data: DataPlan = DataPlan()
     model: ModelPlan
     tokens: TokensPlan = TokensPlan()
@@ -178,15 +182,25 @@ class Plan(_Strict):
     seeds: SeedsPlan = SeedsPlan()
     fit: FitPlan = FitPlan()
     executor: ExecutorPlan = ExecutorPlan()
-    train: dict[str, Any] = {}  # passed to the trainer's TrainConfig (schedule, warmup_tokens, eval_every, ...)
+    train: dict[
+        str, Any
+    ] = {}  # passed to the trainer's TrainConfig (schedule, warmup_tokens, eval_every, ...)
     runs: list[ExtraRun] = []
 
     @model_validator(mode="after")
     def _has_runs(self) -> Plan:
-        if not (self.tokens.absolute or self.tokens.per_param or self.isoflop.budgets
-                or self.kaplan.long_tokens or self.kaplan.data_subsets or self.runs):
-            raise ValueError("the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
-                             "kaplan.long_tokens, kaplan.data_subsets or [[runs]]")
+        if not (
+            self.tokens.absolute
+            or self.tokens.per_param
+            or self.isoflop.budgets
+            or self.kaplan.long_tokens
+            or self.kaplan.data_subsets
+            or self.runs
+        ):
+            raise ValueError(
+                "the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
+                "kaplan.long_tokens, kaplan.data_subsets or [[runs]]"
+            )
         return self
 
 
@@ -260,8 +274,13 @@ def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int
     from scalinglab.model.config import GPTConfig
     from scalinglab.model.counting import count_params
 
-    cfg = GPTConfig(n_layer=n_layer, d_model=d_model, n_head=n_head or max(1, d_model // plan.model.head_dim),
-                    vocab_size=vocab_size, n_ctx=plan.data.n_ctx)
+    cfg = GPTConfig(
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head or max(1, d_model // plan.model.head_dim),
+        vocab_size=vocab_size,
+        n_ctx=plan.data.n_ctx,
+    )
     return float(count_params(cfg)[plan.params])
 
 
@@ -292,14 +311,28 @@ def sizes(plan: Plan, vocab_size: int) -> list[tuple[int, int, int | None]]:
 BatchFor = dict[tuple[int, int], int]  # (n_layer, d_model) -> batch size (sequences), from the noise scale
 
 
-def _config(plan: Plan, n_layer: int, d_model: int, n_head: int | None, tokens: float, seed: int,
-            batch_for: BatchFor | None = None, **over: Any) -> dict[str, Any]:
+def _config(
+    plan: Plan,
+    n_layer: int,
+    d_model: int,
+    n_head: int | None,
+    tokens: float,
+    seed: int,
+    batch_for: BatchFor | None = None,
+    **over: Any,
+) -> dict[str, Any]:
     cfg: dict[str, Any] = dict(plan.train)
     batch = (batch_for or {}).get((n_layer, d_model), plan.batch.size)
     cfg.update(
-        n_layer=n_layer, d_model=d_model, n_head=n_head or max(1, d_model // plan.model.head_dim),
-        n_ctx=plan.data.n_ctx, data=plan.data.spec, tokens=int(round(tokens)), seed=int(seed),
-        batch_size=int(batch), lr=plan.lr.value if plan.lr.rule == "fixed" else None,
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head or max(1, d_model // plan.model.head_dim),
+        n_ctx=plan.data.n_ctx,
+        data=plan.data.spec,
+        tokens=int(round(tokens)),
+        seed=int(seed),
+        batch_size=int(batch),
+        lr=plan.lr.value if plan.lr.rule == "fixed" else None,
     )
     if plan.batch.micro_size:
         cfg["micro_batch_size"] = plan.batch.micro_size
@@ -329,9 +362,11 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
 
     shapes = sizes(plan, vocab_size)
     seeds = plan.seeds.seeds
-    for (nl, d, nh) in shapes:
+    for nl, d, nh in shapes:
         n = count_n(nl, d, plan, vocab_size, nh)
-        budgets = list(plan.tokens.absolute) + [max(k * n, plan.tokens.min_tokens) for k in plan.tokens.per_param]
+        budgets = list(plan.tokens.absolute) + [
+            max(k * n, plan.tokens.min_tokens) for k in plan.tokens.per_param
+        ]
         for tokens in budgets:
             for s in seeds:
                 add(_config(plan, nl, d, nh, tokens, s, batch_for), "grid")
@@ -344,7 +379,9 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
         try:
             nl, d, nh = shapes[plan.kaplan.subset_model]
         except IndexError:
-            raise ConfigError(f"kaplan.subset_model = {plan.kaplan.subset_model}: only {len(shapes)} sizes") from None
+            raise ConfigError(
+                f"kaplan.subset_model = {plan.kaplan.subset_model}: only {len(shapes)} sizes"
+            ) from None
         for tokens in plan.kaplan.data_subsets:
             for s in seeds:
                 add(_config(plan, nl, d, nh, tokens, s, batch_for), "L(D)")
@@ -361,7 +398,7 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
     if plan.seeds.repeat and shapes:
         pick = {"smallest": shapes[:1], "largest": shapes[-1:], "all": shapes}[plan.seeds.repeat_sizes]
         base = max(seeds) + 1
-        for (nl, d, nh) in pick:
+        for nl, d, nh in pick:
             group = [r for r in runs.values() if r.config["n_layer"] == nl and r.config["d_model"] == d]
             tokens = max(r.config["tokens"] for r in group) if group else plan.kaplan.long_tokens
             if not tokens:
@@ -371,11 +408,23 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
             for s in seeds:
                 add(_config(plan, nl, d, nh, tokens, s, batch_for), "seed-noise")
     for x in plan.runs:
-        add(_config(plan, x.n_layer, x.d_model, x.n_head, x.tokens, x.seed, batch_for,
-                    **{**x.train, "lr": x.lr, "batch_size": x.batch_size}),
-            x.role)
-    return sorted(runs.values(), key=lambda r: (r.config["tokens"] * r.config["d_model"] ** 2 * r.config["n_layer"],
-                                                r.run_id))
+        add(
+            _config(
+                plan,
+                x.n_layer,
+                x.d_model,
+                x.n_head,
+                x.tokens,
+                x.seed,
+                batch_for,
+                **{**x.train, "lr": x.lr, "batch_size": x.batch_size},
+            ),
+            x.role,
+        )
+    return sorted(
+        runs.values(),
+        key=lambda r: (r.config["tokens"] * r.config["d_model"] ** 2 * r.config["n_layer"], r.run_id),
+    )
 
 
 def plan_hash(plan: Plan) -> str:
@@ -386,7 +435,9 @@ def plan_hash(plan: Plan) -> str:
 
 def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
     """Noise-scale rule: one short run per model shape at the pilot batch, to measure B_simple (tokens)."""
-    shapes = {(r.config["n_layer"], r.config["d_model"], r.config["n_head"]) for r in make_runs(plan, vocab_size)}
+    shapes = {
+        (r.config["n_layer"], r.config["d_model"], r.config["n_head"]) for r in make_runs(plan, vocab_size)
+    }
     out = []
     for nl, d, nh in sorted(shapes):
         cfg = _config(plan, nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])

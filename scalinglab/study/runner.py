@@ -31,7 +31,7 @@ from scalinglab.study.plan import (
 from scalinglab.study.store import Store
 
 Echo = Callable[[str], None]
-POLL_S = 1.0
+POLL_S = 0.2
 
 
 def study_dir_for(plan: Plan, plan_path: Path, out: str | Path | None = None) -> Path:
@@ -121,8 +121,10 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
     outcome = {"done": 0, "diverged": 0, "failed": 0}
     n_total, n_start = len(ids), len(ids) - len(todo)
     t0, last_beat = time.time(), 0.0
-    echo(f"training {len(todo)} run(s) with executor {plan.executor.kind} "
-         f"(workers {plan.executor.workers}, {threads} thread(s) per run)")
+    echo(
+        f"training {len(todo)} run(s) with executor {plan.executor.kind} "
+        f"(workers {plan.executor.workers}, {threads} thread(s) per run)"
+    )
     try:
         while todo or inflight:
             while todo and len(inflight) < ex.capacity:
@@ -130,8 +132,10 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                 d = run_dir(study_dir, rid)
                 d.mkdir(parents=True, exist_ok=True)
                 run = store.run(rid)
-                _atomic_json(d / "spec.json", {"run_id": rid, "config": run["config"], "threads": threads,
-                                               "roles": run["roles"]})
+                _atomic_json(
+                    d / "spec.json",
+                    {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
+                )
                 store.mark_running(rid)
                 inflight[rid] = ex.submit(study_dir, rid)
             time.sleep(POLL_S if inflight else 0)
@@ -146,11 +150,13 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                 run = store.run(rid)
                 n_done = n_start + sum(outcome.values())
                 loss = run["final_val_loss"]
-                echo(f"[{n_done}/{n_total}] {rid} (L={run['n_layer']}, d={run['d_model']}, "
-                     f"D={run['tokens']:.3g}) {status}"
-                     + (f": val loss {loss:.4f}" if loss is not None else "")
-                     + (f" ({run['error']})" if run["error"] else "")
-                     + f" [{time.time() - t0:.0f} s]")
+                echo(
+                    f"[{n_done}/{n_total}] {rid} (L={run['n_layer']}, d={run['d_model']}, "
+                    f"D={run['tokens']:.3g}) {status}"
+                    + (f": val loss {loss:.4f}" if loss is not None else "")
+                    + (f" ({run['error']})" if run["error"] else "")
+                    + f" [{time.time() - t0:.0f} s]"
+                )
             if time.time() - last_beat > 2.0:
                 for rid in inflight:
                     tail.ingest(rid)
@@ -170,13 +176,18 @@ def _finish(store: Store, rid: str, handle: Any) -> str:
         return "failed"
     summary = res.get("summary") or {}
     status = "diverged" if summary.get("status") == "diverged" else "done"
-    store.finish_run(rid, status, summary, error=summary.get("error") if status == "diverged" else None,
-                     resumed_from_step=res.get("resumed_from_step"))
+    store.finish_run(
+        rid,
+        status,
+        summary,
+        error=summary.get("error") if status == "diverged" else None,
+        resumed_from_step=res.get("resumed_from_step"),
+    )
     return status
 
 
 def batches_from_pilots(store: Store, plan: Plan, pilots: list[RunSpec], echo: Echo) -> BatchFor:
-    """Noise-scale rule: each shape's batch from the median B_simple (tokens) of the last half of its pilot."""
+    """Noise-scale rule: each shape's batch from the median B_simple (tokens) of its pilot's last half."""
     noise = store.noise_frame()
     out: BatchFor = {}
     for p in pilots:
@@ -203,13 +214,14 @@ def _report(study_dir: Path, echo: Echo) -> Path | None:
     try:
         path = build_report(study_dir)
     except Exception as e:  # the report must never break the study
-        echo(f"report: failed ({type(e).__name__}: {e}); the study's results are in {study_dir / 'scalinglab.db'}")
+        echo(f"report: failed ({type(e).__name__}: {e}); results are in {study_dir / 'scalinglab.db'}")
         return None
     return Path(path)
 
 
-def run_study(plan_path: str | Path, out: str | Path | None = None, *, echo: Echo = print,
-              report: bool = True) -> dict[str, Any]:
+def run_study(
+    plan_path: str | Path, out: str | Path | None = None, *, echo: Echo = print, report: bool = True
+) -> dict[str, Any]:
     """Run (or continue) a study end to end; returns {"study_dir", "runs", "fits", "report"}."""
     from scalinglab.study import fitting
 
@@ -251,7 +263,12 @@ def run_study(plan_path: str | Path, out: str | Path | None = None, *, echo: Ech
         echo(f"report: {rep}")
     store.set_meta("phase", "finished")
     echo(f"study finished in {time.time() - t0:.1f} s")
-    return {"study_dir": str(study_dir), "runs": store.counts(), "fits": fits, "report": str(rep) if rep else None}
+    return {
+        "study_dir": str(study_dir),
+        "runs": store.counts(),
+        "fits": fits,
+        "report": str(rep) if rep else None,
+    }
 
 
 def study_status(study_dir: str | Path) -> dict[str, Any]:
@@ -278,5 +295,11 @@ def study_status(study_dir: str | Path) -> dict[str, Any]:
         rate = fin["flops_6n"].sum() / fin["wall_s"].sum()  # FLOPs per second of one run slot
         left = runs[runs["effective"].isin(["pending", "running"])]["flops_6n"].sum()
         eta = float(left / rate) if rate > 0 else None
-    return {"runs": counts, "total": int(len(runs)), "phase": store.get_meta("phase"), "eta_s": eta,
-            "study_dir": str(study_dir), "fits": [f["law"] for f in store.fits()]}
+    return {
+        "runs": counts,
+        "total": int(len(runs)),
+        "phase": store.get_meta("phase"),
+        "eta_s": eta,
+        "study_dir": str(study_dir),
+        "fits": [f["law"] for f in store.fits()],
+    }

@@ -33,8 +33,23 @@ from scalinglab.errors import InputError
 
 PARAM_KEYS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
 FLOP_KEYS = ("6n", "kaplan", "palm", "chinchilla")
-METRIC_KEYS = ("tokens", "flops_6n", "flops_kaplan", "flops_palm", "flops_chinchilla", "train_loss", "val_loss",
-               "val_bpb", "lr", "grad_norm", "tokens_per_s", "mfu", "gns_g2", "gns_trace", "gns_b_simple_tokens")
+METRIC_KEYS = (
+    "tokens",
+    "flops_6n",
+    "flops_kaplan",
+    "flops_palm",
+    "flops_chinchilla",
+    "train_loss",
+    "val_loss",
+    "val_bpb",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "mfu",
+    "gns_g2",
+    "gns_trace",
+    "gns_b_simple_tokens",
+)
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 EVAL_KEYS = ("task", "shots", "metric", "value", "n")
 
@@ -100,7 +115,7 @@ def pid_alive(pid: int | None) -> bool:
 
 
 class Store:
-    """The study's SQLite store. `Store(study_dir)` or `Store(path/to/scalinglab.db)`; safe across processes."""
+    """The study's SQLite store: `Store(study_dir)` or `Store(path/to/scalinglab.db)`, multi-process safe."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0):
         path = Path(path)
@@ -108,7 +123,9 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
             path = path / DB_NAME
         self.path = path
-        self.conn = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(
+            str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         self.conn.execute("PRAGMA journal_mode = WAL")
@@ -180,16 +197,28 @@ class Store:
                 fpt = counts.get("flops_per_token", {})
                 tokens = float(cfg.get("tokens", 0))
                 cols = {
-                    "run_id": rid, "config": _dumps(cfg), "roles": _dumps(sorted(set(roles))), "status": "pending",
+                    "run_id": rid,
+                    "config": _dumps(cfg),
+                    "roles": _dumps(sorted(set(roles))),
+                    "status": "pending",
                     **{f"n_{k}": _num(params.get(k)) for k in PARAM_KEYS},
-                    "n_layer": cfg.get("n_layer"), "d_model": cfg.get("d_model"), "n_head": cfg.get("n_head"),
-                    "tokens": tokens, "batch_size": cfg.get("batch_size"), "lr": cfg.get("lr"),
+                    "n_layer": cfg.get("n_layer"),
+                    "d_model": cfg.get("d_model"),
+                    "n_head": cfg.get("n_head"),
+                    "tokens": tokens,
+                    "batch_size": cfg.get("batch_size"),
+                    "lr": cfg.get("lr"),
                     "seed": cfg.get("seed"),
-                    **{f"flops_{k}": (_num(fpt[k]) * tokens if fpt.get(k) is not None else None) for k in FLOP_KEYS},
+                    **{
+                        f"flops_{k}": (_num(fpt[k]) * tokens if fpt.get(k) is not None else None)
+                        for k in FLOP_KEYS
+                    },
                     "created_at": now,
                 }
-                c.execute(f"INSERT INTO runs({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                          tuple(cols.values()))
+                c.execute(
+                    f"INSERT INTO runs({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    tuple(cols.values()),
+                )
                 new += 1
         return new
 
@@ -206,15 +235,22 @@ class Store:
     def run_ids(self, status: str | None = None) -> list[str]:
         if status is None:
             return [r[0] for r in self.conn.execute("SELECT run_id FROM runs ORDER BY created_at, run_id")]
-        return [r[0] for r in self.conn.execute(
-            "SELECT run_id FROM runs WHERE status = ? ORDER BY created_at, run_id", (status,))]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT run_id FROM runs WHERE status = ? ORDER BY created_at, run_id", (status,)
+            )
+        ]
 
     def mark_running(self, run_id: str, pid: int | None = None, host: str | None = None) -> None:
         now = time.time()
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status = 'running', owner_pid = ?, owner_host = ?, heartbeat = ?, "
-                      "started_at = COALESCE(started_at, ?), attempts = attempts + 1, error = NULL "
-                      "WHERE run_id = ?", (pid or os.getpid(), host or socket.gethostname(), now, now, run_id))
+            c.execute(
+                "UPDATE runs SET status = 'running', owner_pid = ?, owner_host = ?, heartbeat = ?, "
+                "started_at = COALESCE(started_at, ?), attempts = attempts + 1, error = NULL "
+                "WHERE run_id = ?",
+                (pid or os.getpid(), host or socket.gethostname(), now, now, run_id),
+            )
 
     def heartbeat(self, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
@@ -223,8 +259,14 @@ class Store:
         with self.transaction() as c:
             c.executemany("UPDATE runs SET heartbeat = ? WHERE run_id = ?", [(time.time(), r) for r in ids])
 
-    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None,
-                   error: str | None = None, resumed_from_step: int | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        summary: dict[str, Any] | None = None,
+        error: str | None = None,
+        resumed_from_step: int | None = None,
+    ) -> None:
         """Record the outcome of a run: `done`, `diverged` or `failed` (with the error message)."""
         if status not in STATUSES:
             raise InputError(f"status {status!r}: allowed {STATUSES}")
@@ -234,9 +276,20 @@ class Store:
                 "UPDATE runs SET status = ?, summary = ?, final_train_loss = ?, final_val_loss = ?, "
                 "final_val_bpb = ?, steps = ?, wall_s = ?, error = ?, finished_at = ?, owner_pid = NULL, "
                 "resumed_from_step = COALESCE(?, resumed_from_step) WHERE run_id = ?",
-                (status, _dumps(s) if summary is not None else None, _num(s.get("final_train_loss")),
-                 _num(s.get("final_val_loss")), _num(s.get("final_val_bpb")), s.get("steps"),
-                 _num(s.get("wall_s")), error, time.time(), resumed_from_step, run_id))
+                (
+                    status,
+                    _dumps(s) if summary is not None else None,
+                    _num(s.get("final_train_loss")),
+                    _num(s.get("final_val_loss")),
+                    _num(s.get("final_val_bpb")),
+                    s.get("steps"),
+                    _num(s.get("wall_s")),
+                    error,
+                    time.time(),
+                    resumed_from_step,
+                    run_id,
+                ),
+            )
 
     def set_resumed(self, run_id: str, step: int | None) -> None:
         with self.transaction() as c:
@@ -248,8 +301,10 @@ class Store:
         host = socket.gethostname()
         now = time.time()
         back = []
-        rows = self.conn.execute("SELECT run_id, status, owner_pid, owner_host, heartbeat FROM runs "
-                                 "WHERE status IN ('running', 'failed')").fetchall()
+        rows = self.conn.execute(
+            "SELECT run_id, status, owner_pid, owner_host, heartbeat FROM runs "
+            "WHERE status IN ('running', 'failed')"
+        ).fetchall()
         for r in rows:
             if r["status"] == "failed":
                 back.append(r["run_id"])
@@ -260,8 +315,10 @@ class Store:
                 back.append(r["run_id"])
         if back:
             with self.transaction() as c:
-                c.executemany("UPDATE runs SET status = 'pending', owner_pid = NULL WHERE run_id = ?",
-                              [(b,) for b in back])
+                c.executemany(
+                    "UPDATE runs SET status = 'pending', owner_pid = NULL WHERE run_id = ?",
+                    [(b,) for b in back],
+                )
         return back
 
     def is_live(self, row: dict[str, Any], stale_s: float = 600.0) -> bool:
@@ -295,19 +352,31 @@ class Store:
                 raise InputError(f"metrics row for run {run_id} has no 'step': {row}")
             step = int(row["step"])
             extra = {k: v for k, v in row.items() if k not in METRIC_KEYS and k != "step"}
-            mrows.append((run_id, step, *(_num(row.get(k)) for k in METRIC_KEYS), _dumps(extra) if extra else None))
+            mrows.append(
+                (run_id, step, *(_num(row.get(k)) for k in METRIC_KEYS), _dumps(extra) if extra else None)
+            )
             if row.get("gns_b_simple_tokens") is not None or row.get("gns_g2") is not None:
-                nrows.append((run_id, step, _num(row.get("tokens")), _num(row.get("train_loss")),
-                              _num(row.get("gns_g2")), _num(row.get("gns_trace")),
-                              _num(row.get("gns_b_simple_tokens"))))
+                nrows.append(
+                    (
+                        run_id,
+                        step,
+                        _num(row.get("tokens")),
+                        _num(row.get("train_loss")),
+                        _num(row.get("gns_g2")),
+                        _num(row.get("gns_trace")),
+                        _num(row.get("gns_b_simple_tokens")),
+                    )
+                )
             else:
                 gone.append((run_id, step))
         if not mrows:
             return 0
         cols = ("run_id", "step", *METRIC_KEYS, "extra")
         with self.transaction() as c:
-            c.executemany(f"INSERT OR REPLACE INTO metrics({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                          mrows)
+            c.executemany(
+                f"INSERT OR REPLACE INTO metrics({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                mrows,
+            )
             c.executemany("INSERT OR REPLACE INTO noise_scale VALUES (?, ?, ?, ?, ?, ?, ?)", nrows)
             c.executemany("DELETE FROM noise_scale WHERE run_id = ? AND step = ?", gone)
         return len(mrows)
@@ -323,12 +392,21 @@ class Store:
         return self._frame("SELECT * FROM noise_scale ORDER BY run_id, step")
 
     # ------------------------------------------------------------------ fits
-    def put_fit(self, law: str, data_hash: str, result: dict[str, Any], backtest: dict[str, Any] | None) -> None:
+    def put_fit(
+        self, law: str, data_hash: str, result: dict[str, Any], backtest: dict[str, Any] | None
+    ) -> None:
         with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO fits(law, data_hash, result, backtest, created_at) "
-                      "VALUES (?, ?, ?, ?, ?)",
-                      (law, data_hash, _dumps(result), _dumps(backtest) if backtest is not None else None,
-                       time.time()))
+            c.execute(
+                "INSERT OR REPLACE INTO fits(law, data_hash, result, backtest, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    law,
+                    data_hash,
+                    _dumps(result),
+                    _dumps(backtest) if backtest is not None else None,
+                    time.time(),
+                ),
+            )
 
     def fit_hash(self, law: str) -> str | None:
         row = self.conn.execute("SELECT data_hash FROM fits WHERE law = ?", (law,)).fetchone()
@@ -338,9 +416,15 @@ class Store:
         """Every stored fit: {"law", "data_hash", "result" (FitResult dict), "backtest" (dict or None)}."""
         out = []
         for r in self.conn.execute("SELECT * FROM fits ORDER BY created_at, law").fetchall():
-            out.append({"law": r["law"], "data_hash": r["data_hash"], "result": json.loads(r["result"]),
-                        "backtest": json.loads(r["backtest"]) if r["backtest"] else None,
-                        "created_at": r["created_at"]})
+            out.append(
+                {
+                    "law": r["law"],
+                    "data_hash": r["data_hash"],
+                    "result": json.loads(r["result"]),
+                    "backtest": json.loads(r["backtest"]) if r["backtest"] else None,
+                    "created_at": r["created_at"],
+                }
+            )
         return out
 
     def delete_fits(self, keep: Iterable[str]) -> None:
@@ -354,11 +438,22 @@ class Store:
         their own) and anything else (kept in `record`, JSON). Returns the row id."""
         if not isinstance(record, dict):
             raise InputError(f"eval record must be a dict, got {type(record).__name__}")
-        vals = (run_id, record.get("task"), record.get("shots"), record.get("metric"), _num(record.get("value")),
-                record.get("n"), _dumps(record), time.time())
+        vals = (
+            run_id,
+            record.get("task"),
+            record.get("shots"),
+            record.get("metric"),
+            _num(record.get("value")),
+            record.get("n"),
+            _dumps(record),
+            time.time(),
+        )
         with self.transaction() as c:
-            cur = c.execute("INSERT INTO evals(run_id, task, shots, metric, value, n, record, created_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", vals)
+            cur = c.execute(
+                "INSERT INTO evals(run_id, task, shots, metric, value, n, record, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                vals,
+            )
             return int(cur.lastrowid)
 
     def evals_frame(self):
@@ -379,8 +474,13 @@ class Store:
             raise InputError(f"export format {fmt!r}: allowed 'parquet' or 'csv'")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        frames = {"runs": self.runs_frame(), "metrics": self.metrics_frame(), "noise_scale": self.noise_frame(),
-                  "fits": self._frame("SELECT * FROM fits ORDER BY law"), "evals": self.evals_frame()}
+        frames = {
+            "runs": self.runs_frame(),
+            "metrics": self.metrics_frame(),
+            "noise_scale": self.noise_frame(),
+            "fits": self._frame("SELECT * FROM fits ORDER BY law"),
+            "evals": self.evals_frame(),
+        }
         paths = []
         for name, df in frames.items():
             path = out_dir / f"{name}.{fmt}"

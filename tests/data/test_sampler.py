@@ -14,7 +14,7 @@ def test_batches_are_windows_of_the_stream_shifted_by_one(default_text):
     b = s.next_batch()
     assert b.x.shape == b.y.shape == (8, 32) and b.x.dtype == b.y.dtype == np.int64 and b.mask is None
     tok = np.asarray(default_text.tokens("train"))
-    for off, x, y in zip(s.offsets(0), b.x, b.y):
+    for off, x, y in zip(s.offsets(0), b.x, b.y, strict=True):
         assert (x == tok[off:off + 32]).all() and (y == tok[off + 1:off + 33]).all()
 
 
@@ -50,7 +50,8 @@ def test_eval_batches_predict_every_token_once(default_text):
     assert (first == tok[0:len(first) * 128:128]).all()
     again = list(eval_batches(default_text, "val", 16, 128, max_batches=3))
     assert len(again) == 3 and again[0].x.shape == (16, 128)
-    assert all((a.x == b.x).all() for a, b in zip(again, eval_batches(default_text, "val", 16, 128, 3)))
+    same = eval_batches(default_text, "val", 16, 128, 3)
+    assert all((a.x == b.x).all() for a, b in zip(again, same, strict=True))
 
 
 def test_image_batches_align_to_records_and_mask_the_bos(digits):

@@ -40,7 +40,8 @@ def test_default_text_dataset(default_text):
     n = {s: ds.num_tokens(s) for s in ("train", "val", "test")}
     # the split rule is sha256 of each document: these counts are the same on every machine and every run
     assert n == {"train": 9007295, "val": 161814, "test": 124090}
-    assert sum(n.values()) + 2 * len(DOC_SEP) == json.loads((CORPORA / "default.json").read_text())["text_bytes"]
+    manifest = json.loads((CORPORA / "default.json").read_text())
+    assert sum(n.values()) + 2 * len(DOC_SEP) == manifest["text_bytes"]  # every byte in exactly one split
     assert ds.bytes_per_token("val") == 1.0
     assert len(ds.documents("val")) == len(ds.doc_starts("val")) == 40
 
@@ -48,7 +49,8 @@ def test_default_text_dataset(default_text):
 def test_splits_are_disjoint_and_cover_the_corpus(default_text):
     docs = {s: default_text.documents(s) for s in ("train", "val", "test")}
     sets = {s: set(d) for s, d in docs.items()}
-    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
+    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"]
+    assert not sets["val"] & sets["test"]
     from scalinglab.data.text import load_documents
 
     original = [d.decode() for d in load_documents("default")[0]]
@@ -118,7 +120,7 @@ def test_non_utf8_is_fine_for_bytes_and_reported_for_bpe(tmp_path):
     ds = open_dataset(tmp_path / "bytes")
     raw = b"".join(np.asarray(ds.tokens(s)).tobytes() for s in ("train", "val", "test"))
     assert raw.count(b"\xef") == 6
-    with pytest.raises(InputError, match=r"0xef at offset .* not valid UTF-8"):
+    with pytest.raises(InputError, match=r"0.txt: byte 0xef at offset 1502 is not valid UTF-8"):
         prepare(f"text:{src}", tmp_path / "bpe", tokenizer="bpe", vocab_size=300)
     assert not (tmp_path / "bpe").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left
@@ -148,7 +150,8 @@ def test_split_documents_packs_paragraphs_and_never_cuts_a_character():
     text = ("Ünïcödé paragraph. " * 30 + "\n\n") * 40
     docs = split_documents(text.encode(), doc_bytes=2000)
     assert len(docs) > 5 and all(d.decode() for d in docs)
-    assert "\n\n".join(d.decode() for d in docs) == text.strip()
+    assert [w for d in docs for w in d.decode().split()] == text.split()
+    assert all(d.endswith(b"paragraph.") for d in docs)  # cut at paragraph ends
     huge = ("é" * 50_000).encode()  # one line, no paragraph breaks
     parts = split_documents(huge, doc_bytes=1000)
     assert len(parts) > 10 and b"".join(parts) == huge and all(p.decode() for p in parts)
@@ -156,3 +159,16 @@ def test_split_documents_packs_paragraphs_and_never_cuts_a_character():
 
 def test_package_ships_the_corpus():
     assert Path(CORPORA / "default.txt.gz").stat().st_size < 4_000_000
+
+
+def test_text_with_arithmetic_qa_mixed_in(small_corpus, tmp_path):
+    import re
+
+    info = prepare(f"text:{small_corpus},qa=0.1", tmp_path / "qa")
+    ds = open_dataset(info.path)
+    text = "".join(ds.text(s) for s in ("train", "val", "test"))
+    qa = re.findall(r"Q: What is (\d+) (plus|minus|times) (\d+)\?\nA: (-?\d+)\n", text)
+    ops = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+    assert len(qa) > 1000 and all(ops[o](int(a), int(b)) == int(c) for a, o, b, c in qa)
+    share = sum(len(m) for m in re.findall(r"Q: What is [^\n]*\nA: -?\d+\n", text)) / len(text)
+    assert 0.05 < share < 0.12

@@ -36,3 +36,9 @@ def hf_lm(hf_dir):
     from scalinglab.evals.hf import HFLM
 
     return HFLM.from_pretrained(hf_dir, batch_size=4)
+
+
+@pytest.fixture()
+def make_tiny_gpt2():
+    """The builder of tiny random GPT-2 models (different ``seed`` = different weights)."""
+    return tiny_gpt2

@@ -37,7 +37,7 @@ def test_loglikelihood_matches_transformers(hf_lm, batch_size):
     hf_lm.batch_size = batch_size
     got = hf_lm.loglikelihood(reqs)
     worst = 0.0
-    for (c, x), r in zip(reqs, got):
+    for (c, x), r in zip(reqs, got, strict=True):
         ref, greedy = direct_ll(hf_lm.model, hf_lm.tokenizer, c, x)
         worst = max(worst, abs(r.logprob - ref))
         assert r.is_greedy == greedy
@@ -104,7 +104,7 @@ def test_generate_until_matches_no_cache_greedy(hf_lm, batch_size):
     hf_lm.batch_size = batch_size
     prompts = ["Q: 1+1", "a", "The quick brown fox jumps", "zz top " * 5, "Q: 1+1"]
     got = hf_lm.generate_until([(p, [], 6) for p in prompts])
-    for p, g in zip(prompts, got):
+    for p, g in zip(prompts, got, strict=True):
         assert g == hf_lm.tok_decode(naive_greedy(hf_lm.model, hf_lm.tokenizer, p, 6))
     # stop strings cut the text at the first occurrence
     full = got[2]

@@ -54,7 +54,7 @@ def test_scalinglab_lm_loglikelihood_and_generation():
     lm = ScalingLabLM(m, ByteTokenizer(), batch_size=2)
     reqs = [("Q: What is 2 plus 3?\n\nA:", " 5"), ("abc ", "def"), ("", "xyz"), ("hello", " world!")]
     got = lm.loglikelihood(reqs)
-    for (c, x), r in zip(reqs, got):
+    for (c, x), r in zip(reqs, got, strict=True):
         c2 = c.rstrip()
         x2 = c[len(c2):] + x
         ids = list(c2.encode()) or [10]
@@ -66,7 +66,7 @@ def test_scalinglab_lm_loglikelihood_and_generation():
     # batched cached generation == GPT.generate (no padding, one prompt at a time)
     prompts = ["Q: 12", "a longer prompt here", "xyz"]
     gens = lm.generate_until([(p, [], 5) for p in prompts])
-    for p, g in zip(prompts, gens):
+    for p, g in zip(prompts, gens, strict=True):
         ref = m.generate(torch.tensor([list(p.encode())]), 5)[0, len(p):].tolist()
         assert g == ByteTokenizer().decode(ref)
 

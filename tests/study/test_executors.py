@@ -16,11 +16,18 @@ pytest.importorskip("torch")
 
 
 def _plan(executor: dict, seeds=(0,)):
-    return parse_plan({
-        "name": "ex", "data": {"spec": "text:default", "n_ctx": 16},
-        "model": {"shapes": [{"n_layer": 1, "d_model": 16}], "head_dim": 16},
-        "tokens": {"absolute": [2048]}, "batch": {"size": 8}, "seeds": {"seeds": list(seeds)},
-        "train": {"eval_batches": 2, "log_every": 4, "noise_scale": False}, "executor": executor})
+    return parse_plan(
+        {
+            "name": "ex",
+            "data": {"spec": "text:default", "n_ctx": 16},
+            "model": {"shapes": [{"n_layer": 1, "d_model": 16}], "head_dim": 16},
+            "tokens": {"absolute": [2048]},
+            "batch": {"size": 8},
+            "seeds": {"seeds": list(seeds)},
+            "train": {"eval_batches": 2, "log_every": 4, "noise_scale": False},
+            "executor": executor,
+        }
+    )
 
 
 def _study(tmp_path, executor: dict, seeds=(0,)) -> dict[int, float]:

@@ -18,16 +18,25 @@ V = 256  # byte-level vocabulary
 
 
 def _plan(**kw):
-    base = {"model": {"shapes": [{"n_layer": 1, "d_model": 16}, {"n_layer": 2, "d_model": 32}]},
-            "tokens": {"absolute": [1e4]}}
+    base = {
+        "model": {"shapes": [{"n_layer": 1, "d_model": 16}, {"n_layer": 2, "d_model": 32}]},
+        "tokens": {"absolute": [1e4]},
+    }
     base.update(kw)
     return parse_plan(base)
 
 
 def test_errors_name_the_key_the_value_and_what_is_allowed():
     with pytest.raises(ConfigError) as e:
-        parse_plan({"model": {"shapes": [{"n_layer": 0, "d_model": 16}]}, "tokens": {"absolute": [1e4]},
-                    "lr": {"rule": "cosmic"}, "executor": {"kind": "k8s"}, "typo": 1})
+        parse_plan(
+            {
+                "model": {"shapes": [{"n_layer": 0, "d_model": 16}]},
+                "tokens": {"absolute": [1e4]},
+                "lr": {"rule": "cosmic"},
+                "executor": {"kind": "k8s"},
+                "typo": 1,
+            }
+        )
     msg = str(e.value)
     assert "model.shapes.0.n_layer = 0" in msg and "greater than or equal to 1" in msg
     assert "lr.rule = 'cosmic'" in msg and "'fixed' or 'kaplan'" in msg
@@ -43,8 +52,11 @@ def test_errors_name_the_key_the_value_and_what_is_allowed():
 
 
 def test_grid_ids_are_stable_and_shared_runs_are_trained_once():
-    plan = _plan(tokens={"absolute": [1e4, 2e4], "per_param": [10]}, kaplan={"long_tokens": 2e4},
-                 seeds={"seeds": [0, 1]})
+    plan = _plan(
+        tokens={"absolute": [1e4, 2e4], "per_param": [10]},
+        kaplan={"long_tokens": 2e4},
+        seeds={"seeds": [0, 1]},
+    )
     runs = make_runs(plan, V)
     assert [r.run_id for r in runs] == [r.run_id for r in make_runs(plan, V)]
     assert len({r.run_id for r in runs}) == len(runs) == 2 * 2 * 3  # sizes x seeds x (1e4, 2e4, 10 N)
@@ -60,15 +72,26 @@ def test_grid_ids_are_stable_and_shared_runs_are_trained_once():
 
 def test_isoflop_sets_spend_the_budget_around_the_expected_optimum():
     c = 3e11
-    plan = parse_plan({"model": {"n_params": [1e4], "aspect_ratio": 16}, "isoflop": {"budgets": [c], "n_sizes": 5,
-                                                                                      "span": 4}})
+    plan = parse_plan(
+        {
+            "model": {"n_params": [1e4], "aspect_ratio": 16},
+            "isoflop": {"budgets": [c], "n_sizes": 5, "span": 4},
+        }
+    )
     iso = [r for r in make_runs(plan, V) if "isoflop:3e+11" in r.roles]
     assert len(iso) == 5
     ns = []
     for r in iso:
         cfg = r.config
-        n = count_params(GPTConfig(n_layer=cfg["n_layer"], d_model=cfg["d_model"], n_head=cfg["n_head"],
-                                   vocab_size=V, n_ctx=cfg["n_ctx"]))["kaplan"]
+        n = count_params(
+            GPTConfig(
+                n_layer=cfg["n_layer"],
+                d_model=cfg["d_model"],
+                n_head=cfg["n_head"],
+                vocab_size=V,
+                n_ctx=cfg["n_ctx"],
+            )
+        )["kaplan"]
         assert 6 * n * cfg["tokens"] == pytest.approx(c, rel=1e-4)  # D = C / (6 N)
         ns.append(n)
     n_opt = math.sqrt(c / (6 * 20))
@@ -76,10 +99,16 @@ def test_isoflop_sets_spend_the_budget_around_the_expected_optimum():
 
 
 def test_sizes_by_n_solve_shapes_and_kaplan_design():
-    plan = parse_plan({"model": {"n_params": [3e3, 3e4, 3e5], "aspect_ratio": 32, "head_dim": 8},
-                       "kaplan": {"long_tokens": 5e4, "data_subsets": [1e4, 2e4, 4e4]}})
+    plan = parse_plan(
+        {
+            "model": {"n_params": [3e3, 3e4, 3e5], "aspect_ratio": 32, "head_dim": 8},
+            "kaplan": {"long_tokens": 5e4, "data_subsets": [1e4, 2e4, 4e4]},
+        }
+    )
     runs = make_runs(plan, V)
-    ln = sorted((r for r in runs if "L(N)" in r.roles), key=lambda r: r.config["d_model"] * r.config["n_layer"])
+    ln = sorted(
+        (r for r in runs if "L(N)" in r.roles), key=lambda r: r.config["d_model"] * r.config["n_layer"]
+    )
     for r, target in zip(ln, [3e3, 3e4, 3e5], strict=True):
         n = 12 * r.config["n_layer"] * r.config["d_model"] ** 2
         assert abs(math.log(n / target)) < math.log(1.6)

@@ -53,8 +53,14 @@ train = {grad_clip = 0}
 
 def _start(plan: Path, out: Path, **env: str) -> subprocess.Popen:
     e = {**os.environ, "SCALINGLAB_THREADS": "1", **env}
-    return subprocess.Popen([CLI, "study", "run", str(plan), "--out", str(out), "--no-report"], env=e,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [CLI, "study", "run", str(plan), "--out", str(out), "--no-report"],
+        env=e,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _kill(p: subprocess.Popen) -> None:
@@ -78,7 +84,11 @@ def _wait(p: subprocess.Popen, cond, what: str, timeout: float = 120.0):
 def _training_with_checkpoint(study: Path):
     """A run folder mid-training: a checkpoint, no summary, at least 20 steps logged."""
     for d in sorted((study / "runs").glob("*")) if (study / "runs").is_dir() else []:
-        if (d / "ckpt.pt").is_file() and not (d / "summary.json").is_file() and (d / "metrics.jsonl").is_file():
+        if (
+            (d / "ckpt.pt").is_file()
+            and not (d / "summary.json").is_file()
+            and (d / "metrics.jsonl").is_file()
+        ):
             lines = (d / "metrics.jsonl").read_text().splitlines()
             if lines and json.loads(lines[-1])["step"] >= 20:
                 return d.name
@@ -136,7 +146,9 @@ def test_kill9_during_training_and_fitting_then_resume(tmp_path):
     ra, rb = sa.runs_frame().set_index("run_id"), sb.runs_frame().set_index("run_id")
     assert sorted(ra.index) == sorted(rb.index) and len(ra) == 4  # none lost, none duplicated
     assert sorted(ra["status"]) == ["diverged", "done", "done", "done"]
-    assert ra.loc[victim, "attempts"] == 2 and ra.loc[victim, "resumed_from_step"] >= 10  # from its checkpoint
+    assert (
+        ra.loc[victim, "attempts"] == 2 and ra.loc[victim, "resumed_from_step"] >= 10
+    )  # from its checkpoint
     for rid in ra.index:  # exact resume: the interrupted study logged the same steps and losses
         assert _metrics(sa, rid) == _metrics(sb, rid), rid
     fa, fb = {f["law"]: f for f in sa.fits()}, {f["law"]: f for f in sb.fits()}
@@ -149,11 +161,17 @@ def test_kill9_during_training_and_fitting_then_resume(tmp_path):
     assert kept["created_at"] == first_fit["created_at"]  # fitted before the kill: not redone
     assert fa["L(N)"]["result"]["n_points"] == 3  # the diverged run is left out
 
-    st = json.loads(subprocess.run([CLI, "study", "status", str(a), "--json"], capture_output=True, text=True,
-                                   check=True).stdout)
+    st = json.loads(
+        subprocess.run(
+            [CLI, "study", "status", str(a), "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert st["runs"] == {"done": 3, "failed": 0, "pending": 0, "running": 0, "diverged": 1}
-    fit_json = json.loads(subprocess.run([CLI, "study", "fit", str(a), "--json"], capture_output=True, text=True,
-                                         check=True).stdout)
+    fit_json = json.loads(
+        subprocess.run(
+            [CLI, "study", "fit", str(a), "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     row = next(r for r in fit_json["fits"] if r["law"] == "L(N)")
     assert set(row) >= {"law", "params", "converged", "r2_log", "backtest"}
     assert set(row["backtest"]) >= {"rel_error", "covered"}

@@ -25,7 +25,9 @@ def _writer(path: str, tag: int, n: int) -> None:
     s = Store(path)
     for i in range(n):
         s.add_runs([(f"r{tag}-{i}", _cfg(i), ["grid"], _counts(i))])
-        s.add_metrics(f"r{tag}-{i}", [{"step": k, "tokens": 10 * k, "train_loss": 5.0 - 0.01 * k} for k in range(5)])
+        s.add_metrics(
+            f"r{tag}-{i}", [{"step": k, "tokens": 10 * k, "train_loss": 5.0 - 0.01 * k} for k in range(5)]
+        )
         s.add_eval(f"r{tag}-{i}", {"task": "t", "shots": 0, "value": 0.1 * i})
     s.close()
 
@@ -97,7 +99,9 @@ def test_fits_evals_and_export(tmp_path):
         s.add_eval("a", ["not", "a", "dict"])  # type: ignore[arg-type]
     for fmt in ("csv", "parquet"):
         paths = s.export(tmp_path / fmt, fmt)
-        assert {p.name for p in paths} == {f"{t}.{fmt}" for t in ("runs", "metrics", "noise_scale", "fits", "evals")}
+        assert {p.name for p in paths} == {
+            f"{t}.{fmt}" for t in ("runs", "metrics", "noise_scale", "fits", "evals")
+        }
         runs = pd.read_csv(paths[0]) if fmt == "csv" else pd.read_parquet(paths[0])
         assert list(runs["run_id"]) == ["a"]
     assert not [p for p in os.listdir(tmp_path / "csv") if p.endswith(".tmp")]

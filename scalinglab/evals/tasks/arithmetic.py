@@ -38,7 +38,8 @@ GPT3 = Preset(
     notes="released gpt-3 files verbatim; exact match of greedy generation",
 )
 LMEVAL = Preset(
-    name="lmeval", text=lambda d: f"Question: What is {d['question']}?\nAnswer:", target=lambda d: " " + d["answer"],
+    name="lmeval", text=lambda d: f"Question: What is {d['question']}?\nAnswer:",
+    target=lambda d: " " + d["answer"],
     output_type="loglikelihood", scorer="greedy", target_delimiter="", fewshot_delimiter="\n\n",
     notes="lm-evaluation-harness arithmetic_* rewrite; acc = answer is the greedy continuation",
 )

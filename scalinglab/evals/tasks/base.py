@@ -28,7 +28,8 @@ class Task:
     def preset(self, name: str | None = None) -> Preset:
         key = name or self.default_preset
         if key not in self.presets:
-            raise ConfigError(f"task {self.name}: unknown preset {key!r}; choose one of {', '.join(self.presets)}")
+            choices = ", ".join(self.presets)
+            raise ConfigError(f"task {self.name}: unknown preset {key!r}; choose one of {choices}")
         return self.presets[key]
 
     def decontamination_text(self, doc: Doc) -> str:

@@ -1,0 +1,68 @@
+"""Benchmark: the full report (figures as PNG + PDF, HTML) of a 50-run synthetic study.
+
+Prints the wall time and a ratio against a reference measured in the same process: the time to draw and
+save (PNG + PDF) one plain line plot in the report's style. ratio = report time / (reference x figures):
+how many plain-plot saves each report figure costs, fits included. Goal: the report in seconds.
+Exits non-zero only when the report is wrong (a figure missing, the page not written).
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def reference_save() -> float:
+    """Seconds to draw and save one 100-point log-log line plot as PNG and PDF."""
+    from scalinglab.report import style
+
+    t = time.perf_counter()
+    fig, ax = style.figure()
+    x = np.geomspace(1e6, 1e12, 100)
+    ax.plot(x, 2 + (x / 1e3) ** -0.1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("C, FLOPs")
+    ax.set_ylabel("loss, nats/token")
+    style.finish(fig)
+    fig.savefig(io.BytesIO(), format="png")
+    fig.savefig(io.BytesIO(), format="pdf")
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    from scalinglab.report.build import FIGURES, render_report
+    from scalinglab.report.data import StudyData
+    from scalinglab.report.synthetic import synthetic_study
+
+    reference_save()  # warm-up: imports, font cache
+    s = synthetic_study(50, seed=0)
+    data = StudyData.from_frames(s.runs, s.metrics, [], s.evals, name="bench")
+    ref = statistics.median(reference_save() for _ in range(3))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        res = render_report(data, Path(tmp) / "report")
+        total = time.perf_counter() - t
+        ok = res.path.is_file() and all((res.path.parent / "figures" / f"{n}.pdf").is_file() for n in res.figures)
+    n_fig = len(res.figures)
+    print(f"runs: {len(s.runs)}  metrics rows: {len(s.metrics)}  figures: {n_fig} drawn, "
+          f"{len(res.skipped)} skipped {sorted(res.skipped)}")
+    print(f"report: {total:.2f} s total, fits {res.timings['fits']:.2f} s")
+    slow = sorted(((v, k) for k, v in res.timings.items() if k not in ("total", "fits")), reverse=True)[:3]
+    print("slowest figures: " + ", ".join(f"{k} {v:.2f} s" for v, k in slow))
+    print(f"reference (one plain plot, PNG + PDF): {ref * 1e3:.0f} ms")
+    print(f"ratio report / (reference x figures): {total / (ref * max(n_fig, 1)):.2f}")
+    if not ok or n_fig < len(FIGURES) - len(res.skipped):
+        print("FAIL: report incomplete", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

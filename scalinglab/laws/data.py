@@ -1,0 +1,133 @@
+"""Reading and checking the data a law is fitted to: one clear error naming the column and the row.
+
+Rows are numbered from 1 over the data rows (the header is not counted), as a spreadsheet user would count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from scalinglab.errors import FitError, InputError
+from scalinglab.laws.forms import Form
+
+
+def read_table(path: str | Path):
+    """CSV, Parquet or JSON lines (by extension; .jsonl/.ndjson/.json) -> pandas DataFrame."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"data file not found: {p}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return pd.read_json(p, lines=True)
+        return pd.read_csv(p)
+    except (ValueError, OSError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"could not read {p}: {first}") from None
+
+
+def _column(data, name: str) -> np.ndarray:
+    """One column as float64, with the first non-numeric, NaN or infinite cell reported by row."""
+    raw = data[name]
+    values = np.asarray(raw.to_numpy() if hasattr(raw, "to_numpy") else raw, dtype=object).ravel()
+    out = np.empty(values.size)
+    for i, v in enumerate(values):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"column {name!r} row {i + 1}: {v!r} is not a number") from None
+        if np.isnan(x):
+            raise InputError(f"column {name!r} row {i + 1}: missing value (NaN)")
+        if np.isinf(x):
+            raise InputError(f"column {name!r} row {i + 1}: infinite value")
+        out[i] = x
+    return out
+
+
+def _numeric(data, name: str) -> np.ndarray:
+    raw = data[name]
+    try:
+        arr = np.asarray(raw, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return _column(data, name)
+    if not np.all(np.isfinite(arr)):
+        return _column(data, name)
+    return arr
+
+
+def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str] | None = None):
+    """Variables and target of ``form`` from a DataFrame or dict of arrays, checked.
+
+    ``columns`` maps a form variable to a column name (e.g. {"N": "Model Size", "C": "Training FLOP"});
+    unmapped variables are looked up by their own name. The target is ``loss`` (or, for the loss column,
+    also "L"); for ``CriticalBatch`` the target is "B" and the variable "L" may come from "loss".
+    D = C/(6N) (or N = C/(6D)) is derived when absent, and that assumption is returned in ``notes``.
+    Returns (variables: dict[str, ndarray], target: ndarray, notes: list[str]).
+    """
+    columns = dict(columns or {})
+    names = list(data.columns) if hasattr(data, "columns") else list(data.keys())
+
+    def col_for(var: str) -> str | None:
+        if var in columns:
+            if columns[var] not in names:
+                raise InputError(f"column {columns[var]!r} (for {var}) not found; columns are {names}")
+            return columns[var]
+        return var if var in names else None
+
+    target_var = form.target
+    if target_var == "loss":
+        cands = [columns.get("loss"), loss, columns.get("L"), "loss", "L"]
+    else:
+        cands = [columns.get(target_var), target_var]
+    tcol = next((c for c in cands if c is not None and c in names), None)
+    if tcol is None:
+        want = next((c for c in cands if c is not None), target_var)
+        raise InputError(f"missing column {want!r} for the fitted quantity {target_var}; columns are {names}")
+
+    present: dict[str, np.ndarray] = {}
+    wanted = set(form.variables) | {"N", "D", "C"}
+    for var in ("N", "D", "C", "S", "L", "B", "loss"):
+        if var in wanted or var in form.variables:
+            c = col_for(var)
+            if c is not None and c != tcol:
+                present[var] = _numeric(data, c)
+    if "L" in form.variables and "L" not in present:
+        c = col_for("loss")
+        if c is not None and c != tcol:
+            present["L"] = _numeric(data, c)
+    notes = []
+    if "D" in form.variables and "D" not in present and "C" in present and "N" in present:
+        present["D"] = present["C"] / (6.0 * present["N"])
+        notes.append("D = C/(6N) tokens (no D column; C assumed to be 6ND training FLOPs)")
+    if "N" in form.variables and "N" not in present and "C" in present and "D" in present:
+        present["N"] = present["C"] / (6.0 * present["D"])
+        notes.append("N = C/(6D) (no N column; C assumed to be 6ND training FLOPs)")
+    missing = [v for v in form.variables if v not in present]
+    if missing:
+        hint = " (or C and N, to derive D = C/(6N))" if "D" in missing else ""
+        raise InputError(f"missing column(s) {missing}{hint} for law {form.name!r}; columns are {names}")
+    y = _numeric(data, tcol)
+    variables = {v: present[v] for v in form.variables}
+    for v, arr in list(variables.items()) + [(target_var, y)]:
+        bad = np.flatnonzero(arr <= 0)
+        if bad.size:
+            i = int(bad[0])
+            label = columns.get(v, v) if v != target_var else tcol
+            raise InputError(f"column {label!r} row {i + 1}: {v} must be positive, got {arr[i]:g}")
+    n_params = len(form.param_names)
+    if y.size <= n_params:
+        raise FitError(f"too few points for law {form.name!r}: {y.size} rows, need more than {n_params} "
+                       f"(one per parameter {list(form.param_names)} plus one)")
+    return variables, y, notes
+
+
+def decades(x: np.ndarray) -> float:
+    """log10(max/min) of a positive array."""
+    return float(np.log10(np.max(x) / np.min(x)))

@@ -1,0 +1,448 @@
+"""Fit a scaling-law form to runs: multi-start Huber fit, bootstrap intervals, diagnostics, back-test.
+
+``fit(form, data)`` minimises the summed Huber loss (delta = 1e-3) of log y - log yhat (Hoffmann 2022 as
+replicated by Besiroglu et al. 2024) from every point of the form's start grid (4,500 for Chinchilla):
+
+1. all starts at once, batched Levenberg-Marquardt in float32 (``optim.batched_lm``);
+2. the starts within 1% of the best continue in float64 to a relative gain below 1e-12;
+3. the best is polished with L-BFGS-B (analytic gradient, objective rescaled to ~1, ftol 1e-15).
+
+A start "reached the optimum" when its final objective is within ``OPT_RTOL`` (1e-6, relative) of the
+polished best. The verdict ``converged`` needs the polish's projected gradient to be small *and* a fresh
+float64 LM run from the answer to find no lower objective. Every problem (no convergence, a parameter at
+a bound, |corr| > 0.95 between exponents, a variable spanning under 1.5 decades, failed bootstrap refits)
+is written into ``warnings`` and shown by ``summary()``: never a silent number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scalinglab.errors import FitError, InputError
+from scalinglab.laws import optim
+from scalinglab.laws.data import decades, prepare
+from scalinglab.laws.forms import Form, complete_variables, get_form
+
+OPT_RTOL = 1e-6  # a start reached the optimum if its objective is within this relative distance of the best
+GRAD_RTOL = 1e-4  # converged if max |projected gradient| / objective is below this (theta coordinates)
+CORR_MAX = 0.95  # |corr| between two exponents above this: not separately identifiable
+MIN_DECADES = 1.5  # a variable spanning fewer decades than this cannot pin its exponent down
+
+
+@dataclass
+class FitResult:
+    """A fitted law: parameters, fit quality, convergence verdict, optional bootstrap uncertainty."""
+
+    form: Form
+    params: dict[str, float]
+    theta: np.ndarray
+    objective: float
+    n_points: int
+    residuals: np.ndarray  # log y - log yhat at the data
+    r2_log: float  # R^2 of log y
+    converged: bool
+    message: str
+    n_starts: int
+    n_at_optimum: int
+    delta: float = 1e-3
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    se: dict[str, float] | None = None
+    ci95: dict[str, tuple[float, float]] | None = None
+    corr: dict[str, dict[str, float]] | None = None
+    n_bootstrap: int = 0
+    seed: int | None = None
+    samples: np.ndarray | None = None  # (n_bootstrap, n_params) in param space, not serialised by default
+
+    @property
+    def law(self) -> str:
+        return self.form.name
+
+    def predict(self, **variables) -> np.ndarray:
+        """The fitted law at the given variables (same units as the data)."""
+        return self.form.predict(self.params, **variables)
+
+    def predict_interval(self, level: float = 0.95, noise: bool = True, **variables):
+        """(low, high) prediction interval from the bootstrap fits; needs ``bootstrap > 0``.
+
+        Each bootstrap parameter vector predicts; with ``noise`` a log residual of the fit drawn at random
+        (seeded) is added to each, so the interval is for a new observation, not only for the mean curve.
+        """
+        if self.samples is None or len(self.samples) == 0:
+            raise FitError("prediction intervals need a bootstrap: fit(..., bootstrap=K)")
+        names = self.form.param_names
+        variables = complete_variables(self.form, variables)
+        arrs = np.broadcast_arrays(*[np.asarray(variables[v], dtype=float) for v in self.form.variables])
+        shape = arrs[0].shape
+        logx = {v: np.log(a.ravel()) for v, a in zip(self.form.variables, arrs, strict=True)}
+        thetas = np.array([self.form.to_theta(dict(zip(names, s, strict=True))) for s in self.samples])
+        with np.errstate(over="ignore", invalid="ignore"):
+            lp = self.form.log_eval(thetas, logx, jac=False)  # (B, m)
+        if noise and self.residuals.size:
+            rng = np.random.default_rng(0 if self.seed is None else self.seed + 1)
+            lp = lp + rng.choice(self.residuals, size=lp.shape)
+        q = (1.0 - level) / 2.0
+        lo, hi = np.nanquantile(np.exp(lp), [q, 1.0 - q], axis=0)
+        return lo.reshape(shape), hi.reshape(shape)
+
+    def summary(self) -> str:
+        """A readable table: parameters (with SE and 95% interval when bootstrapped), fit quality, warnings."""
+        lines = [f"Law {self.form.name}: {self.form.description}   ({self.form.units})"]
+        lines.append(f"points {self.n_points}   objective (summed Huber, delta={self.delta:g}) {self.objective:.6e}"
+                     f"   R^2(log) {self.r2_log:.4f}")
+        lines.append(f"converged: {'yes' if self.converged else 'NO'} ({self.message}); "
+                     f"{self.n_at_optimum} of {self.n_starts} starts reached the optimum")
+        head = f"{'param':>10} {'estimate':>13}"
+        if self.se:
+            head += f" {'SE':>11} {'95% low':>12} {'95% high':>12}"
+        lines.append(head)
+        for k in self.form.param_names:
+            row = f"{k:>10} {self.params[k]:>13.6g}"
+            if self.se:
+                lo, hi = self.ci95[k]
+                row += f" {self.se[k]:>11.4g} {lo:>12.6g} {hi:>12.6g}"
+            lines.append(row)
+        if self.n_bootstrap:
+            lines.append(f"bootstrap: {self.n_bootstrap} resamples, seed {self.seed}, percentile intervals")
+        for n in self.notes:
+            lines.append(f"note: {n}")
+        for w in self.warnings:
+            lines.append(f"WARNING: {w}")
+        return "\n".join(lines)
+
+    def to_dict(self, samples: bool = False) -> dict[str, Any]:
+        """JSON-able dict (the ``scalinglab fit --json`` output); ``from_dict`` reads it back."""
+        d: dict[str, Any] = {
+            "law": self.form.name,
+            "var": getattr(self.form, "var", None),
+            "description": self.form.description,
+            "params": dict(self.params),
+            "theta": [float(t) for t in self.theta],
+            "converged": self.converged,
+            "message": self.message,
+            "objective": self.objective,
+            "delta": self.delta,
+            "n_points": self.n_points,
+            "n_starts": self.n_starts,
+            "n_at_optimum": self.n_at_optimum,
+            "r2_log": self.r2_log,
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+            "residuals": [float(r) for r in self.residuals],
+            "n_bootstrap": self.n_bootstrap,
+            "seed": self.seed,
+        }
+        if self.se is not None:
+            d["se"] = dict(self.se)
+            d["ci95"] = {k: [float(v[0]), float(v[1])] for k, v in self.ci95.items()}
+            d["corr"] = self.corr
+        if samples and self.samples is not None:
+            d["samples"] = self.samples.tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FitResult:
+        try:
+            form = get_form(d["law"], var=d.get("var"))
+            params = {k: float(v) for k, v in d["params"].items()}
+        except KeyError as e:
+            raise InputError(f"fit JSON is missing key {e}") from None
+        theta = np.asarray(d.get("theta") or form.to_theta(params), dtype=float)
+        se = d.get("se")
+        ci = d.get("ci95")
+        samples = d.get("samples")
+        return cls(
+            form=form, params=params, theta=theta, objective=float(d.get("objective", float("nan"))),
+            n_points=int(d.get("n_points", 0)), residuals=np.asarray(d.get("residuals", []), dtype=float),
+            r2_log=float(d.get("r2_log", float("nan")) if d.get("r2_log") is not None else float("nan")),
+            converged=bool(d.get("converged", False)), message=str(d.get("message", "")),
+            n_starts=int(d.get("n_starts", 0)), n_at_optimum=int(d.get("n_at_optimum", 0)),
+            delta=float(d.get("delta", 1e-3)), warnings=list(d.get("warnings", [])), notes=list(d.get("notes", [])),
+            se=None if se is None else {k: float(v) for k, v in se.items()},
+            ci95=None if ci is None else {k: (float(v[0]), float(v[1])) for k, v in ci.items()},
+            corr=d.get("corr"), n_bootstrap=int(d.get("n_bootstrap", 0)), seed=d.get("seed"),
+            samples=None if samples is None else np.asarray(samples, dtype=float),
+        )
+
+
+def _resolve_form(form: Form | str, data, var: str | None) -> Form:
+    if isinstance(form, Form):
+        return form
+    if var is None and str(form).lower() in ("power", "power+const", "bnsl"):
+        names = list(data.columns) if hasattr(data, "columns") else list(data.keys())
+        cands = [v for v in ("N", "D", "C", "S") if v in names]
+        if len(cands) != 1:
+            raise InputError(f"law {form!r} has one variable: say which (var=...), columns are {names}")
+        var = cands[0]
+    return get_form(form, var=var)
+
+
+def _starts(form: Form, logx, logy, starts, seed: int) -> np.ndarray:
+    grid = form.start_grid(logx, logy)
+    if starts is None:
+        return grid
+    if isinstance(starts, (int, np.integer)):
+        if starts >= len(grid):
+            return grid
+        rng = np.random.default_rng(seed)
+        return grid[np.sort(rng.choice(len(grid), int(starts), replace=False))]
+    if isinstance(starts, Mapping):
+        starts = [starts]
+    rows = [form.to_theta(s) if isinstance(s, Mapping) else np.asarray(s, dtype=float) for s in starts]
+    out = np.atleast_2d(np.array(rows, dtype=float))
+    if out.shape[1] != len(form.theta_names):
+        raise InputError(f"starts for {form.name!r} need {len(form.theta_names)} values {form.theta_names}")
+    return out
+
+
+def _multistart(form: Form, theta0: np.ndarray, logx, logy, delta: float):
+    """Stages 1-3 of the module docstring; returns (polish result, final objectives of every start)."""
+    a = optim.batched_lm(form, theta0, logx, logy, delta, ftol=1e-6, dtype=np.float32)
+    f = optim.objective(form, a.theta, logx, logy, delta)  # float64 re-evaluation
+    theta = a.theta.copy()
+    best = np.min(f)
+    if not np.isfinite(best):
+        raise FitError(f"no start of law {form.name!r} gives a finite objective on this data")
+    near = np.flatnonzero(f <= best * 1.01)
+    b = optim.batched_lm(form, theta[near], logx, logy, delta, ftol=1e-12, max_iter=200)
+    theta[near], f[near] = b.theta, b.f
+    pol = optim.polish(form, theta[int(np.argmin(f))], logx, logy, delta)
+    return pol, f
+
+
+def _verdict(form: Form, pol: optim.PolishResult, logx, logy, delta: float) -> tuple[bool, str]:
+    again = optim.batched_lm(form, pol.theta[None, :], logx, logy, delta, ftol=1e-14, max_iter=50)
+    improved = (pol.f - again.f[0]) / max(pol.f, 1e-300)
+    ok = pol.grad_norm < GRAD_RTOL and improved < 1e-8
+    msg = f"L-BFGS-B: {pol.message}; relative projected gradient {pol.grad_norm:.1e}"
+    if improved >= 1e-8:
+        msg += f"; a further LM run lowered the objective by {improved:.1e} (relative)"
+    return ok, msg
+
+
+def _at_bounds(form: Form, theta: np.ndarray) -> list[str]:
+    out = []
+    for name, t, (lo, hi) in zip(form.theta_names, theta, form.theta_bounds(), strict=True):
+        tol = 1e-6 * (hi - lo)
+        if t <= lo + tol or t >= hi - tol:
+            side = "lower" if t <= lo + tol else "upper"
+            out.append(f"parameter {name} is at its {side} bound ({t:g}): the optimum lies outside the allowed "
+                       f"range or the parameter is not identified")
+    return out
+
+
+def _local_corr(form: Form, theta: np.ndarray, logx) -> np.ndarray | None:
+    """Correlation of the theta estimates from the Gauss-Newton matrix (J^T J)^-1 (no bootstrap)."""
+    _, J = form.log_eval(theta[None, :], logx)
+    JTJ = J[0].T @ J[0]
+    try:
+        cov = np.linalg.inv(JTJ)
+    except np.linalg.LinAlgError:
+        return None
+    d = np.sqrt(np.abs(np.diag(cov)))
+    if not np.all(np.isfinite(d)) or np.any(d == 0):
+        return None
+    return cov / np.outer(d, d)
+
+
+def _identifiability(form: Form, theta, logx, variables, corr_params: dict | None) -> list[str]:
+    out = []
+    for v, x in variables.items():
+        dec = decades(x)
+        if dec < MIN_DECADES:
+            out.append(f"{v} spans only {dec:.2f} decades (< {MIN_DECADES}): its exponent is poorly identified")
+    exps = list(form.exponents)
+    if corr_params is not None:
+        for i, a in enumerate(exps):
+            for b in exps[i + 1 :]:
+                c = corr_params.get(a, {}).get(b)
+                if c is not None and abs(c) > CORR_MAX:
+                    out.append(f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (bootstrap): not separately "
+                               f"identifiable")
+    else:
+        C = _local_corr(form, theta, logx)
+        if C is None:
+            out.append("the Jacobian is singular at the optimum: some parameters are not identifiable")
+        else:
+            idx = {n: i for i, n in enumerate(form.theta_names)}
+            for i, a in enumerate(exps):
+                for b in exps[i + 1 :]:
+                    c = C[idx[a], idx[b]]
+                    if abs(c) > CORR_MAX:
+                        out.append(f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (local estimate): not "
+                                   f"separately identifiable")
+    return out
+
+
+def bootstrap_fit(form: Form, theta_hat: np.ndarray, logx, logy, delta: float, n_boot: int, seed: int,
+                  n_perturbed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Refit on ``n_boot`` resamples (with replacement, seeded) all at once; returns (thetas, converged).
+
+    Each resample starts from the full-data optimum and from ``n_perturbed`` jittered copies of it
+    (5% of |theta|, at least 0.02); the best start per resample is kept.
+    """
+    n = logy.size
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    W = np.zeros((n_boot, n))
+    np.add.at(W, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
+    k = 1 + n_perturbed
+    starts = np.repeat(theta_hat[None, :], n_boot * k, axis=0)
+    scale = np.maximum(np.abs(theta_hat), 0.02) * 0.05
+    jitter = rng.normal(size=(n_boot, n_perturbed, theta_hat.size)) * scale
+    starts = starts.reshape(n_boot, k, -1)
+    starts[:, 1:] += jitter
+    starts = starts.reshape(n_boot * k, -1)
+    Wk = np.repeat(W, k, axis=0)
+    res = optim.batched_lm(form, starts, logx, logy, delta, weights=Wk, ftol=1e-10, max_iter=200)
+    f = res.f.reshape(n_boot, k)
+    best = np.argmin(f, axis=1)
+    thetas = res.theta.reshape(n_boot, k, -1)[np.arange(n_boot), best]
+    conv = res.converged.reshape(n_boot, k)[np.arange(n_boot), best] & np.isfinite(f.min(axis=1))
+    return thetas, conv
+
+
+def fit(form: Form | str, data, *, loss: str | None = None, columns: Mapping[str, str] | None = None,
+        var: str | None = None, delta: float = 1e-3, starts=None, bootstrap: int = 0, seed: int = 0,
+        drop_highest: int = 0) -> FitResult:
+    """Fit ``form`` (a Form or a name, see ``forms.get_form``) to ``data`` (DataFrame or dict of arrays).
+
+    Columns are named after the form's variables (N, D, C, S, L) and the target (``loss`` or L; B for
+    ``bcrit``), or mapped with ``columns={"N": "Model Size", ...}``. D = C/(6N) is derived when only C and N
+    are given (noted in ``.notes``). ``starts``: None = the form's full grid; an int = a seeded subsample of
+    it; or explicit starts (param dicts or theta rows). ``drop_highest`` drops the K rows with the highest
+    target first (the Chinchilla replication drops 5). ``bootstrap`` = number of resamples for SE, 95%
+    percentile intervals and correlations (seeded by ``seed``).
+    """
+    form = _resolve_form(form, data, var)
+    variables, y, notes = prepare(form, data, loss=loss, columns=columns)
+    if drop_highest:
+        if drop_highest < 0 or drop_highest >= y.size:
+            raise InputError(f"drop_highest={drop_highest} must be between 0 and the number of rows ({y.size})")
+        keep = np.sort(np.argsort(y, kind="stable")[: y.size - drop_highest])
+        variables = {k: v[keep] for k, v in variables.items()}
+        y = y[keep]
+        notes.append(f"dropped the {drop_highest} rows with the highest {form.target}")
+        if y.size <= len(form.param_names):
+            raise FitError(f"too few points left for law {form.name!r}: {y.size}")
+    logx = {k: np.log(v) for k, v in variables.items()}
+    logy = np.log(y)
+    theta0 = _starts(form, logx, logy, starts, seed)
+    pol, f_all = _multistart(form, theta0, logx, logy, delta)
+    f_best = pol.f
+    n_at = int(np.sum(f_all <= f_best * (1 + OPT_RTOL))) or 1
+    converged, message = _verdict(form, pol, logx, logy, delta)
+    theta = pol.theta
+    params = form.to_params(theta)
+    resid = logy - form.log_eval(theta[None, :], logx, jac=False)[0]
+    ss_tot = float(np.sum((logy - logy.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+    warnings: list[str] = []
+    if not converged:
+        warnings.append(f"the fit did not converge: {message}")
+    warnings += _at_bounds(form, theta)
+    if len(theta0) > 1 and n_at == 1:
+        warnings.append(f"only 1 of {len(theta0)} starts reached the optimum: it may not be the global one")
+    result = FitResult(form=form, params=params, theta=theta, objective=f_best, n_points=int(y.size),
+                       residuals=resid, r2_log=r2, converged=converged, message=message, n_starts=len(theta0),
+                       n_at_optimum=n_at, delta=delta, warnings=warnings, notes=notes)
+    corr_params = None
+    if bootstrap:
+        thetas, conv = bootstrap_fit(form, theta, logx, logy, delta, int(bootstrap), seed)
+        names = form.param_names
+        samples = np.array([[form.to_params(t)[k] for k in names] for t in thetas[conv]])
+        n_bad = int(np.sum(~conv))
+        if n_bad:
+            warnings.append(f"{n_bad} of {bootstrap} bootstrap refits did not converge and were left out")
+        if len(samples) < 2:
+            raise FitError("the bootstrap produced fewer than 2 converged refits")
+        result.samples = samples
+        result.n_bootstrap = int(bootstrap)
+        result.seed = seed
+        result.se = {k: float(np.std(samples[:, i], ddof=1)) for i, k in enumerate(names)}
+        lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+        result.ci95 = {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            C = np.corrcoef(samples, rowvar=False)
+        result.corr = {a: {b: float(C[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
+        corr_params = result.corr
+    warnings += _identifiability(form, theta, logx, variables, corr_params)
+    return result
+
+
+@dataclass
+class BacktestResult:
+    """Fit on the smaller runs, predict the held-out larger ones (loss units as in the data)."""
+
+    fit: FitResult
+    by: str
+    observed: np.ndarray
+    predicted: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    variables: dict[str, np.ndarray]
+
+    @property
+    def rel_error(self) -> np.ndarray:
+        """(predicted - observed) / observed per held-out point."""
+        return (self.predicted - self.observed) / self.observed
+
+    @property
+    def mean_abs_rel_error(self) -> float:
+        return float(np.mean(np.abs(self.rel_error)))
+
+    @property
+    def covered(self) -> np.ndarray:
+        return (self.observed >= self.low) & (self.observed <= self.high)
+
+    @property
+    def coverage(self) -> float:
+        return float(np.mean(self.covered))
+
+    def summary(self) -> str:
+        lines = [f"Back-test of {self.fit.law}: fit on {self.fit.n_points} runs, predict the {self.observed.size} "
+                 f"largest by {self.by}",
+                 f"mean |relative error| {self.mean_abs_rel_error:.4f}; 95% prediction-interval coverage "
+                 f"{int(self.covered.sum())}/{self.covered.size}"]
+        for o, p, lo, hi in zip(self.observed, self.predicted, self.low, self.high, strict=True):
+            lines.append(f"  observed {o:.4f}  predicted {p:.4f}  [{lo:.4f}, {hi:.4f}]")
+        return "\n".join(lines)
+
+
+def backtest(form: Form | str, data, holdout: int | float = 0.2, *, by: str | None = None,
+             bootstrap: int = 200, seed: int = 0, **fit_kwargs) -> BacktestResult:
+    """Hold out the ``holdout`` largest runs (a count, or a fraction < 1) by variable ``by`` (default C if
+    present, else the form's first variable), fit the rest with a bootstrap, and check the held-out runs
+    against the predictions and the fit's own 95% prediction intervals."""
+    form = _resolve_form(form, data, fit_kwargs.pop("var", None))
+    variables, y, notes = prepare(form, data, loss=fit_kwargs.get("loss"), columns=fit_kwargs.get("columns"))
+    if by is None:
+        names = list(data.columns) if hasattr(data, "columns") else list(data.keys())
+        by = "C" if "C" in names or ("N" in variables and "D" in variables) else form.variables[0]
+    if by == "C" and "C" not in variables:
+        size = variables["N"] * variables["D"] * 6.0 if "N" in variables and "D" in variables else None
+        if size is None:
+            raise InputError("backtest by C needs a C column or N and D")
+    elif by in variables:
+        size = variables[by]
+    else:
+        raise InputError(f"backtest: unknown variable {by!r}; choose from {list(variables)}")
+    k = int(round(holdout * y.size)) if isinstance(holdout, float) and holdout < 1 else int(holdout)
+    if k < 1 or y.size - k <= len(form.param_names):
+        raise InputError(f"holdout={holdout} leaves {y.size - k} points to fit and {k} to test")
+    order = np.argsort(size, kind="stable")
+    train, test = order[: y.size - k], order[y.size - k :]
+    train_data = {**{v: variables[v][train] for v in form.variables}, form.target: y[train]}
+    fit_kwargs.pop("columns", None)
+    fit_kwargs.pop("loss", None)
+    res = fit(form, train_data, bootstrap=bootstrap, seed=seed, **fit_kwargs)
+    res.notes = notes + res.notes
+    test_vars = {v: variables[v][test] for v in form.variables}
+    pred = res.predict(**test_vars)
+    lo, hi = res.predict_interval(**test_vars)
+    return BacktestResult(fit=res, by=by, observed=y[test], predicted=np.asarray(pred), low=lo, high=hi,
+                          variables=test_vars)

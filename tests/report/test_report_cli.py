@@ -1,0 +1,33 @@
+"""`scalinglab report DIR` on a study store; `build_report` is the study runner's entry point."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+import scalinglab.cli.report  # noqa: F401  (registers the commands)
+from scalinglab.cli._app import app
+from scalinglab.report.synthetic import synthetic_study, write_store
+
+
+def test_report_command_writes_the_page(tmp_path):
+    write_store(synthetic_study(10, seed=2, points_per_run=15, evals=False), tmp_path)
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf"])
+    assert res.exit_code == 0, res.output
+    page = tmp_path / "report" / "index.html"
+    assert page.is_file() and f"wrote {page}" in res.output
+    assert "skipped fewshot: no few-shot evaluations" in res.output
+    assert not list((tmp_path / "report" / "figures").glob("*.pdf"))
+    html = page.read_text()
+    assert "Figures not drawn" in html and "no few-shot evaluations in the store" in html
+    # a second run replaces the report in place (atomic swap), leaving no temp folders
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []
+
+
+def test_report_command_on_a_non_study_fails_cleanly(tmp_path):
+    from scalinglab.errors import InputError
+
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert res.exit_code != 0 and isinstance(res.exception, InputError)
+    assert "not a study folder" in str(res.exception)

@@ -1,0 +1,98 @@
+"""The report's data layer on a synthetic study with a known law: normalisation, frontier, isoFLOP sets,
+the batch sweep's B_crit, and the adapter from the real study store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalinglab.errors import InputError
+from scalinglab.report import derive
+from scalinglab.report.data import StudyData, load_study
+from scalinglab.report.synthetic import BUDGETS, synthetic_study, write_store
+
+
+def test_envelope_is_the_true_compute_frontier(study, study_data):
+    """Learning curves follow L(N, t) exactly (up to 0.4% noise), so their envelope must sit on the law's
+    frontier min over the trained N of L(N, C / 6N), and never far below it."""
+    env = derive.envelope(derive.curves(study_data))
+    assert len(env) >= 20
+    ns = study.runs.loc[study.runs["batch_size_tokens"] == study.law.b_ref, "params_kaplan"].unique()
+    c = env["C"].to_numpy()[:, None]
+    # each run only reaches C up to its own budget; the frontier can only use runs that got there
+    cmax = study.runs.groupby("params_kaplan")["flops_6n"].max().reindex(ns).to_numpy()[None, :]
+    true = np.where(c <= cmax * 1.0001, study.law.loss(ns[None, :], c / (6 * ns[None, :])), np.inf).min(axis=1)
+    rel = env["loss"].to_numpy() / true - 1
+    assert np.all(rel > -0.02) and np.median(np.abs(rel)) < 0.01, rel
+
+
+def test_isoflop_sets_found(study_data):
+    sets = derive.isoflop_sets(derive.final_points(study_data))
+    budgets = np.sort(sets["budget"].unique())
+    assert len(budgets) == len(BUDGETS)
+    np.testing.assert_allclose(budgets, BUDGETS, rtol=0.03)
+    assert sets.groupby("budget")["N"].nunique().min() >= 5
+
+
+def test_batch_sweep_recovers_b_crit(study, study_data):
+    pts = derive.final_points(study_data)
+    sweep = derive.batch_sweeps(pts)
+    assert sorted(sweep["B"]) == [4096, 8192, 32768, 131072, 524288]
+    fits = derive.sweep_fits(derive.steps_to_targets(derive.curves(study_data), sweep))
+    assert len(fits) >= 3
+    np.testing.assert_allclose(fits["B_crit"], study.law.b_crit_sweep, rtol=0.15)
+
+
+def test_noise_and_eval_points(study, study_data):
+    nz = derive.noise_points(study_data)
+    assert len(nz) == study.metrics["gns_b_simple_tokens"].notna().sum()
+    # log B_simple vs log L has the generating slope -1/alpha_B (noise is log-normal, so OLS is unbiased)
+    slope = np.polyfit(np.log(nz["loss"]), np.log(nz["B_simple"]), 1)[0]
+    assert slope == pytest.approx(-1 / study.law.alpha_b, rel=0.1)
+    ev = derive.eval_points(study_data)
+    assert set(ev["shots"]) == {0, 1, 10} and (ev["n_seeds"] == 2).all()
+
+
+def test_normalise_accepts_store_and_trainer_names(study):
+    runs = study.runs.rename(columns={"params_kaplan": "n_kaplan", "params_total": "n_total"})
+    a = StudyData.from_frames(runs, study.metrics)
+    b = StudyData.from_frames(study.runs, study.metrics)
+    pd.testing.assert_frame_equal(a.runs, b.runs)
+    t = StudyData.from_frames(study.runs, study.metrics, param_count="total")
+    assert (derive.final_points(t)["N"] == study.runs["params_total"]).all()
+
+
+def test_bad_input_names_the_problem(study):
+    with pytest.raises(InputError, match="run_id"):
+        StudyData.from_frames(study.runs.drop(columns="run_id"))
+    with pytest.raises(InputError, match="parameter count"):
+        StudyData.from_frames(study.runs.drop(columns=["params_kaplan", "params_total"]))
+    with pytest.raises(InputError, match="appears more than once"):
+        StudyData.from_frames(pd.concat([study.runs.head(2), study.runs.head(1)]))
+    with pytest.raises(InputError, match="'step'"):
+        StudyData.from_frames(study.runs, study.metrics.drop(columns="step"))
+    with pytest.raises(InputError, match="not a study folder"):
+        load_study(__import__("pathlib").Path("/nonexistent-study"))
+
+
+def test_failed_runs_are_left_out(study):
+    runs = study.runs.copy()
+    runs.loc[3, "status"] = "diverged"
+    runs.loc[4, "status"] = "pending"
+    d = StudyData.from_frames(runs, study.metrics)
+    pts = derive.final_points(d)
+    assert len(pts) == len(runs) - 2 and runs.loc[3, "run_id"] not in set(pts["run_id"])
+
+
+def test_load_from_the_study_store(tmp_path):
+    s = synthetic_study(12, seed=1, points_per_run=20)
+    write_store(s, tmp_path)
+    d = load_study(tmp_path)
+    assert d.name == tmp_path.name and len(d.runs) == 12
+    np.testing.assert_allclose(d.runs["n_kaplan"], s.runs["params_kaplan"])
+    np.testing.assert_allclose(d.runs["loss"], s.runs["final_val_loss"])
+    np.testing.assert_allclose(d.runs["batch_tokens"], s.runs["batch_size_tokens"])
+    assert len(d.metrics) == len(s.metrics)
+    assert len(d.evals) == len(s.evals)
+    np.testing.assert_allclose(np.sort(d.evals["accuracy"]), np.sort(s.evals["accuracy"]))

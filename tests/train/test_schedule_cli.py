@@ -1,0 +1,63 @@
+"""LR schedules (pure functions) and the ``count`` / ``train`` commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from scalinglab.cli import app
+from scalinglab.train.hardware import mfu, peak_flops
+from scalinglab.train.schedule import lr_at
+
+
+def test_cosine_warmup_floor():
+    kw = dict(peak=1.0, total_steps=101, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, **kw) == pytest.approx(0.1) and lr_at(9, **kw) == pytest.approx(1.0)
+    assert lr_at(10, **kw) == pytest.approx(1.0)
+    assert lr_at(100, **kw) == pytest.approx(0.1)  # floor at the last step
+    mid = 10 + 45
+    assert lr_at(mid, **kw) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    lrs = [lr_at(s, **kw) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_constant_and_wsd():
+    assert lr_at(50, peak=2.0, total_steps=100, warmup_steps=5, schedule="constant") == 2.0
+    kw = dict(peak=1.0, total_steps=100, warmup_steps=5, schedule="wsd", min_lr_ratio=0.0, decay_frac=0.2)
+    assert lr_at(79, **kw) == 1.0 and lr_at(99, **kw) == pytest.approx(0.0)
+    assert lr_at(89, **kw) == pytest.approx(0.5)
+
+
+def test_peak_flops_is_dense_not_sparse():
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops("NVIDIA A100-SXM4-40GB") == 312e12
+    assert peak_flops(None) is None and peak_flops("Some New GPU") is None
+    assert mfu(100_000, 6e8, 989e12) == pytest.approx(100_000 * 6e8 / 989e12)
+
+
+def test_count_cli_json():
+    r = CliRunner().invoke(app, ["count", "--n-layer", "12", "--d-model", "768", "--n-head", "12", "--vocab",
+                                 "50257", "--ctx", "1024", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["params"]["total"] == 124_337_664 and out["params"]["kaplan"] == 84_934_656
+    assert set(out["flops_per_token"]) >= {"6n", "kaplan", "palm", "chinchilla"}
+
+
+def test_train_cli_json_and_resume_guard(text_data, tmp_path):
+    run = tmp_path / "cli"
+    args = ["train", "--n-layer", "1", "--d-model", "32", "--n-head", "2", "--ctx", "32", "--tokens", "2e3",
+            "--data", text_data, "--batch-size", "8", "--out", str(run), "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout[r.stdout.index("{"):])
+    assert s["status"] == "done" and s["steps"] == 7 and s["tokens"] == 7 * 8 * 32
+    assert math.isfinite(s["final_val_loss"]) and s["params"]["kaplan"] == 12 * 32 * 32
+    r2 = CliRunner().invoke(app, args)
+    assert r2.exit_code != 0 and "--resume" in str(r2.exception)
+    r3 = CliRunner().invoke(app, [*args, "--resume"])
+    assert r3.exit_code == 0 and json.loads(r3.stdout[r3.stdout.index("{"):]) == s

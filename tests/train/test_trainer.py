@@ -1,0 +1,130 @@
+"""The training loop on the real bundled corpus: exact resume, run-folder contract, divergence, noise-scale
+hooks that leave the parameters alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from scalinglab.errors import ConfigError
+from scalinglab.model.counting import count_params
+from scalinglab.train.checkpoint import load_checkpoint, load_model
+from scalinglab.train.trainer import METRIC_KEYS, train
+
+from .conftest import tiny
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(run: Path) -> dict:
+    return load_checkpoint(run)["model"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_exact_resume_stop_and_crash(text_data, tmp_path):
+    cfg = tiny(text_data)
+    straight = tmp_path / "straight"
+    s0 = train(cfg, straight)
+    assert s0["status"] == "done" and s0["steps"] == 8
+
+    # k steps, stop (checkpoint), then k more in a fresh call
+    stopped = tmp_path / "stopped"
+    s1 = train(cfg, stopped, should_stop=lambda step: step == 4)
+    assert s1["status"] == "stopped" and s1["steps"] == 4 and not (stopped / "summary.json").exists()
+    s2 = train(cfg, stopped)
+    assert s2["status"] == "done"
+
+    # a crash after rows 5 and 6 were logged but the last checkpoint is at step 4
+    crashed = tmp_path / "crashed"
+
+    def boom(row):
+        if row["step"] == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, crashed, on_metrics=boom)
+    assert load_checkpoint(crashed)["step"] == 4 and len(rows(crashed)) == 6
+    train(cfg, crashed)
+
+    ref = rows(straight)
+    assert [r["step"] for r in ref] == list(range(1, 9))
+    for run in (stopped, crashed):
+        got = rows(run)
+        assert [r["step"] for r in got] == list(range(1, 9))
+        for a, b in zip(ref, got):
+            for k in ("train_loss", "val_loss", "grad_norm", "lr", "flops_6n"):
+                assert a[k] == b[k], (k, a["step"])  # bit-identical, not approximately equal
+            for k in ("gns_g2", "gns_trace"):  # the meter sums per-parameter norms in another order on resume
+                assert a[k] == pytest.approx(b[k], rel=1e-6), (k, a["step"])
+        assert same_weights(weights(straight), weights(run))
+
+
+def test_run_folder_contract_and_finished_rerun(text_data, tmp_path):
+    run = tmp_path / "run"
+    s = train(tiny(text_data, tokens=8 * 32 * 5, eval_every=2, ckpt_every=2), run)
+    for key in ("status", "params", "flops_per_token", "tokens", "steps", "flops", "final_train_loss",
+                "final_val_loss", "final_val_bpb", "wall_s", "batch_size_tokens"):
+        assert key in s
+    assert s["params"] == count_params(load_model(run)[0].cfg)
+    got = rows(run)
+    for r in got:
+        assert set(METRIC_KEYS) <= set(r)
+        assert r["flops_6n"] == 6 * s["params"]["kaplan"] * r["tokens"]  # exact integers
+        assert r["tokens"] == r["step"] * 8 * 32
+    assert got[-1]["val_loss"] == s["final_val_loss"] and s["final_val_bpb"] > 0
+    assert [r["val_loss"] is not None for r in got] == [False, True, False, True, True]
+    assert s["flops"]["palm"] == s["flops_per_token"]["palm"] * s["tokens"]
+    assert json.loads((run / "summary.json").read_text()) == s
+    before = (run / "ckpt.pt").stat().st_mtime_ns
+    assert train(tiny(text_data), run) == s  # finished: the stored summary, nothing retrained
+    assert (run / "ckpt.pt").stat().st_mtime_ns == before
+    model, meta = load_model(run)
+    assert meta["step"] == 5 and meta["vocab_size"] == 256 and Path(meta["dataset_path"]).is_dir()
+    logits, _ = model(torch.zeros(1, 4, dtype=torch.long))
+    assert logits.shape == (1, 4, 256)
+    with pytest.raises(ConfigError, match="different config"):
+        train(tiny(text_data, lr=1e-3), _stopped(text_data, tmp_path))
+
+
+def _stopped(text_data, tmp_path) -> Path:
+    run = tmp_path / "half"
+    train(tiny(text_data), run, should_stop=lambda step: step == 2)
+    return run
+
+
+def test_noise_scale_measures_without_touching_parameters(text_data, tmp_path):
+    on, off = tmp_path / "on", tmp_path / "off"
+    train(tiny(text_data, tokens=8 * 32 * 4, noise_scale=True), on)
+    train(tiny(text_data, tokens=8 * 32 * 4, noise_scale=False), off)
+    assert same_weights(weights(on), weights(off))
+    assert any(r["gns_trace"] is not None for r in rows(on))
+    assert all(r["gns_trace"] is None for r in rows(off))
+    assert load_checkpoint(on)["noise_scale"]["ema"] is not None
+
+
+def test_divergence_stops_cleanly_and_keeps_last_good_checkpoint(text_data, tmp_path):
+    run = tmp_path / "div"
+    s = train(tiny(text_data, lr=1e30, grad_clip=0.0, ckpt_every=1, noise_scale=False), run)
+    assert s["status"] == "diverged"
+    good = s["diverged_at_step"] - 1
+    assert 1 <= good < 8 and s["steps"] == good
+    ck = load_checkpoint(run)
+    assert ck["step"] == good
+    assert all(r["step"] <= good and r["train_loss"] == r["train_loss"] for r in rows(run))
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+    assert train(tiny(text_data, lr=1e30, grad_clip=0.0, ckpt_every=1, noise_scale=False), run) == s
+
+
+def test_bad_config_is_a_clear_error(text_data, tmp_path):
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        train(tiny(text_data, micro_batch_size=3), tmp_path / "x")
+    with pytest.raises(ConfigError, match="tokens"):
+        train(tiny(text_data, tokens=0), tmp_path / "y")
