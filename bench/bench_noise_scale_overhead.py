@@ -46,12 +46,12 @@ def step(model, opt, batch, n_micro: int, meter: NoiseScaleMeter | None, params)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--micro", type=int, default=4)
-    ap.add_argument("--blocks", type=int, default=12, help="pairs of (with, without) blocks")
+    ap.add_argument("--blocks", type=int, default=8, help="pairs of (with, without) blocks")
     ap.add_argument("--steps-per-block", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("SCALINGLAB_THREADS", "2")))
@@ -66,7 +66,7 @@ def main() -> int:
     sampler = Sampler(ds, "train", a.batch, a.ctx, seed=0)
     meter = NoiseScaleMeter(b_micro=a.micro, n_micro=n_micro, seq_len=a.ctx)
     print(f"model {sum(p.numel() for p in params) / 1e6:.2f}M params, batch {a.batch}x{a.ctx} tokens, "
-          f"{n_micro} micro-batches of {a.micro}, threads {torch.get_num_threads()}")
+          f"{n_micro} micro-batches of {a.micro}, threads {torch.get_num_threads()}", flush=True)
     for _ in range(2):  # warm-up
         step(model, opt, sampler.next_batch(), n_micro, None, params)
     times: dict[bool, list[float]] = {True: [], False: []}
@@ -81,10 +81,10 @@ def main() -> int:
             meter.close()  # no hooks during the reference blocks
     m = meter.metrics()
     t_on, t_off = statistics.median(times[True]), statistics.median(times[False])
-    print(f"step time without measurement: {t_off * 1e3:8.2f} ms (median of {len(times[False])})")
-    print(f"step time with measurement:    {t_on * 1e3:8.2f} ms (median of {len(times[True])})")
-    print(f"overhead: {100 * (t_on / t_off - 1):+.2f} %  (goal <= 3 %)")
-    print(f"B_simple after {meter.ema.n_updates} measured steps: {m['gns_b_simple_tokens']} tokens")
+    print(f"step time without measurement: {t_off * 1e3:8.2f} ms (median of {len(times[False])})", flush=True)
+    print(f"step time with measurement:    {t_on * 1e3:8.2f} ms (median of {len(times[True])})", flush=True)
+    print(f"overhead: {100 * (t_on / t_off - 1):+.2f} %  (goal <= 3 %)", flush=True)
+    print(f"B_simple after {meter.ema.n_updates} measured steps: {m['gns_b_simple_tokens']} tokens", flush=True)
 
     # correctness: the same 4 steps with and without the meter give bit-identical parameters
     final = []
@@ -99,7 +99,7 @@ def main() -> int:
             step(mdl, o, smp.next_batch(), n_micro, mtr, ps)
         final.append(np.concatenate([p.detach().numpy().ravel() for p in ps]))
     same = np.array_equal(*final)
-    print(f"parameters identical with and without measurement: {same}")
+    print(f"parameters identical with and without measurement: {same}", flush=True)
     return 0 if same else 1
 
 

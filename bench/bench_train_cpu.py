@@ -32,8 +32,17 @@ SHAPES = [  # (n_layer, d_model, n_head, n_ctx, vocab, batch)
 def hf_model(L, d, H, T, V):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(n_layer=L, n_embd=d, n_head=H, n_positions=T, vocab_size=V, resid_pdrop=0.0,
-                     embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_new")
+    cfg = GPT2Config(
+        n_layer=L,
+        n_embd=d,
+        n_head=H,
+        n_positions=T,
+        vocab_size=V,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function="gelu_new",
+    )
     return GPT2LMHeadModel(cfg)
 
 
@@ -43,9 +52,13 @@ def copy_hf_into_ours(hf, ours: GPT) -> None:
     with torch.no_grad():
         ours.wte.weight.copy_(t.wte.weight)
         ours.wpe.weight.copy_(t.wpe.weight)
-        for hb, ob in zip(t.h, ours.blocks):
-            for hl, ol in ((hb.attn.c_attn, ob.attn.qkv), (hb.attn.c_proj, ob.attn.proj), (hb.mlp.c_fc, ob.mlp.fc),
-                           (hb.mlp.c_proj, ob.mlp.proj)):
+        for hb, ob in zip(t.h, ours.blocks, strict=False):
+            for hl, ol in (
+                (hb.attn.c_attn, ob.attn.qkv),
+                (hb.attn.c_proj, ob.attn.proj),
+                (hb.mlp.c_fc, ob.mlp.fc),
+                (hb.mlp.c_proj, ob.mlp.proj),
+            ):
                 ol.weight.copy_(hl.weight.T)
                 ol.bias.copy_(hl.bias)
             for hn, on in ((hb.ln_1, ob.ln_1), (hb.ln_2, ob.ln_2)):
@@ -72,8 +85,13 @@ def make_steps(L, d, H, T, V, B):
     ours = GPT(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True))
     decay = [p for p in ours.parameters() if p.dim() >= 2]
     rest = [p for p in ours.parameters() if p.dim() < 2]
-    opt_o = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-4,
-                              betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    opt_o = torch.optim.AdamW(
+        [{"params": decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=1e-4,
+        betas=(0.9, 0.95),
+        weight_decay=0.1,
+        fused=True,
+    )
     hf = hf_model(L, d, H, T, V)
     hf.train()
     opt_h = torch.optim.AdamW(hf.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
@@ -111,8 +129,10 @@ def main() -> int:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, eager")
     bad = False
     rounds, reps = (3, 3) if quick else (5, 5)
-    print(f"{'shape (L, d, H, T, V, B)':34s} {'ours tok/s':>11s} {'HF tok/s':>10s} {'ratio':>6s} "
-          f"{'GFLOP/s mm':>10s} {'GFLOP/s palm':>12s} {'|dloss|':>8s}")
+    print(
+        f"{'shape (L, d, H, T, V, B)':34s} {'ours tok/s':>11s} {'HF tok/s':>10s} {'ratio':>6s} "
+        f"{'GFLOP/s mm':>10s} {'GFLOP/s palm':>12s} {'|dloss|':>8s}"
+    )
     ratios = []
     for L, d, H, T, V, B in SHAPES:
         err = check_same_loss(L, d, H, T, V)
@@ -127,8 +147,10 @@ def main() -> int:
         tps_o, tps_h = B * T / statistics.median(to), B * T / statistics.median(th)
         f = flops_per_token(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True))
         ratios.append(tps_o / tps_h)
-        print(f"{str((L, d, H, T, V, B)):34s} {tps_o:11,.0f} {tps_h:10,.0f} {tps_o / tps_h:6.2f} "
-              f"{tps_o * f['matmul'] / 1e9:10.2f} {tps_o * f['palm'] / 1e9:12.2f} {err:8.1e}")
+        print(
+            f"{str((L, d, H, T, V, B)):34s} {tps_o:11,.0f} {tps_h:10,.0f} {tps_o / tps_h:6.2f} "
+            f"{tps_o * f['matmul'] / 1e9:10.2f} {tps_o * f['palm'] / 1e9:12.2f} {err:8.1e}"
+        )
     print(f"geometric-mean ratio ours/HF: {statistics.geometric_mean(ratios):.2f}x (goal >= 1.3x)")
     if bad:
         print("CORRECTNESS FAILURE: our loss differs from HF's for the same weights")

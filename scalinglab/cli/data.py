@@ -28,7 +28,8 @@ def _parse_opts(opts: list[str]) -> dict:
 @data_app.command("prepare")
 def prepare_cmd(
     spec: str = typer.Argument(..., help="text:default | text:/path/*.txt | image:digits8 | math:arith ..."),
-    out: Path = typer.Option(..., "--out", "-o", help="folder to write (created atomically)"),
+    out: Path = typer.Option(None, "--out", "-o", help="folder to write (created atomically); default: the "
+                             "dataset cache ($SCALINGLAB_CACHE/data), as the trainer would"),
     tokenizer: str = typer.Option(None, help="text: bytes (default) or bpe"),
     vocab_size: int = typer.Option(None, help="text with --tokenizer bpe: vocabulary size"),
     opt: list[str] = typer.Option([], "--opt", help="further spec option KEY=VALUE (repeatable)"),
@@ -43,7 +44,13 @@ def prepare_cmd(
         opts["tokenizer"] = tokenizer
     if vocab_size is not None:
         opts["vocab_size"] = vocab_size
-    info = prepare(spec, out, force=force, **opts)
+    if out is None:
+        from scalinglab.data import ensure_dataset, open_dataset
+        from scalinglab.data.spec import parse_spec
+
+        info = open_dataset(ensure_dataset(str(parse_spec(spec, **opts)))).info()
+    else:
+        info = prepare(spec, out, force=force, **opts)
     _show(info, json_out)
 
 

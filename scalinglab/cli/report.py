@@ -18,13 +18,15 @@ def report_cmd(
     pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write every figure as PDF."),
     params: str = typer.Option(None, "--params", help="Parameter count for N: 'kaplan' (non-embedding, the "
                                "default where the store has it) or 'total'."),
+    fit: bool = typer.Option(True, "--fit/--no-fit", help="Fit the laws the store lacks (--no-fit: stored fits "
+                             "only, a quick look at a running study)."),
 ) -> None:
     """Draw the study's figures and write DIR/report/index.html (self-contained) and DIR/report/figures/."""
     from scalinglab.report.build import render_report
     from scalinglab.report.data import load_study
 
     data = load_study(study_dir, param_count=params)
-    res = render_report(data, Path(study_dir) / "report", pdf=pdf)
+    res = render_report(data, Path(study_dir) / "report", pdf=pdf, fit_missing=fit)
     typer.echo(f"wrote {res.path} ({len(res.figures)} figures, {res.timings['total']:.1f} s)")
     for name, why in res.skipped.items():
         typer.echo(f"  skipped {name}: {why}")

@@ -12,7 +12,9 @@ from scalinglab.cli._app import app, print_json
 
 @app.command("train")
 def train_cmd(
-    out: Path = typer.Option(..., "--out", help="Run folder (config.json, metrics.jsonl, ckpt.pt, summary.json)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder (config.json, metrics.jsonl, ckpt.pt, summary.json)."
+    ),
     n_layer: int = typer.Option(..., "--n-layer"),
     d_model: int = typer.Option(..., "--d-model"),
     n_head: int = typer.Option(..., "--n-head"),
@@ -30,7 +32,9 @@ def train_cmd(
     d_ff: int = typer.Option(None, "--d-ff"),
     untied: bool = typer.Option(False, "--untied"),
     bias: bool = typer.Option(False, "--bias"),
-    sparse_window: int = typer.Option(None, "--sparse-window", help="Alternate dense and banded:W attention."),
+    sparse_window: int = typer.Option(
+        None, "--sparse-window", help="Alternate dense and banded:W attention."
+    ),
     eval_every: int = typer.Option(0, "--eval-every", help="Steps (0 = ~10 evaluations)."),
     eval_batches: int = typer.Option(8, "--eval-batches", help="Validation batches per evaluation."),
     log_every: int = typer.Option(0, "--log-every", help="Steps (0 = ~200 rows)."),
@@ -50,12 +54,33 @@ def train_cmd(
     from scalinglab.train.trainer import train
 
     cfg = TrainConfig.make(
-        n_layer=n_layer, d_model=d_model, n_head=n_head, n_ctx=ctx, d_ff=d_ff, tied=not untied, bias=bias,
-        sparse_window=sparse_window, data=data, tokens=int(tokens), batch_size=batch_size,
-        micro_batch_size=micro_batch_size, lr=lr, schedule=schedule,
-        warmup_tokens=None if warmup_tokens is None else int(warmup_tokens), weight_decay=weight_decay,
-        grad_clip=grad_clip, seed=seed, eval_every=eval_every, eval_batches=eval_batches, log_every=log_every, ckpt_every=ckpt_every,
-        noise_scale=noise_scale, device=device, dtype=dtype, compile=compile_)
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head,
+        n_ctx=ctx,
+        d_ff=d_ff,
+        tied=not untied,
+        bias=bias,
+        sparse_window=sparse_window,
+        data=data,
+        tokens=int(tokens),
+        batch_size=batch_size,
+        micro_batch_size=micro_batch_size,
+        lr=lr,
+        schedule=schedule,
+        warmup_tokens=None if warmup_tokens is None else int(warmup_tokens),
+        weight_decay=weight_decay,
+        grad_clip=grad_clip,
+        seed=seed,
+        eval_every=eval_every,
+        eval_batches=eval_batches,
+        log_every=log_every,
+        ckpt_every=ckpt_every,
+        noise_scale=noise_scale,
+        device=device,
+        dtype=dtype,
+        compile=compile_,
+    )
     if not resume and ((out / "ckpt.pt").exists() or (out / "summary.json").exists()):
         raise ConfigError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -64,15 +89,25 @@ def train_cmd(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=as_json,
-                        disable=not rank0)
+    progress = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=as_json,
+        disable=not rank0,
+    )
     task = progress.add_task("train", total=steps, info="")
 
     def on_metrics(row: dict) -> None:
         val = "" if row.get("val_loss") is None else f" val {row['val_loss']:.3f}"
-        progress.update(task, completed=row["step"],
-                        info=f"loss {row['train_loss']:.3f}{val}  {row['tokens_per_s']:,.0f} tok/s")
+        progress.update(
+            task,
+            completed=row["step"],
+            info=f"loss {row['train_loss']:.3f}{val}  {row['tokens_per_s']:,.0f} tok/s",
+        )
 
     with progress:
         summary = train(cfg, out, resume=resume, on_metrics=on_metrics)
@@ -81,6 +116,8 @@ def train_cmd(
     if as_json:
         print_json(summary)
     else:
-        sys.stdout.write(f"{summary['status']}: {summary['steps']} steps, {summary['tokens']:,} tokens, "
-                         f"train loss {summary['final_train_loss']}, val loss {summary['final_val_loss']} "
-                         f"nats/token, {summary['wall_s']:.1f} s -> {out}\n")
+        sys.stdout.write(
+            f"{summary['status']}: {summary['steps']} steps, {summary['tokens']:,} tokens, "
+            f"train loss {summary['final_train_loss']}, val loss {summary['final_val_loss']} "
+            f"nats/token, {summary['wall_s']:.1f} s -> {out}\n"
+        )

@@ -2,7 +2,7 @@
 
 A document is the unit of the train/val/test split. A file whose text holds form feeds (a line with only
 ``\\f``, as in the bundled corpus) is cut there; any other file is cut into runs of whole paragraphs of at
-least ``doc_bytes`` bytes (a paragraph ends at a blank line; an over-long paragraph is cut at line ends).
+least ``doc_bytes`` bytes (see ``split_documents``).
 """
 
 from __future__ import annotations
@@ -133,6 +133,8 @@ def build_text(spec):
     from scalinglab.data.tokenizer import BPETokenizer, ByteTokenizer, decode_utf8
 
     docs, origin = load_documents(spec.source, spec.opt("doc_bytes"), utf8=spec.opt("tokenizer") == "bpe")
+    if not 0 <= spec.opt("qa") < 1:
+        raise ConfigError(f"qa={spec.opt('qa')}: the share of arithmetic Q/A text must lie in [0, 1)")
     if spec.opt("qa") > 0:
         from scalinglab.data.mathgen import qa_documents
 

@@ -14,6 +14,9 @@ from scalinglab.errors import InputError
 from scalinglab.evals.lm import TokenLM
 
 EOT = "<|endoftext|>"
+# architectures whose logits are exactly output_embeddings(base_model(...).last_hidden_state): for these the
+# output layer is applied at the scored positions only (no logit scaling or soft-capping after the head)
+_HEAD_ONLY_AT_END = {"gpt2", "gpt_neox", "gptj", "llama", "mistral", "qwen2"}
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -112,6 +115,12 @@ class HFLM(TokenLM):
 
     def _logits(self, batch):
         return self.model(batch.to(self.device)).logits
+
+    def _logits_at(self, batch, rows, cols):
+        if self.model.config.model_type not in _HEAD_ONLY_AT_END:
+            return super()._logits_at(batch, rows, cols)
+        hidden = self.model.base_model(batch.to(self.device)).last_hidden_state
+        return self.model.get_output_embeddings()(hidden[rows.to(self.device), cols.to(self.device)])
 
     def _forward_cached(self, ids, mask, pos, cache):
         dev = self.device

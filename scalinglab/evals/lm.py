@@ -106,6 +106,12 @@ class TokenLM:
         """Logits ``[B, T, V]`` for a right-padded ``LongTensor [B, T]`` (padding after the real tokens)."""
         raise NotImplementedError
 
+    def _logits_at(self, batch: Any, rows: Any, cols: Any) -> Any:
+        """Logits ``[M, V]`` at positions ``(rows[m], cols[m])`` of a right-padded batch. Backends that can
+        apply the output layer to the selected positions only override this (the vocabulary projection is
+        most of the compute of a small model with a large vocabulary)."""
+        return self._logits(batch)[rows, cols]
+
     def _forward_cached(self, ids: Any, mask: Any, pos: Any, cache: Any) -> tuple[Any, Any]:
         """One step of cached decoding: ``ids [B, T]`` new tokens, ``mask [B, S]`` (1 = real token) over
         all tokens so far (cached + new), ``pos [B, T]`` their positions; return (logits ``[B, T, V]``,
@@ -170,15 +176,18 @@ class TokenLM:
             batch = torch.full((len(inputs), width), self.eot_token_id, dtype=torch.long)
             for r, seq in enumerate(inputs):
                 batch[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            # only the continuation positions go through the output layer and log_softmax
+            rows = torch.cat([torch.full((n,), r, dtype=torch.long) for r, (_, n) in enumerate(spans)])
+            cols = torch.cat([torch.arange(start, start + n) for start, n in spans])
+            targets = torch.tensor([t for _, cont in chunk for t in cont], dtype=torch.long)
             with torch.no_grad():
-                logits = self._logits(batch)
-                for r, ((ctx, cont), (start, n)) in enumerate(zip(chunk, spans, strict=True)):
-                    # only the continuation positions go through log_softmax
-                    lp = torch.log_softmax(logits[r, start : start + n].float(), dim=-1)
-                    target = torch.tensor(cont, dtype=torch.long)
-                    ll = lp.gather(-1, target[:, None]).sum().item()
-                    greedy = bool((lp.argmax(-1) == target).all().item())
-                    results[(ctx, cont)] = LogLik(ll, greedy, n)
+                lp = torch.log_softmax(self._logits_at(batch, rows, cols).float(), dim=-1).cpu()
+            tok_lp = lp.gather(-1, targets[:, None])[:, 0].tolist()
+            hit = (lp.argmax(-1) == targets).tolist()
+            at = 0
+            for (ctx, cont), (_, n) in zip(chunk, spans, strict=True):
+                results[(ctx, cont)] = LogLik(sum(tok_lp[at : at + n]), all(hit[at : at + n]), n)
+                at += n
         return [results[k] for k in keys]
 
     def generate_until(self, requests: Sequence[GenRequest]) -> list[str]:

@@ -92,6 +92,20 @@ class ScalingLabLM(TokenLM):
     def _logits(self, batch):
         return self.model(batch.to(self.device))[0]
 
+    def _logits_at(self, batch, rows, cols):
+        m, d = self.model, self.device
+        idx = batch.to(d)
+        x = m.wte(idx) + m.wpe(torch_arange(idx.size(1), d))
+        for block in m.blocks:
+            x, _ = block(x)
+        return m.lm_head(m.ln_f(x[rows.to(d), cols.to(d)]))
+
     def _forward_cached(self, ids, mask, pos, cache):
         d = self.device
         return forward_with_cache(self.model, ids.to(d), mask.to(d), pos.to(d), cache)
+
+
+def torch_arange(n: int, device: str):
+    import torch
+
+    return torch.arange(n, device=device)

@@ -164,3 +164,33 @@ def b_crit(loss: ArrayLike, B_star: float = 2.1e8, alpha_B: float = 0.21) -> Arr
         raise InputError(f"loss must be positive for B_crit(L), got {loss}")
     out = B_star / L ** (1.0 / alpha_B)
     return float(out) if out.ndim == 0 else out
+
+
+def fit_tradeoff(B: ArrayLike, S: ArrayLike) -> dict[str, Any]:
+    """Fit (S/S_min - 1)(E/E_min - 1) = 1 with E = B S to runs that reached the same loss (McCandlish Fig. 1).
+
+    ``B``: batch size of each run (sequences or tokens; E_min and B_crit come out in that unit); ``S``: the
+    optimizer steps it took to reach the target loss. The hyperbola is S = S_min + E_min/B, linear in 1/B;
+    fitted by non-negative least squares on relative errors ((S - S_hat)/S). Returns ``S_min`` (steps),
+    ``E_min``, ``B_crit`` = E_min/S_min, ``rel_residuals`` per run and ``hyperbola`` =
+    (S/S_min - 1)(E/E_min - 1) per run (1 on the curve). Needs >= 3 runs at >= 2 distinct batch sizes.
+    """
+    from scipy.optimize import nnls
+
+    b, s = np.asarray(B, dtype=float).ravel(), np.asarray(S, dtype=float).ravel()
+    if b.shape != s.shape:
+        raise InputError(f"fit_tradeoff: B and S must have the same length, got {b.size} and {s.size}")
+    if b.size < 3 or np.unique(b).size < 2:
+        raise InputError(f"fit_tradeoff needs >= 3 runs at >= 2 distinct batch sizes, got B={b.tolist()}")
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(s)) and np.all(b > 0) and np.all(s > 0)):
+        raise InputError(f"fit_tradeoff: B and S must be positive and finite, got B={b.tolist()}, S={s.tolist()}")
+    A = np.column_stack([1.0 / s, 1.0 / (b * s)])  # rows divided by S: relative residuals
+    (smin, emin), _ = nnls(A, np.ones_like(s))
+    if not (smin > 0 and emin > 0):
+        raise InputError("fit_tradeoff: no positive (S_min, E_min) fits these runs: the batch sizes do not "
+                         f"straddle the critical batch (B={b.tolist()}, S={s.tolist()})")
+    shat = smin + emin / b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hyper = (s / smin - 1.0) * (b * s / emin - 1.0)
+    return {"S_min": float(smin), "E_min": float(emin), "B_crit": float(emin / smin),
+            "rel_residuals": (s - shat) / s, "hyperbola": hyper}

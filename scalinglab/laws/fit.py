@@ -201,6 +201,11 @@ def _starts(form: Form, logx, logy, starts, seed: int) -> np.ndarray:
 
 def _multistart(form: Form, theta0: np.ndarray, logx, logy, delta: float):
     """Stages 1-3 of the module docstring; returns (polish result, final objectives of every start)."""
+    with optim.blas_single_thread():
+        return _multistart_inner(form, theta0, logx, logy, delta)
+
+
+def _multistart_inner(form: Form, theta0: np.ndarray, logx, logy, delta: float):
     a = optim.batched_lm(form, theta0, logx, logy, delta, ftol=1e-6, dtype=np.float32)
     f = optim.objective(form, a.theta, logx, logy, delta)  # float64 re-evaluation
     theta = a.theta.copy()
@@ -298,7 +303,8 @@ def bootstrap_fit(form: Form, theta_hat: np.ndarray, logx, logy, delta: float, n
     starts[:, 1:] += jitter
     starts = starts.reshape(n_boot * k, -1)
     Wk = np.repeat(W, k, axis=0)
-    res = optim.batched_lm(form, starts, logx, logy, delta, weights=Wk, ftol=1e-10, max_iter=200)
+    with optim.blas_single_thread():
+        res = optim.batched_lm(form, starts, logx, logy, delta, weights=Wk, ftol=1e-10, max_iter=200)
     f = res.f.reshape(n_boot, k)
     best = np.argmin(f, axis=1)
     thetas = res.theta.reshape(n_boot, k, -1)[np.arange(n_boot), best]

@@ -13,6 +13,7 @@ loss in the residuals, which keeps the steps sane far from the data. Rows stop w
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,16 @@ class BatchResult:
 
 def _project(theta: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(theta, lo), hi)
+
+
+def blas_single_thread():
+    """Limit BLAS to one thread (we run our own threads over row chunks; nested BLAS threads on a shared
+    machine oversubscribe the cores badly). A no-op when threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def _threads() -> int:

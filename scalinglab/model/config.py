@@ -1,4 +1,4 @@
-"""GPT model shapes: `GPTConfig`, sizing by a target N (Kaplan aspect ratio) and the named GPT-2 / GPT-3 sizes.
+"""GPT model shapes: `GPTConfig`, sizing by a target N (Kaplan aspect ratio), named GPT-2/3 sizes.
 
 Pure Python (no torch). The attention pattern is one string per layer: ``"dense"`` or ``"banded:W"`` (a
 causal band: a query at position i sees keys j with i - W < j <= i, i.e. the W most recent positions).
@@ -58,17 +58,18 @@ class GPTConfig:
             raise ConfigError(f"GPTConfig.d_ff = {self.d_ff!r}: must be a positive integer or None")
         if self.d_head is None and self.d_model % self.n_head:
             raise ConfigError(
-                f"GPTConfig: d_model {self.d_model} is not divisible by n_head {self.n_head} (set d_head)")
+                f"GPTConfig: d_model {self.d_model} is not divisible by n_head {self.n_head} (set d_head)"
+            )
         if self.attention is not None:
             pats = tuple(self.attention)
             if len(pats) != self.n_layer:
-                raise ConfigError(
-                    f"GPTConfig.attention has {len(pats)} entries for n_layer {self.n_layer}")
+                raise ConfigError(f"GPTConfig.attention has {len(pats)} entries for n_layer {self.n_layer}")
         elif self.sparse_window is not None:
             if self.sparse_window < 1:
                 raise ConfigError(f"GPTConfig.sparse_window = {self.sparse_window}: must be >= 1")
-            pats = tuple("dense" if i % 2 == 0 else f"banded:{self.sparse_window}"
-                         for i in range(self.n_layer))
+            pats = tuple(
+                "dense" if i % 2 == 0 else f"banded:{self.sparse_window}" for i in range(self.n_layer)
+            )
         else:
             pats = ("dense",) * self.n_layer
         for p in pats:
@@ -107,8 +108,15 @@ class GPTConfig:
         return replace(self, **kw)
 
 
-def config_for_target(n_target: float, aspect: float = 64.0, head_dim: int = 64, *, vocab_size: int = 50257,
-                      n_ctx: int = 1024, **kw) -> GPTConfig:
+def config_for_target(
+    n_target: float,
+    aspect: float = 64.0,
+    head_dim: int = 64,
+    *,
+    vocab_size: int = 50257,
+    n_ctx: int = 1024,
+    **kw,
+) -> GPTConfig:
     """The standard-shape model whose Kaplan N = 12 n_layer d_model^2 is closest to ``n_target``.
 
     ``aspect`` = d_model / n_layer (Kaplan: performance is flat over a wide range around ~50-100).
@@ -116,8 +124,9 @@ def config_for_target(n_target: float, aspect: float = 64.0, head_dim: int = 64,
     brings 12 n_layer d_model^2 closest to N; n_head = d_model / head_dim.
     """
     if not (n_target > 0 and aspect > 0 and head_dim >= 1):
-        raise ConfigError(f"config_for_target: need N > 0, aspect > 0, head_dim >= 1 "
-                          f"(got {n_target}, {aspect}, {head_dim})")
+        raise ConfigError(
+            f"config_for_target: need N > 0, aspect > 0, head_dim >= 1 (got {n_target}, {aspect}, {head_dim})"
+        )
     n_layer = max(1, round((n_target / (12 * aspect**2)) ** (1 / 3)))
     d_exact = math.sqrt(n_target / (12 * n_layer))
     cands = {max(1, math.floor(d_exact / head_dim)), max(1, math.ceil(d_exact / head_dim))}
@@ -136,7 +145,7 @@ _GPT2 = {
 # GPT-3 Table 2.1 (n_ctx 2048). Two printed rows are inconsistent (SPEC.md (d)):
 #  * XL prints n_heads 24 with d_head 128 (= 3072 != d_model 2048); the 1.3B count is only reproduced with
 #    d_attn = d_model = 2048, so we use 16 heads of 128.
-#  * 13B prints d_model 5140 (not divisible by 40 heads); 5120 reproduces the 13.0B count exactly, so we use 5120.
+#  * 13B prints d_model 5140 (not divisible by 40 heads); 5120 reproduces the 13.0B count: we use 5120.
 _GPT3 = {
     "gpt3-small": (12, 768, 12),
     "gpt3-medium": (24, 1024, 16),
@@ -148,13 +157,19 @@ _GPT3 = {
     "gpt3-175b": (96, 12288, 96),
 }
 NAMED_CONFIGS: dict[str, GPTConfig] = {
-    **{k: GPTConfig(n_layer=L, d_model=d, n_head=h, vocab_size=50257, n_ctx=1024) for k, (L, d, h) in _GPT2.items()},
-    **{k: GPTConfig(n_layer=L, d_model=d, n_head=h, vocab_size=50257, n_ctx=2048) for k, (L, d, h) in _GPT3.items()},
+    **{
+        k: GPTConfig(n_layer=L, d_model=d, n_head=h, vocab_size=50257, n_ctx=1024)
+        for k, (L, d, h) in _GPT2.items()
+    },
+    **{
+        k: GPTConfig(n_layer=L, d_model=d, n_head=h, vocab_size=50257, n_ctx=2048)
+        for k, (L, d, h) in _GPT3.items()
+    },
 }
 
 
 def named_config(name: str, **overrides) -> GPTConfig:
-    """A named size (``gpt2``, ``gpt2-medium``, ..., ``gpt3-small`` ... ``gpt3-175b``), optionally overridden."""
+    """A named size (``gpt2`` ... ``gpt2-xl``, ``gpt3-small`` ... ``gpt3-175b``), optionally overridden."""
     if name not in NAMED_CONFIGS:
         raise ConfigError(f"unknown model size {name!r}; known: {', '.join(NAMED_CONFIGS)}")
     return NAMED_CONFIGS[name].with_(**overrides) if overrides else NAMED_CONFIGS[name]

@@ -2,21 +2,21 @@
 
 Parameters (``count_params``), for the model ``scalinglab.model.gpt.GPT`` builds:
 
-- ``kaplan``: Kaplan et al. 2020 eq. 2.1, N = 2 d_model n_layer (2 d_attn + d_ff) (= 12 n_layer d_model^2 in the
-  standard shape): attention and MLP weight matrices only; no embeddings, biases or LayerNorms.
+- ``kaplan``: Kaplan et al. 2020 eq. 2.1, N = 2 d_model n_layer (2 d_attn + d_ff) (= 12 n_layer d_model^2 in
+  the standard shape): attention and MLP weight matrices only; no embeddings, biases or LayerNorms.
 - ``non_embedding``: every parameter except the token embedding, the position embedding and the output head
   (i.e. the transformer blocks and the final LayerNorm, with their biases).
-- ``non_embedding_with_head``: ``non_embedding`` + the V x d_model output projection, counted whether or not it
-  is tied to the token embedding (nanoGPT's ``get_num_params()``, OLMo-core's, nanochat's "Kaplan-style").
+- ``non_embedding_with_head``: ``non_embedding`` + the V x d_model output projection, counted whether or
+  not it is tied to the token embedding (nanoGPT ``get_num_params()``, OLMo-core, nanochat "Kaplan-style").
 - ``total``: every distinct parameter of the built model (= ``sum(p.numel())``; a tied head is counted once).
-- ``total_without_head``: ``total`` minus an untied head (equal to ``total`` when tied). Chinchilla's N = ``total``.
+- ``total_without_head``: ``total`` minus an untied head (= ``total`` when tied). Chinchilla's N = ``total``.
 - ``embedding`` (V d_model + n_ctx d_model) and ``head`` (V d_model) for reference.
 
-FLOPs per token of **training** (forward + backward = 3 x forward), sequence length n_ctx (``flops_per_token``):
+Training FLOPs per token (forward + backward = 3 x forward), sequence length n_ctx (``flops_per_token``):
 
 - ``6n``: 6 N with N = ``kaplan`` (Kaplan's C = 6 N D).
 - ``kaplan``: 3 x C_forward, C_forward = 2N + 2 n_layer n_ctx d_attn (Kaplan eq. 2.2; only QK^T counted).
-- ``palm``: 6 N' + 12 n_layer n_head d_head T with N' = ``non_embedding_with_head`` (PaLM App. B; nanoGPT's MFU).
+- ``palm``: 6 N' + 12 n_layer n_head d_head T with N' = ``non_embedding_with_head`` (PaLM App. B).
 - ``chinchilla``: Hoffmann et al. 2022 App. F, forward per sequence of length s: embeddings 2 s V d; per layer
   QKV 2*3 s d d_attn, QK^T 2 s^2 d_attn, softmax 3 n_head s^2, AV 2 s^2 d_attn, out-projection 2 s d_attn d,
   MLP 2 s (2 d d_ff); output logits 2 s d V; training = 3 x forward, divided by s.
@@ -61,7 +61,7 @@ def _attn_ctx(cfg: GPTConfig) -> list[int]:
 
 
 def flops_per_token(cfg: GPTConfig) -> dict[str, int]:
-    """Training FLOPs per token (forward + backward) under each convention; exact integers. See module docstring."""
+    """Training FLOPs per token (forward + backward) per convention; exact integers (see module docstring)."""
     p = count_params(cfg)
     d, V, s, da, ff, H = cfg.d_model, cfg.vocab_size, cfg.n_ctx, cfg.d_attn, cfg.ff, cfg.n_head
     ctx = _attn_ctx(cfg)
@@ -70,8 +70,11 @@ def flops_per_token(cfg: GPTConfig) -> dict[str, int]:
     palm = 6 * p["non_embedding_with_head"] + sum(12 * H * cfg.head_dim * c for c in ctx)
     # Chinchilla App. F, forward per sequence; every term is a multiple of s, so the per-token value is exact.
     layer_dense = 2 * 3 * s * d * da + 2 * s * da * d + 2 * s * 2 * d * ff
-    chin_fwd_seq = 2 * s * V * d + sum(layer_dense + 2 * s * c * da + 3 * H * s * c + 2 * s * c * da for c in ctx) \
+    chin_fwd_seq = (
+        2 * s * V * d
+        + sum(layer_dense + 2 * s * c * da + 3 * H * s * c + 2 * s * c * da for c in ctx)
         + 2 * s * d * V
+    )
     matmul_fwd_seq = sum(layer_dense + 4 * s * c * da for c in ctx) + 2 * s * d * V
     return {
         "6n": 6 * n,

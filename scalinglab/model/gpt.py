@@ -44,8 +44,10 @@ class _FlexBand:
         T = q.size(-2)
         key = (T, window, q.device)
         if key not in self._masks:
+
             def band(b, h, qi, ki):
                 return (ki <= qi) & (ki > qi - window)
+
             self._masks[key] = create_block_mask(band, None, None, T, T, device=q.device)
         return self._fn(q, k, v, block_mask=self._masks[key])
 
@@ -71,8 +73,7 @@ class CausalSelfAttention(nn.Module):
         Tk = k.size(2)
         if self.window is None and Tk == T:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif (self.window is not None and Tk == T and x.is_cuda and self.use_flex
-              and T % 128 == 0):
+        elif self.window is not None and Tk == T and x.is_cuda and self.use_flex and T % 128 == 0:
             y = _flex_band(q, k, v, self.window)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=band_mask(T, Tk, self.window, x.device))
@@ -106,7 +107,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT-2 style decoder. Initialisation as GPT-2: N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 L))."""
+    """GPT-2 style decoder. Init as GPT-2: N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 L))."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -136,11 +137,17 @@ class GPT(nn.Module):
         """Distinct parameters (a tied head counted once) = count_params(cfg)['total']."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                loss_mask: torch.Tensor | None = None, *, kv_cache: KVCache | None = None,
-                use_cache: bool = False):
-        """Logits [B, T, V] for every position and, with ``targets``, the mean loss in nats/token over positions
-        where ``loss_mask`` is 1 (all positions when None). With ``use_cache`` returns (logits, loss, new_cache)."""
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        use_cache: bool = False,
+    ):
+        """Logits [B, T, V] for every position and, with ``targets``, the mean loss in nats/token over
+        positions where ``loss_mask`` is 1 (all when None). ``use_cache``: (logits, loss, new_cache)."""
         B, T = idx.shape
         past = 0 if not kv_cache or kv_cache[0] is None else kv_cache[0][0].size(2)
         if past + T > self.cfg.n_ctx:

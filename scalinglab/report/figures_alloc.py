@@ -52,7 +52,8 @@ def fig_optimal_allocation(ctx: Context):
     c = np.geomspace(cmin, cmax * 1000, 40)
     curve = alloc.allocation_curve(ctx, c)
     if curve is None and (minima is None or len(minima) == 0):
-        return ctx.skip(name, "neither an L(N, D) fit nor isoFLOP minima: " + ctx.fit_why.get("lnd", ""))
+        why = ctx.cache.get("alloc_why") or ctx.fit_why.get("lnd") or "no L(N, D) fit"
+        return ctx.skip(name, f"neither an L(N, D) allocation nor isoFLOP minima ({why})")
     fig, (axn, axd) = style.figure(2)
     pub = alloc.published_allocation(c)
     for ax, col, lab in ((axn, "N_opt", "N_opt, parameters"), (axd, "D_opt", "D_opt, tokens")):

@@ -102,16 +102,16 @@ def _backtest(ctx: Context, f):
             table = ctx.pts[["N", "D", "loss"]].assign(C=ctx.pts["C"])
             bt = backtest(f.form, table, holdout=max(2, len(table) // 10), by="C", bootstrap=100, seed=0,
                           starts=STARTS)
-            d = dict(observed=bt.observed, predicted=bt.predicted, low=bt.low, high=bt.high,
-                     rel_error=bt.rel_error, covered=bt.covered)
+            d = dict(observed=bt.observed, predicted=bt.predicted, low=bt.low, high=bt.high)
+        if "error" in d:  # the study's back-test could not run
+            raise ValueError(d["error"])
         obs = np.asarray(d["observed"], float)
         prd = np.asarray(d["predicted"], float)
         lo = np.asarray(d["low"], float) if d.get("low") is not None else None
         hi = np.asarray(d["high"], float) if d.get("high") is not None else None
         out = (obs, prd, lo, hi)
-        ctx.cache["backtest_dict"] = {**d, "rel_error": (prd - obs) / obs,
-                                      "covered": d.get("covered", (obs >= lo) & (obs <= hi) if lo is not None
-                                                       else np.ones(len(obs), bool))}
+        covered = (obs >= lo) & (obs <= hi) if lo is not None else np.ones(len(obs), bool)
+        ctx.cache["backtest_dict"] = {"rel_error": (prd - obs) / obs, "covered": covered}
     except Exception as e:  # too few runs, laws failing: the panel is left out and the caption says why
         ctx.cache["backtest_why"] = f"{type(e).__name__}: {e}"
     ctx.cache["backtest"] = out

@@ -21,7 +21,8 @@ from scalinglab.report.data import StudyData
 
 @dataclass
 class FitSpec:
-    """A law the report wants: ``form`` over ``var`` (one-variable forms), fitted on ``table(ctx)``."""
+    """A law the report wants: ``form`` over ``var`` (one-variable forms), fitted on ``table(ctx)``.
+    ``study_law``: the name the study runner stores the same law under (``Store.fits()[i]["law"]``)."""
 
     key: str
     title: str
@@ -29,6 +30,7 @@ class FitSpec:
     var: str | None
     table: Callable[[StudyData], pd.DataFrame]
     bootstrap: int = 0
+    study_law: str | None = None
 
 
 STARTS = 300  # the report's own fits use a seeded subsample of each form's start grid (4,500 for Chinchilla:
@@ -116,11 +118,11 @@ def _t_bcrit(d: StudyData) -> pd.DataFrame:
 
 SPECS = [
     FitSpec("frontier", "Compute frontier L(C)", "power+const", "C", _t_frontier),
-    FitSpec("lnd", "L(N, D)", "chinchilla", None, _t_lnd, bootstrap=100),
-    FitSpec("ln", "L(N), best run per N", "power+const", "N", _t_ln),
-    FitSpec("ld", "L(D), data frontier", "power+const", "D", _t_ld),
-    FitSpec("ns", "L(N, S) learning curves", "kaplan-ns", None, _t_ns),
-    FitSpec("bcrit", "B_crit(L) from the noise scale", "bcrit", None, _t_bcrit),
+    FitSpec("lnd", "L(N, D)", "chinchilla", None, _t_lnd, bootstrap=100, study_law="L(N,D)"),
+    FitSpec("ln", "L(N), best run per N", "power+const", "N", _t_ln, study_law="L(N)"),
+    FitSpec("ld", "L(D), data frontier", "power+const", "D", _t_ld, study_law="L(D)"),
+    FitSpec("ns", "L(N, S) learning curves", "kaplan-ns", None, _t_ns, study_law="L(N,S)"),
+    FitSpec("bcrit", "B_crit(L) from the noise scale", "bcrit", None, _t_bcrit, study_law="B_crit(L)"),
 ]
 
 
@@ -157,12 +159,13 @@ def collect_fits(data: StudyData, *, fit_missing: bool = True) -> tuple[dict[str
         return views, {s.key: f"scalinglab.laws is not usable ({e})" for s in SPECS}
     from scalinglab.laws.fit import FitResult
 
+    by_name = {row.get("law"): row for row in data.fits}
     stored = {}
     for row in data.fits:
-        name, var = _identify(row["result"])
-        stored.setdefault((name, var), row)
+        if isinstance(row.get("result"), dict):
+            stored.setdefault(_identify(row["result"]), row)
     for spec in SPECS:
-        row = stored.get((spec.form, spec.var)) or stored.get((spec.form, None))
+        row = by_name.get(spec.study_law) or stored.get((spec.form, spec.var))
         if row is not None:
             try:
                 res = FitResult.from_dict(row["result"])

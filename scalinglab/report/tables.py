@@ -76,7 +76,8 @@ def predictions(ctx: Context, factors: tuple[int, ...] = (10, 100, 1000)) -> Pre
     except Exception as e:  # laws.allocate missing or failing: the section says so
         why = f"allocation failed: {type(e).__name__}: {e}"
     if curve is None:
-        out = Predictions(pd.DataFrame(), largest, "", why or "no L(N, D) fit: " + ctx.fit_why.get("lnd", ""))
+        why = why or ctx.cache.get("alloc_why") or ("no L(N, D) fit: " + ctx.fit_why.get("lnd", "not available"))
+        out = Predictions(pd.DataFrame(), largest, "", why)
         ctx.cache["predictions"] = out
         return out
     curve.insert(0, "factor", [f for f, _ in b])

@@ -24,10 +24,14 @@ import fcntl
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 from scalinglab.errors import ConfigError, DivergedError
+
+
+_STOP = threading.Event()  # in-process runs: set on shutdown (Ctrl-C) so the trainer checkpoints and returns
 
 
 class Handle(Protocol):
@@ -89,7 +93,7 @@ def run_one(study_dir: str, run_id: str) -> dict[str, Any]:
 
         cfg = TrainConfig.make(**spec["config"])
         try:
-            summary = train(cfg, path, resume=True)
+            summary = train(cfg, path, resume=True, should_stop=lambda step: _STOP.is_set())
         except DivergedError as e:
             summary = {"status": "diverged", "error": str(e)}
     return {"run_id": run_id, "summary": summary, "resumed_from_step": resumed}
@@ -136,7 +140,12 @@ class LocalExecutor:
         return self.pool.submit(run_one, str(study_dir), run_id)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.workers == 0:  # the run in this process's thread checkpoints at its next step and returns
+            _STOP.set()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            _STOP.clear()
+        else:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -------------------------------------------------------------------------------------------- ray

@@ -118,7 +118,7 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
     threads = threads_per_run(plan.executor)
     tail = MetricsTail(store, study_dir)
     inflight: dict[str, Any] = {}
-    outcome = {"done": 0, "diverged": 0, "failed": 0}
+    outcome = {"done": 0, "diverged": 0, "failed": 0, "pending": 0}
     n_total, n_start = len(ids), len(ids) - len(todo)
     t0, last_beat = time.time(), 0.0
     echo(
@@ -175,6 +175,9 @@ def _finish(store: Store, rid: str, handle: Any) -> str:
         store.finish_run(rid, "failed", None, error=msg)
         return "failed"
     summary = res.get("summary") or {}
+    if summary.get("status") == "stopped":  # asked to stop (shutdown): it resumes from its checkpoint next time
+        store.finish_run(rid, "pending", None)
+        return "pending"
     status = "diverged" if summary.get("status") == "diverged" else "done"
     store.finish_run(
         rid,

@@ -25,7 +25,7 @@ CKPT_NAME = "ckpt.pt"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -89,7 +89,7 @@ def load_model(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"):
     """Load a trained model for evaluation: ``(GPT in eval mode, meta)``.
 
     ``meta`` has ``model`` (GPTConfig dict), ``data`` (the spec trained on), ``dataset_path``, ``vocab_size``,
-    ``fingerprint``, ``domain``, ``bytes_per_token``, ``step``, ``tokens`` and ``train_config``. The tokenizer:
+    ``fingerprint``, ``domain``, ``bytes_per_token``, ``step``, ``tokens``, ``train_config``. Tokenizer:
     ``scalinglab.data.open_dataset(meta["dataset_path"]).tokenizer`` (or ``ensure_dataset(meta["data"])``).
     """
     from scalinglab.model.config import GPTConfig

@@ -1,4 +1,4 @@
-"""`TrainConfig`: everything that defines one training run (model shape, data, budget, optimiser, schedule)."""
+"""`TrainConfig`: what defines one training run (model shape, data, budget, optimiser, schedule)."""
 
 from __future__ import annotations
 
@@ -74,15 +74,26 @@ class TrainConfig(BaseModel):
         try:
             return cls(**kw)
         except ValidationError as e:
-            msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+            msgs = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors()
+            )
             raise ConfigError(f"invalid training config: {msgs}") from None
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         """The model shape, with the vocabulary of the data (unless ``vocab_size`` is set)."""
-        return GPTConfig(n_layer=self.n_layer, d_model=self.d_model, n_head=self.n_head,
-                         vocab_size=self.vocab_size or vocab_size, n_ctx=self.n_ctx, d_ff=self.d_ff,
-                         tied=self.tied, bias=self.bias, attention=self.attention,
-                         sparse_window=self.sparse_window, d_head=self.d_head)
+        return GPTConfig(
+            n_layer=self.n_layer,
+            d_model=self.d_model,
+            n_head=self.n_head,
+            vocab_size=self.vocab_size or vocab_size,
+            n_ctx=self.n_ctx,
+            d_ff=self.d_ff,
+            tied=self.tied,
+            bias=self.bias,
+            attention=self.attention,
+            sparse_window=self.sparse_window,
+            d_head=self.d_head,
+        )
 
 
 # Fields that may change between a run and its resumption (they do not change the trajectory).

@@ -1,4 +1,5 @@
-"""Learning-rate schedules as pure functions of the step (no torch): linear warmup, then cosine decay to a floor
+"""Learning-rate schedules as pure functions of the step (no torch): linear warmup, then cosine decay to a
+floor
 (GPT-3), constant, or warmup-stable-decay (WSD)."""
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from scalinglab.errors import ConfigError
 SCHEDULES = ("cosine", "constant", "wsd")
 
 
-def lr_at(step: int, *, peak: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
-          min_lr_ratio: float = 0.1, decay_frac: float = 0.2) -> float:
+def lr_at(
+    step: int,
+    *,
+    peak: float,
+    total_steps: int,
+    warmup_steps: int,
+    schedule: str = "cosine",
+    min_lr_ratio: float = 0.1,
+    decay_frac: float = 0.2,
+) -> float:
     """LR used for optimizer step ``step`` (0-based) of ``total_steps``.
 
     Warmup: peak * (step + 1) / warmup_steps for step < warmup_steps. Then

@@ -2,9 +2,9 @@
 
 ``train(cfg, out_dir)`` trains the budget ``cfg.tokens`` in steps of ``cfg.batch_size`` sequences of n_ctx
 tokens, writing the run folder of docs/interfaces.md: ``config.json``, ``metrics.jsonl``, ``ckpt.pt``,
-``summary.json`` (present = finished, status ``done`` or ``diverged``). Launched under ``torchrun`` (WORLD_SIZE
-> 1) it uses DDP: every rank draws the same global batch and takes its own rows, so the curve is the
-single-process one. A run can be stopped at a step boundary with ``should_stop`` (it checkpoints and returns
+``summary.json`` (present = finished, status ``done`` or ``diverged``). Launched under ``torchrun``
+(WORLD_SIZE > 1) it uses DDP: every rank draws the same global batch and takes its own rows, so the curve is
+the single-process one. A run can be stopped at a step boundary with ``should_stop`` (it checkpoints and returns
 status ``stopped``) or killed at any time: re-running resumes from the last checkpoint exactly.
 """
 
@@ -31,8 +31,21 @@ from scalinglab.train.config import OPERATIONAL_FIELDS, TrainConfig
 from scalinglab.train.hardware import mfu, peak_flops
 from scalinglab.train.schedule import lr_at
 
-METRIC_KEYS = ("step", "tokens", *(f"flops_{c}" for c in FLOP_CONVENTIONS), "train_loss", "val_loss", "val_bpb",
-               "lr", "grad_norm", "tokens_per_s", "mfu", "gns_g2", "gns_trace", "gns_b_simple_tokens")
+METRIC_KEYS = (
+    "step",
+    "tokens",
+    *(f"flops_{c}" for c in FLOP_CONVENTIONS),
+    "train_loss",
+    "val_loss",
+    "val_bpb",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "mfu",
+    "gns_g2",
+    "gns_trace",
+    "gns_b_simple_tokens",
+)
 
 
 def _data_api():
@@ -43,6 +56,7 @@ def _data_api():
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
 
 class _Dist:
     """Process-group facts; ``owned`` when this call initialised the group (and so must destroy it)."""
@@ -152,20 +166,26 @@ class _Meter:
 
 # ----------------------------------------------------------------------------------------------- train
 
-def train(cfg: TrainConfig | dict, out_dir: str | Path, *, resume: bool = True,
-          on_metrics: Callable[[dict], None] | None = None,
-          should_stop: Callable[[int], bool] | None = None) -> dict:
+
+def train(
+    cfg: TrainConfig | dict,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    on_metrics: Callable[[dict], None] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
+) -> dict:
     """Train one run into ``out_dir`` and return its summary (also ``summary.json``).
 
     ``resume=True``: a finished folder returns its stored summary; a folder with ``ckpt.pt`` continues from it
-    (the config must match, operational fields aside). ``on_metrics(row)`` is called on rank 0 for every metrics
-    row. ``should_stop(step)`` is asked after each step: True checkpoints and returns status ``stopped``.
+    (the config must match, operational fields aside). ``on_metrics(row)`` is called on rank 0 for every
+    metrics row. ``should_stop(step)`` is asked after each step: True checkpoints, returns status ``stopped``.
     Losses are in nats per token, FLOPs cumulative under each convention of ``flops_per_token``.
     """
     if isinstance(cfg, dict):
         cfg = TrainConfig.make(**cfg)
     out = Path(out_dir)
-    summary_path, ckpt_path, metrics_path = out / "summary.json", out / ckpt_io_name(), out / "metrics.jsonl"
+    summary_path, ckpt_path, metrics_path = out / "summary.json", out / ckio.CKPT_NAME, out / "metrics.jsonl"
     if resume and summary_path.is_file():
         return json.loads(summary_path.read_text())
     _set_threads()
@@ -176,10 +196,6 @@ def train(cfg: TrainConfig | dict, out_dir: str | Path, *, resume: bool = True,
         d.close()
 
 
-def ckpt_io_name() -> str:
-    return ckio.CKPT_NAME
-
-
 def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path, metrics_path) -> dict:
     api = _data_api()
     ds_path = Path(api.ensure_dataset(cfg.data))
@@ -187,11 +203,15 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     device = _pick_device(cfg, d)
     mcfg = cfg.gpt_config(int(ds.vocab_size))
     if cfg.vocab_size is not None and cfg.vocab_size < int(ds.vocab_size):
-        raise ConfigError(f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}")
+        raise ConfigError(
+            f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}"
+        )
     T, B = cfg.n_ctx, cfg.batch_size
     micro = cfg.micro_batch_size or B
     if B % d.world or (B // d.world) % micro:
-        raise ConfigError(f"batch_size {B} must be a multiple of world_size {d.world} x micro_batch_size {micro}")
+        raise ConfigError(
+            f"batch_size {B} must be a multiple of world_size {d.world} x micro_batch_size {micro}"
+        )
     n_micro = B // d.world // micro
     steps = max(1, cfg.tokens // (B * T))
     warmup = max(1, round(0.01 * steps)) if cfg.warmup_tokens is None else cfg.warmup_tokens // (B * T)
@@ -201,13 +221,21 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     params_count, fpt = count_params(mcfg), flops_per_token(mcfg)
     peak = float(cfg.lr) if cfg.lr is not None else kaplan_lr(params_count["kaplan"])
     if not peak > 0:
-        raise ConfigError(f"Kaplan LR(N) = {peak:.3g} is not positive for N = {params_count['kaplan']}: set lr")
+        raise ConfigError(
+            f"Kaplan LR(N) = {peak:.3g} is not positive for N = {params_count['kaplan']}: set lr"
+        )
     amp = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda")
     bpt = ds.bytes_per_token("val") if hasattr(ds, "bytes_per_token") else None
 
-    meta = {"model": mcfg.to_dict(), "data": cfg.data, "dataset_path": str(ds_path),
-            "vocab_size": int(ds.vocab_size), "fingerprint": getattr(ds, "fingerprint", None),
-            "domain": getattr(ds, "domain", None), "bytes_per_token": bpt}
+    meta = {
+        "model": mcfg.to_dict(),
+        "data": cfg.data,
+        "dataset_path": str(ds_path),
+        "vocab_size": int(ds.vocab_size),
+        "fingerprint": getattr(ds, "fingerprint", None),
+        "domain": getattr(ds, "domain", None),
+        "bytes_per_token": bpt,
+    }
 
     # ---- model, optimiser, state (fresh or resumed)
     with torch.random.fork_rng(devices=[]):
@@ -225,8 +253,10 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         new = {k: v for k, v in cfg.model_dump().items() if k not in OPERATIONAL_FIELDS}
         if old != new:
             diff = sorted(k for k in new if old.get(k) != new.get(k))
-            raise ConfigError(f"{out}: checkpoint was written with a different config (fields {diff}); "
-                              "use another folder or resume=False")
+            raise ConfigError(
+                f"{out}: checkpoint was written with a different config (fields {diff}); "
+                "use another folder or resume=False"
+            )
         raw.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sampler.load_state_dict(ck["sampler"])
@@ -240,9 +270,17 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         else:  # drop rows logged after the checkpoint (the resumed run logs them again)
             rows = [r for r in _read_metrics(metrics_path) if r["step"] <= step]
             ckio.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-        ckio.atomic_write_json(out / "config.json", {"train": cfg.model_dump(), "meta": meta,
-                                                     "params": params_count, "flops_per_token": fpt,
-                                                     "steps": steps, "world_size": d.world})
+        ckio.atomic_write_json(
+            out / "config.json",
+            {
+                "train": cfg.model_dump(),
+                "meta": meta,
+                "params": params_count,
+                "flops_per_token": fpt,
+                "steps": steps,
+                "world_size": d.world,
+            },
+        )
     d.barrier()
 
     model = raw
@@ -262,13 +300,19 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
             raw.eval()
             tot = torch.zeros(2, dtype=torch.float64)
             with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                for b in api.eval_batches(ds, "val", micro, T, cfg.eval_batches):
-                    x = torch.from_numpy(np.asarray(b.x)).to(device)
-                    y = torch.from_numpy(np.asarray(b.y)).to(device)
-                    m = None if b.mask is None else torch.from_numpy(np.asarray(b.mask)).to(device)
-                    _, loss = raw(x, y, m)
-                    n = float(x.numel() if m is None else m.sum())
-                    tot += torch.tensor([float(loss) * n, n], dtype=torch.float64)
+                # the evaluation set depends on (batch_size, eval_batches) only; forwards go micro-batch-wise
+                for b in api.eval_batches(ds, "val", B, T, cfg.eval_batches):
+                    for i in range(0, len(b.x), micro):
+                        x = torch.from_numpy(np.asarray(b.x[i : i + micro])).to(device)
+                        y = torch.from_numpy(np.asarray(b.y[i : i + micro])).to(device)
+                        m = (
+                            None
+                            if b.mask is None
+                            else torch.from_numpy(np.asarray(b.mask[i : i + micro])).to(device)
+                        )
+                        _, loss = raw(x, y, m)
+                        n = float(x.numel() if m is None else m.sum())
+                        tot += torch.tensor([float(loss) * n, n], dtype=torch.float64)
             raw.train()
             val = (tot[0] / tot[1]).item() if tot[1] > 0 else float("nan")
         else:
@@ -280,31 +324,60 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
 
     def checkpoint(cur_step: int, wall: float) -> None:
         if d.rank == 0:
-            ckio.save_checkpoint(ckpt_path, {
-                "model": raw.state_dict(), "optimizer": opt.state_dict(), "step": cur_step,
-                "tokens": cur_step * B * T, "wall_s": wall, "sampler": sampler.state_dict(),
-                "rng": ckio.rng_state(), "noise_scale": meter.state_dict(), "config": cfg.model_dump(),
-                "meta": meta, "last": last})
+            ckio.save_checkpoint(
+                ckpt_path,
+                {
+                    "model": raw.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": cur_step,
+                    "tokens": cur_step * B * T,
+                    "wall_s": wall,
+                    "sampler": sampler.state_dict(),
+                    "rng": ckio.rng_state(),
+                    "noise_scale": meter.state_dict(),
+                    "config": cfg.model_dump(),
+                    "meta": meta,
+                    "last": last,
+                },
+            )
         d.barrier()
 
     def summary(status: str, wall: float, at_step: int) -> dict:
         tokens = at_step * B * T
-        s = {"status": status, "params": params_count, "flops_per_token": fpt, "tokens": tokens,
-             "steps": at_step, "flops": {c: v * tokens for c, v in fpt.items() if c in FLOP_CONVENTIONS},
-             "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
-             "final_val_bpb": last["val_bpb"], "wall_s": wall, "batch_size_tokens": B * T,
-             "lr_peak": peak, "planned_steps": steps, "world_size": d.world}
+        s = {
+            "status": status,
+            "params": params_count,
+            "flops_per_token": fpt,
+            "tokens": tokens,
+            "steps": at_step,
+            "flops": {c: v * tokens for c, v in fpt.items() if c in FLOP_CONVENTIONS},
+            "final_train_loss": last["train_loss"],
+            "final_val_loss": last["val_loss"],
+            "final_val_bpb": last["val_bpb"],
+            "wall_s": wall,
+            "batch_size_tokens": B * T,
+            "lr_peak": peak,
+            "planned_steps": steps,
+            "world_size": d.world,
+        }
         return s
 
     # ---- the loop
     raw.train()
     t_start = time.perf_counter()
-    t_log, tok_log, train_time = time.perf_counter(), 0, 0.0
+    _t_log, tok_log, train_time = time.perf_counter(), 0, 0.0
     status = "done"
     while step < steps:
         t0 = time.perf_counter()
-        lr = lr_at(step, peak=peak, total_steps=steps, warmup_steps=warmup, schedule=cfg.schedule,
-                   min_lr_ratio=cfg.min_lr_ratio, decay_frac=cfg.wsd_decay_frac)
+        lr = lr_at(
+            step,
+            peak=peak,
+            total_steps=steps,
+            warmup_steps=warmup,
+            schedule=cfg.schedule,
+            min_lr_ratio=cfg.min_lr_ratio,
+            decay_frac=cfg.wsd_decay_frac,
+        )
         for g in opt.param_groups:
             g["lr"] = lr
         batch = sampler.next_batch()
@@ -354,11 +427,21 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         if step % log_every == 0 or is_last or evaluated:
             tps = tok_log / train_time if train_time > 0 else 0.0
             tokens = step * B * T
-            row = {"step": step, "tokens": tokens, **{f"flops_{c}": fpt[c] * tokens for c in FLOP_CONVENTIONS},
-                   "train_loss": train_loss, "val_loss": last["val_loss"] if evaluated else None,
-                   "val_bpb": last["val_bpb"] if evaluated else None, "lr": lr, "grad_norm": gnorm,
-                   "tokens_per_s": tps, "mfu": mfu(tps, fpt["palm"], dev_peak, d.world),
-                   "gns_g2": None, "gns_trace": None, "gns_b_simple_tokens": None}
+            row = {
+                "step": step,
+                "tokens": tokens,
+                **{f"flops_{c}": fpt[c] * tokens for c in FLOP_CONVENTIONS},
+                "train_loss": train_loss,
+                "val_loss": last["val_loss"] if evaluated else None,
+                "val_bpb": last["val_bpb"] if evaluated else None,
+                "lr": lr,
+                "grad_norm": gnorm,
+                "tokens_per_s": tps,
+                "mfu": mfu(tps, fpt["palm"], dev_peak, d.world),
+                "gns_g2": None,
+                "gns_trace": None,
+                "gns_b_simple_tokens": None,
+            }
             row.update({k: _finite_or_none(v) for k, v in gns.items() if k.startswith("gns_")})
             row["wall_s"] = wall_prev + time.perf_counter() - t_start
             if d.rank == 0:
@@ -367,7 +450,9 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
                 if on_metrics is not None:
                     on_metrics(row)
             tok_log, train_time = 0, 0.0
-        stop = should_stop is not None and should_stop(step)
+        stop = should_stop is not None and bool(should_stop(step))
+        if d.on and should_stop is not None:  # any rank asking to stop stops all of them at this step
+            stop = d.all_sum(torch.tensor([int(stop)])).item() > 0
         if step % ckpt_every == 0 or is_last or stop:
             checkpoint(step, wall_prev + time.perf_counter() - t_start)
         if stop and not is_last:

@@ -39,11 +39,11 @@ def test_default_text_dataset(default_text):
     assert ds.vocab_size == 256 and ds.dtype == np.uint8 and ds.domain == "text"
     n = {s: ds.num_tokens(s) for s in ("train", "val", "test")}
     # the split rule is sha256 of each document: these counts are the same on every machine and every run
-    assert n == {"train": 9007295, "val": 161814, "test": 124090}
+    assert n == {"train": 9026038, "val": 164247, "test": 105344}
     manifest = json.loads((CORPORA / "default.json").read_text())
     assert sum(n.values()) + 2 * len(DOC_SEP) == manifest["text_bytes"]  # every byte in exactly one split
     assert ds.bytes_per_token("val") == 1.0
-    assert len(ds.documents("val")) == len(ds.doc_starts("val")) == 40
+    assert len(ds.documents("val")) == len(ds.doc_starts("val")) == 41
 
 
 def test_splits_are_disjoint_and_cover_the_corpus(default_text):
@@ -134,6 +134,10 @@ def test_bad_input_gives_clear_errors_and_writes_nothing(tmp_path, small_corpus)
         prepare(f"text:{empty}", tmp_path / "o1")
     with pytest.raises(InputError, match="matches no file"):
         prepare(f"text:{tmp_path}/*.nothing", tmp_path / "o2")
+    from scalinglab.data.tokenizer import dtype_for_vocab
+
+    dtypes = [dtype_for_vocab(v).name for v in (256, 257, 65536, 65537)]
+    assert dtypes == ["uint8", "uint16", "uint16", "uint32"]
     with pytest.raises(ConfigError, match="cannot hold a vocabulary of 600"):
         prepare(f"text:{small_corpus}", tmp_path / "o3", tokenizer="bpe", vocab_size=600, dtype="uint8")
     with pytest.raises(ConfigError, match="unknown option 'vocab'"):

@@ -38,12 +38,15 @@ def test_gpt2_with_biases_matches_hf_count():
     assert count_params(GPT2.with_(bias=True))["total"] == 124_439_808
 
 
-@pytest.mark.parametrize("cfg", [
-    GPT2,
-    GPT2.with_(tied=False, bias=True),
-    GPTConfig(n_layer=3, d_model=96, n_head=4, vocab_size=300, n_ctx=40, d_ff=200, sparse_window=8),
-    GPTConfig(n_layer=2, d_model=64, n_head=3, vocab_size=100, n_ctx=16, d_head=40, tied=False),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GPT2,
+        GPT2.with_(tied=False, bias=True),
+        GPTConfig(n_layer=3, d_model=96, n_head=4, vocab_size=300, n_ctx=40, d_ff=200, sparse_window=8),
+        GPTConfig(n_layer=2, d_model=64, n_head=3, vocab_size=100, n_ctx=16, d_head=40, tied=False),
+    ],
+)
 def test_counts_equal_built_model(cfg):
     p = count_params(cfg)
     assert p["total"] == built_numel(cfg)
@@ -52,14 +55,24 @@ def test_counts_equal_built_model(cfg):
     emb = m.wte.weight.numel() + m.wpe.weight.numel()
     head = m.lm_head.weight.numel()
     assert p["non_embedding"] == p["total"] - emb - (0 if cfg.tied else head)
-    matrices = sum(mod.weight.numel() for b in m.blocks for mod in (b.attn.qkv, b.attn.proj, b.mlp.fc, b.mlp.proj))
+    matrices = sum(
+        mod.weight.numel() for b in m.blocks for mod in (b.attn.qkv, b.attn.proj, b.mlp.fc, b.mlp.proj)
+    )
     assert p["kaplan"] == matrices
     assert p["total_without_head"] == p["total"] - (0 if cfg.tied else head)
 
 
 def test_gpt3_named_sizes_reproduce_table_d1():
-    table_m = {"gpt3-small": 125, "gpt3-medium": 356, "gpt3-large": 760, "gpt3-xl": 1320, "gpt3-2.7b": 2650,
-               "gpt3-6.7b": 6660, "gpt3-13b": 12850, "gpt3-175b": 174600}
+    table_m = {
+        "gpt3-small": 125,
+        "gpt3-medium": 356,
+        "gpt3-large": 760,
+        "gpt3-xl": 1320,
+        "gpt3-2.7b": 2650,
+        "gpt3-6.7b": 6660,
+        "gpt3-13b": 12850,
+        "gpt3-175b": 174600,
+    }
     for name, m in table_m.items():
         total = count_params(NAMED_CONFIGS[name])["total"]
         assert abs(total / 1e6 - m) / m < 0.005, name
@@ -68,8 +81,19 @@ def test_gpt3_named_sizes_reproduce_table_d1():
 def test_chinchilla_appendix_f_by_hand():
     cfg = GPTConfig(n_layer=2, d_model=8, n_head=2, vocab_size=11, n_ctx=4)
     s, d, V, L, H = 4, 8, 11, 2, 2
-    fwd = 2 * s * V * d + L * (2 * 3 * s * d * d + 2 * s * s * d + 3 * H * s * s + 2 * s * s * d + 2 * s * d * d
-                                + 2 * s * 2 * d * 4 * d) + 2 * s * d * V
+    fwd = (
+        2 * s * V * d
+        + L
+        * (
+            2 * 3 * s * d * d
+            + 2 * s * s * d
+            + 3 * H * s * s
+            + 2 * s * s * d
+            + 2 * s * d * d
+            + 2 * s * 2 * d * 4 * d
+        )
+        + 2 * s * d * V
+    )
     assert flops_per_token(cfg)["chinchilla"] * s == 3 * fwd
 
 
@@ -100,6 +124,8 @@ def test_kaplan_lr():
 
 
 def test_counting_never_imports_torch():
-    code = ("import sys, scalinglab.model.counting, scalinglab.model.config, scalinglab.train.schedule, "
-            "scalinglab.train.hardware; assert 'torch' not in sys.modules")
+    code = (
+        "import sys, scalinglab.model.counting, scalinglab.model.config, scalinglab.train.schedule, "
+        "scalinglab.train.hardware; assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -27,7 +27,7 @@ def test_banded_layer_gradient_is_zero_outside_band(window):
         (g,) = torch.autograd.grad(y[:, i].sum(), x)
         touched = g.abs().sum(dim=(0, 2)) > 0
         inside = torch.zeros(24, dtype=torch.bool)
-        inside[max(0, i - window + 1): i + 1] = True
+        inside[max(0, i - window + 1) : i + 1] = True
         assert torch.equal(touched, inside)  # exactly zero outside, non-zero inside
 
 

@@ -11,7 +11,7 @@ from scalinglab.report.synthetic import synthetic_study, write_store
 
 def test_report_command_writes_the_page(tmp_path):
     write_store(synthetic_study(10, seed=2, points_per_run=15, evals=False), tmp_path)
-    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf"])
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf", "--no-fit"])
     assert res.exit_code == 0, res.output
     page = tmp_path / "report" / "index.html"
     assert page.is_file() and f"wrote {page}" in res.output
@@ -19,9 +19,11 @@ def test_report_command_writes_the_page(tmp_path):
     assert not list((tmp_path / "report" / "figures").glob("*.pdf"))
     html = page.read_text()
     assert "Figures not drawn" in html and "no few-shot evaluations in the store" in html
+    assert "no stored fit" in html  # --no-fit: the fits table says why each law is missing
     # a second run replaces the report in place (atomic swap), leaving no temp folders
-    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf"])
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf", "--no-fit"])
     assert res.exit_code == 0, res.output
+    assert (tmp_path / "report" / "index.html").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []
 
 

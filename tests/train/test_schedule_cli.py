@@ -21,7 +21,7 @@ def test_cosine_warmup_floor():
     mid = 10 + 45
     assert lr_at(mid, **kw) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     lrs = [lr_at(s, **kw) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 def test_constant_and_wsd():
@@ -40,8 +40,23 @@ def test_peak_flops_is_dense_not_sparse():
 
 
 def test_count_cli_json():
-    r = CliRunner().invoke(app, ["count", "--n-layer", "12", "--d-model", "768", "--n-head", "12", "--vocab",
-                                 "50257", "--ctx", "1024", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "count",
+            "--n-layer",
+            "12",
+            "--d-model",
+            "768",
+            "--n-head",
+            "12",
+            "--vocab",
+            "50257",
+            "--ctx",
+            "1024",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["params"]["total"] == 124_337_664 and out["params"]["kaplan"] == 84_934_656
@@ -50,14 +65,32 @@ def test_count_cli_json():
 
 def test_train_cli_json_and_resume_guard(text_data, tmp_path):
     run = tmp_path / "cli"
-    args = ["train", "--n-layer", "1", "--d-model", "32", "--n-head", "2", "--ctx", "32", "--tokens", "2e3",
-            "--data", text_data, "--batch-size", "8", "--out", str(run), "--json"]
+    args = [
+        "train",
+        "--n-layer",
+        "1",
+        "--d-model",
+        "32",
+        "--n-head",
+        "2",
+        "--ctx",
+        "32",
+        "--tokens",
+        "2e3",
+        "--data",
+        text_data,
+        "--batch-size",
+        "8",
+        "--out",
+        str(run),
+        "--json",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    s = json.loads(r.stdout[r.stdout.index("{"):])
+    s = json.loads(r.stdout[r.stdout.index("{") :])
     assert s["status"] == "done" and s["steps"] == 7 and s["tokens"] == 7 * 8 * 32
     assert math.isfinite(s["final_val_loss"]) and s["params"]["kaplan"] == 12 * 32 * 32
     r2 = CliRunner().invoke(app, args)
     assert r2.exit_code != 0 and "--resume" in str(r2.exception)
     r3 = CliRunner().invoke(app, [*args, "--resume"])
-    assert r3.exit_code == 0 and json.loads(r3.stdout[r3.stdout.index("{"):]) == s
+    assert r3.exit_code == 0 and json.loads(r3.stdout[r3.stdout.index("{") :]) == s

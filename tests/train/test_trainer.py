@@ -59,7 +59,7 @@ def test_exact_resume_stop_and_crash(text_data, tmp_path):
     for run in (stopped, crashed):
         got = rows(run)
         assert [r["step"] for r in got] == list(range(1, 9))
-        for a, b in zip(ref, got):
+        for a, b in zip(ref, got, strict=True):
             for k in ("train_loss", "val_loss", "grad_norm", "lr", "flops_6n"):
                 assert a[k] == b[k], (k, a["step"])  # bit-identical, not approximately equal
             for k in ("gns_g2", "gns_trace"):  # the meter sums per-parameter norms in another order on resume
@@ -70,8 +70,19 @@ def test_exact_resume_stop_and_crash(text_data, tmp_path):
 def test_run_folder_contract_and_finished_rerun(text_data, tmp_path):
     run = tmp_path / "run"
     s = train(tiny(text_data, tokens=8 * 32 * 5, eval_every=2, ckpt_every=2), run)
-    for key in ("status", "params", "flops_per_token", "tokens", "steps", "flops", "final_train_loss",
-                "final_val_loss", "final_val_bpb", "wall_s", "batch_size_tokens"):
+    for key in (
+        "status",
+        "params",
+        "flops_per_token",
+        "tokens",
+        "steps",
+        "flops",
+        "final_train_loss",
+        "final_val_loss",
+        "final_val_bpb",
+        "wall_s",
+        "batch_size_tokens",
+    ):
         assert key in s
     assert s["params"] == count_params(load_model(run)[0].cfg)
     got = rows(run)
