@@ -43,11 +43,11 @@ def reference_loop(model, tok, requests, eot):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--requests", type=int, default=256)
+    ap.add_argument("--requests", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--d-model", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size; 0 = bytes")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("SCALINGLAB_THREADS", "1")))

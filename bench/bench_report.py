@@ -49,10 +49,14 @@ def main() -> int:
         t = time.perf_counter()
         res = render_report(data, Path(tmp) / "report")
         total = time.perf_counter() - t
-        ok = res.path.is_file() and all((res.path.parent / "figures" / f"{n}.pdf").is_file() for n in res.figures)
+        ok = res.path.is_file() and all(
+            (res.path.parent / "figures" / f"{n}.pdf").is_file() for n in res.figures
+        )
     n_fig = len(res.figures)
-    print(f"runs: {len(s.runs)}  metrics rows: {len(s.metrics)}  figures: {n_fig} drawn, "
-          f"{len(res.skipped)} skipped {sorted(res.skipped)}")
+    print(
+        f"runs: {len(s.runs)}  metrics rows: {len(s.metrics)}  figures: {n_fig} drawn, "
+        f"{len(res.skipped)} skipped {sorted(res.skipped)}"
+    )
     print(f"report: {total:.2f} s total, fits {res.timings['fits']:.2f} s")
     slow = sorted(((v, k) for k, v in res.timings.items() if k not in ("total", "fits")), reverse=True)[:3]
     print("slowest figures: " + ", ".join(f"{k} {v:.2f} s" for v, k in slow))

@@ -29,7 +29,10 @@ SHAPES = [  # (n_layer, d_model, n_head, n_ctx, vocab, batch)
 ]
 
 
-def hf_model(L, d, H, T, V):
+HF_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new"}  # our activation -> HF's name for the same function
+
+
+def hf_model(L, d, H, T, V, act="gelu_tanh"):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
@@ -41,7 +44,9 @@ def hf_model(L, d, H, T, V):
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
-        activation_function="gelu_new",
+        activation_function=HF_ACT[act],
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return GPT2LMHeadModel(cfg)
 
@@ -68,10 +73,11 @@ def copy_hf_into_ours(hf, ours: GPT) -> None:
         ours.ln_f.bias.copy_(t.ln_f.bias)
 
 
-def check_same_loss(L, d, H, T, V) -> float:
+def check_same_loss(L, d, H, T, V, act) -> float:
+    """|loss difference| of HF and ours on the same weights and tokens (correctness of the comparison)."""
     torch.manual_seed(0)
-    hf = hf_model(L, d, H, T, V)
-    ours = GPT(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True))
+    hf = hf_model(L, d, H, T, V, act)
+    ours = GPT(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True, activation=act))
     copy_hf_into_ours(hf, ours)
     x = torch.randint(0, V, (2, T + 1))
     with torch.no_grad():
@@ -80,39 +86,41 @@ def check_same_loss(L, d, H, T, V) -> float:
     return abs(ref.item() - ours_loss.item())
 
 
-def make_steps(L, d, H, T, V, B):
+def our_step(L, d, H, T, V, B, x, y):
+    """Our training step as the trainer runs it: AdamW fused, no decay on gains/biases, clip 1.0."""
     torch.manual_seed(0)
-    ours = GPT(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True))
-    decay = [p for p in ours.parameters() if p.dim() >= 2]
-    rest = [p for p in ours.parameters() if p.dim() < 2]
-    opt_o = torch.optim.AdamW(
-        [{"params": decay}, {"params": rest, "weight_decay": 0.0}],
-        lr=1e-4,
-        betas=(0.9, 0.95),
-        weight_decay=0.1,
-        fused=True,
-    )
-    hf = hf_model(L, d, H, T, V)
-    hf.train()
-    opt_h = torch.optim.AdamW(hf.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
-    x = torch.randint(0, V, (B, T))
-    y = torch.randint(0, V, (B, T))
+    model = GPT(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    params = list(model.parameters())
 
-    def ours_step():
-        _, loss = ours(x, y)
+    def step():
+        _, loss = model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(ours.parameters(), 1.0, foreach=True)
-        opt_o.step()
-        opt_o.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
-    def hf_step():
+    return step
+
+
+def hf_step(L, d, H, T, V, B, x, act):
+    """HF GPT2LMHeadModel, dropout 0, labels = inputs (HF shifts), AdamW (torch default), clip 1.0."""
+    torch.manual_seed(0)
+    hf = hf_model(L, d, H, T, V, act)
+    hf.train()
+    opt = torch.optim.AdamW(hf.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+
+    def step():
         loss = hf(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-        opt_h.step()
-        opt_h.zero_grad()
+        opt.step()
+        opt.zero_grad()
 
-    return ours_step, hf_step
+    return step
 
 
 def timeit(fn, n: int) -> float:
@@ -126,32 +134,36 @@ def main() -> int:
     quick = "--quick" in sys.argv
     if os.environ.get("SCALINGLAB_THREADS"):
         torch.set_num_threads(int(os.environ["SCALINGLAB_THREADS"]))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, eager")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, eager; ours: exact GELU, biases on "
+          f"(HF's shape); HF-tanh = GPT2LMHeadModel as configured for GPT-2 (gelu_new), HF-erf = same GELU as ours")
+    rounds, reps = (3, 3) if quick else (7, 5)
+    print(f"{'shape (L, d, H, T, V, B)':28s} {'ours tok/s':>10s} {'HF-tanh':>9s} {'HF-erf':>9s} {'x tanh':>7s} "
+          f"{'x erf':>6s} {'GFLOP/s mm':>10s} {'GFLOP/s palm':>12s} {'|dloss|':>8s}")
     bad = False
-    rounds, reps = (3, 3) if quick else (5, 5)
-    print(
-        f"{'shape (L, d, H, T, V, B)':34s} {'ours tok/s':>11s} {'HF tok/s':>10s} {'ratio':>6s} "
-        f"{'GFLOP/s mm':>10s} {'GFLOP/s palm':>12s} {'|dloss|':>8s}"
-    )
-    ratios = []
+    r_tanh, r_erf = [], []
     for L, d, H, T, V, B in SHAPES:
-        err = check_same_loss(L, d, H, T, V)
-        if err > 1e-4:
-            bad = True
-        ours_step, hf_step = make_steps(L, d, H, T, V, B)
-        ours_step(), hf_step()  # warm-up
-        to, th = [], []
-        for _ in range(rounds):  # interleaved so that load changes hit both alike
-            to.append(timeit(ours_step, reps))
-            th.append(timeit(hf_step, reps))
-        tps_o, tps_h = B * T / statistics.median(to), B * T / statistics.median(th)
+        err = max(check_same_loss(L, d, H, T, V, act) for act in ("gelu", "gelu_tanh"))
+        bad |= err > 1e-4
+        x = torch.randint(0, V, (B, T))
+        y = torch.randint(0, V, (B, T))
+        fns = {"ours": our_step(L, d, H, T, V, B, x, y), "tanh": hf_step(L, d, H, T, V, B, x, "gelu_tanh"),
+               "erf": hf_step(L, d, H, T, V, B, x, "gelu")}
+        for fn in fns.values():
+            fn()  # warm-up
+        times = {k: [] for k in fns}
+        for _ in range(rounds):  # interleaved so that load changes hit all alike
+            for k, fn in fns.items():
+                times[k].append(timeit(fn, reps))
+        tps = {k: B * T / statistics.median(v) for k, v in times.items()}
         f = flops_per_token(GPTConfig(n_layer=L, d_model=d, n_head=H, vocab_size=V, n_ctx=T, bias=True))
-        ratios.append(tps_o / tps_h)
-        print(
-            f"{str((L, d, H, T, V, B)):34s} {tps_o:11,.0f} {tps_h:10,.0f} {tps_o / tps_h:6.2f} "
-            f"{tps_o * f['matmul'] / 1e9:10.2f} {tps_o * f['palm'] / 1e9:12.2f} {err:8.1e}"
-        )
-    print(f"geometric-mean ratio ours/HF: {statistics.geometric_mean(ratios):.2f}x (goal >= 1.3x)")
+        r_tanh.append(tps["ours"] / tps["tanh"])
+        r_erf.append(tps["ours"] / tps["erf"])
+        print(f"{str((L, d, H, T, V, B)):28s} {tps['ours']:10,.0f} {tps['tanh']:9,.0f} {tps['erf']:9,.0f} "
+              f"{r_tanh[-1]:7.2f} {r_erf[-1]:6.2f} {tps['ours'] * f['matmul'] / 1e9:10.2f} "
+              f"{tps['ours'] * f['palm'] / 1e9:12.2f} {err:8.1e}")
+    gm = statistics.geometric_mean
+    print(f"ratio ours/HF (geometric mean over shapes): {gm(r_tanh):.2f}x vs HF GPT-2 (gelu_new), "
+          f"{gm(r_erf):.2f}x vs HF with the same exact GELU (goal >= 1.3x)")
     if bad:
         print("CORRECTNESS FAILURE: our loss differs from HF's for the same weights")
     return 1 if bad else 0

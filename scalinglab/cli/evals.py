@@ -69,11 +69,7 @@ def eval_cmd(
     names = expand(task)
     lm = load_lm(model, batch_size=batch_size, device=device)
     if data is None:
-        data = "text:default"
-        if (Path(model) / "ckpt.pt").is_file():
-            from scalinglab.train.checkpoint import load_checkpoint
-
-            data = load_checkpoint(model)["meta"].get("data", data)
+        data = getattr(lm, "meta", {}).get("data") or "text:default"
     index = None
     if contamination:
         from scalinglab.data import ensure_dataset, open_dataset

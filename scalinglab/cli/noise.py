@@ -94,9 +94,9 @@ def critical_batch(path: str | Path, target_loss: float | None = None, *, bootst
 
     points, seq_lens = collect_points(path, skip_frac)
     if len(points) < 3:
-        raise FitError(f"{path}: {len(points)} usable noise-scale measurements (gns_b_simple_tokens > 0 with a "
-                       "train loss); need >= 3. Train with noise_scale=True and >= 2 micro-batches per step "
-                       "(micro_batch_size < batch_size) or DDP")
+        raise FitError(f"{path}: {len(points)} usable noise-scale measurements (gns_b_simple_tokens > 0 "
+                       "with a train loss); need >= 3. Train with noise_scale=True and >= 2 micro-batches "
+                       "per step (micro_batch_size < batch_size) or DDP")
     L = np.array([p["loss"] for p in points])
     B = np.array([p["b_simple"] for p in points])
     res = fit("bcrit", {"L": L, "B": B}, bootstrap=bootstrap, seed=seed)
@@ -145,7 +145,8 @@ def noise_scale(
 
     print(f"noise scale: {r['n_points']} measurements from {len(r['runs'])} run(s), "
           f"loss {r['loss_range'][0]:.3f} .. {r['loss_range'][1]:.3f} nats/token")
-    print("B_crit(L) = B_star / L^(1/alpha_B)  (Kaplan eq. 1.4; Kaplan's fit: B_star 2.1e8 tokens, alpha_B 0.21)")
+    print("B_crit(L) = B_star / L^(1/alpha_B)  (Kaplan eq. 1.4; Kaplan's fit: B_star 2.1e8 tokens, "
+          "alpha_B 0.21)")
     print(f"  B_star  = {r['B_star']:.4g} tokens{ci('B_star')}")
     print(f"  alpha_B = {r['alpha_B']:.4g}{ci('alpha_B')}")
     print(f"  converged: {'yes' if r['converged'] else 'NO'}   R^2(log) {r['r2_log']:.3f}")

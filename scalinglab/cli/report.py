@@ -16,10 +16,17 @@ from scalinglab.cli._app import app
 def report_cmd(
     study_dir: Path = typer.Argument(..., help="The study folder (holds scalinglab.db)."),
     pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write every figure as PDF."),
-    params: str = typer.Option(None, "--params", help="Parameter count for N: 'kaplan' (non-embedding, the "
-                               "default where the store has it) or 'total'."),
-    fit: bool = typer.Option(True, "--fit/--no-fit", help="Fit the laws the store lacks (--no-fit: stored fits "
-                             "only, a quick look at a running study)."),
+    params: str = typer.Option(
+        None,
+        "--params",
+        help="Parameter count for N: 'kaplan' (non-embedding, the "
+        "default where the store has it) or 'total'.",
+    ),
+    fit: bool = typer.Option(
+        True,
+        "--fit/--no-fit",
+        help="Fit the laws the store lacks (--no-fit: stored fits only, a quick look at a running study).",
+    ),
 ) -> None:
     """Draw the study's figures and write DIR/report/index.html (self-contained) and DIR/report/figures/."""
     from scalinglab.report.build import render_report

@@ -99,7 +99,11 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     lm = ScalingLabLM.from_run(run_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    to_hf(lm.model, eos_id=lm.eot_token_id).save_pretrained(tmp)
-    hf_tokenizer(lm.tokenizer).save_pretrained(tmp)
+    try:
+        to_hf(lm.model, eos_id=lm.eot_token_id).save_pretrained(tmp)
+        hf_tokenizer(lm.tokenizer).save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     tmp.rename(out)
     return out

@@ -59,6 +59,7 @@ class ScalingLabLM(TokenLM):
                  name: str = "<memory>") -> None:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
+        self.meta: dict[str, Any] = {}  # the checkpoint's meta (data spec, ...) when loaded from a run
         self.device = device
         self.batch_size = int(batch_size)
         self.max_length = int(model.cfg.n_ctx)
@@ -81,7 +82,9 @@ class ScalingLabLM(TokenLM):
         tok = open_dataset(path).tokenizer
         if getattr(tok, "kind", "") not in ("bytes", "bpe"):
             raise InputError(f"{run_dir}: the model was trained on {meta.get('domain')} data, not text")
-        return cls(model, tok, name=str(Path(run_dir).resolve()), **kw)
+        lm = cls(model, tok, name=str(Path(run_dir).resolve()), **kw)
+        lm.meta = meta
+        return lm
 
     def tok_encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))

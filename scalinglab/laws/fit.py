@@ -89,6 +89,15 @@ class FitResult:
         lo, hi = np.nanquantile(np.exp(lp), [q, 1.0 - q], axis=0)
         return lo.reshape(shape), hi.reshape(shape)
 
+    def bootstrap_results(self) -> list[dict[str, Any]]:
+        """Each bootstrap refit as a minimal fit dict (law, var, params) that ``allocate`` accepts."""
+        if self.samples is None:
+            return []
+        names = self.form.param_names
+        var = getattr(self.form, "var", None)
+        return [{"law": self.form.name, "var": var, "params": dict(zip(names, map(float, s), strict=True))}
+                for s in self.samples]
+
     def summary(self) -> str:
         """A readable table: parameters (with SE and 95% interval when bootstrapped), fit quality, warnings."""
         lines = [f"Law {self.form.name}: {self.form.description}   ({self.form.units})"]
@@ -222,8 +231,8 @@ def _multistart_inner(form: Form, theta0: np.ndarray, logx, logy, delta: float):
 def _verdict(form: Form, pol: optim.PolishResult, logx, logy, delta: float) -> tuple[bool, str]:
     again = optim.batched_lm(form, pol.theta[None, :], logx, logy, delta, ftol=1e-14, max_iter=50)
     improved = (pol.f - again.f[0]) / max(pol.f, 1e-300)
-    ok = pol.grad_norm < GRAD_RTOL and improved < 1e-8
-    msg = f"L-BFGS-B: {pol.message}; relative projected gradient {pol.grad_norm:.1e}"
+    ok = bool(pol.grad_norm < GRAD_RTOL and improved < 1e-8)
+    msg = f"{'L-BFGS-B: ' if pol.nit else ''}{pol.message}; relative projected gradient {pol.grad_norm:.1e}"
     if improved >= 1e-8:
         msg += f"; a further LM run lowered the objective by {improved:.1e} (relative)"
     return ok, msg
@@ -254,12 +263,19 @@ def _local_corr(form: Form, theta: np.ndarray, logx) -> np.ndarray | None:
     return cov / np.outer(d, d)
 
 
-def _identifiability(form: Form, theta, logx, variables, corr_params: dict | None) -> list[str]:
+def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | None) -> list[str]:
     out = []
-    for v, x in variables.items():
+    # B_crit(L): losses never span decades; what pins 1/alpha_B down is the range of B itself
+    spans = {form.target: y} if form.target != "loss" else variables
+    for v, x in spans.items():
         dec = decades(x)
         if dec < MIN_DECADES:
             out.append(f"{v} spans only {dec:.2f} decades (< {MIN_DECADES}): its exponent is poorly identified")
+    _, J = form.log_eval(np.asarray(theta, dtype=float)[None, :], logx)
+    for name, col in zip(form.theta_names, np.max(np.abs(J[0]), axis=0), strict=True):
+        if col < 1e-3:
+            out.append(f"parameter {name} barely changes the prediction anywhere in the data "
+                       f"(max |d log y/d {name}| = {col:.1e}): it is not identified by these data")
     exps = list(form.exponents)
     if corr_params is not None:
         for i, a in enumerate(exps):
@@ -376,8 +392,32 @@ def fit(form: Form | str, data, *, loss: str | None = None, columns: Mapping[str
             C = np.corrcoef(samples, rowvar=False)
         result.corr = {a: {b: float(C[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
         corr_params = result.corr
-    warnings += _identifiability(form, theta, logx, variables, corr_params)
+    warnings += _identifiability(form, theta, logx, variables, y, corr_params)
     return result
+
+
+def assess(form: Form | str, data, params: Mapping[str, float], *, loss: str | None = None,
+           columns: Mapping[str, str] | None = None, var: str | None = None, delta: float = 1e-3) -> FitResult:
+    """Judge given parameters (e.g. another tool's answer) on ``data`` without optimising: objective,
+    residuals, and the same convergence verdict ``fit`` gives (is this a minimum of the summed Huber?)."""
+    form = _resolve_form(form, data, var)
+    variables, y, notes = prepare(form, data, loss=loss, columns=columns)
+    logx = {k: np.log(v) for k, v in variables.items()}
+    logy = np.log(y)
+    theta = form.to_theta(params)
+    f, g = optim.gradient(form, theta, logx, logy, delta)
+    gn = optim.projected_grad_norm(form, theta, g) / max(f, 1e-300)
+    pol = optim.PolishResult(theta=theta, f=f, success=False, message="given parameters", nit=0, grad_norm=gn)
+    with optim.blas_single_thread():
+        converged, message = _verdict(form, pol, logx, logy, delta)
+    resid = logy - form.log_eval(theta[None, :], logx, jac=False)[0]
+    ss_tot = float(np.sum((logy - logy.mean()) ** 2))
+    warnings = [] if converged else [f"not a minimum of the summed Huber objective: {message}"]
+    return FitResult(form=form, params={k: float(params[k]) for k in form.param_names}, theta=theta, objective=f,
+                     n_points=int(y.size), residuals=resid,
+                     r2_log=1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan"),
+                     converged=converged, message=message, n_starts=0, n_at_optimum=0, delta=delta,
+                     warnings=warnings + _at_bounds(form, theta), notes=notes)
 
 
 @dataclass

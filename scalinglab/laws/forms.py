@@ -29,8 +29,11 @@ def _lse(*terms: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     for t in terms[1:]:
         m = np.maximum(m, t)
     ex = [np.exp(t - m) for t in terms]
-    s = sum(ex)
-    return m + np.log(s), [e / s for e in ex]
+    s = ex[0] + ex[1]
+    for e in ex[2:]:
+        s += e
+    inv = 1.0 / s
+    return m + np.log(s), [e * inv for e in ex]
 
 
 def _grid(*axes) -> np.ndarray:
@@ -192,7 +195,13 @@ class ChinchillaND(Form):
         ly, (we, wN, wD) = _lse(np.broadcast_to(e, tN.shape), tN, tD)
         if not jac:
             return ly
-        return ly, np.stack([we, wN, wD, -wN * lN, -wD * lD], axis=-1)
+        J = np.empty(ly.shape + (5,), dtype=ly.dtype)
+        J[..., 0] = we
+        J[..., 1] = wN
+        J[..., 2] = wD
+        np.multiply(wN, -lN, out=J[..., 3])
+        np.multiply(wD, -lD, out=J[..., 4])
+        return ly, J
 
     def to_params(self, theta):
         e, a, b, al, be = (float(v) for v in theta)

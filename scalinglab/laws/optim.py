@@ -91,11 +91,10 @@ def _gn_terms(form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, de
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             lyh, J = form.log_eval(theta[sl].astype(dtype), lx)
             r = ly - lyh
-            a = np.abs(r)
-            inside = a <= delta
-            h = np.where(inside, 0.5 * r * r, delta * (a - 0.5 * delta))
             psi = np.clip(r, -delta, delta)
-            w = np.where(inside, 1.0, eps * delta / a).astype(dtype)
+            h = psi * (r - 0.5 * psi)  # Huber: r^2/2 inside, delta (|r| - delta/2) outside
+            inside = psi == r
+            w = np.where(inside, 1.0, eps * delta / np.abs(r)).astype(dtype, copy=False)
             if weights is not None:
                 wt = weights[sl].astype(dtype)
                 h, psi, w = h * wt, psi * wt, w * wt

@@ -186,7 +186,8 @@ def get_preset(name: str) -> Preset:
 
 def list_presets() -> list[dict]:
     """One row per preset: name, law, parameters, units, source (for ``scalinglab presets``)."""
-    rows = [{"name": p.name, "law": p.form.description, "params": dict(p.params), "units": dict(p.units),
+    rows = [{"name": p.name, "law": p.form.description, "params": dict(p.params),
+             "units": {k: p.units[k] for k in (*p.form.variables, p.form.target) if k in p.units},
              "source": p.source, "note": p.note} for p in PRESETS.values()]
     f = KAPLAN_FRONTIER
     rows.append({"name": f.name, "law": "N_opt = 1.3e9 C^0.73, B = 2.0e6 C^0.24, S = 5.4e3 C^0.03, D = 2e10 C^0.27",

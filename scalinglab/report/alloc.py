@@ -14,7 +14,6 @@ import pandas as pd
 
 from scalinglab.report import derive
 from scalinglab.report.context import Context
-from scalinglab.report.style import PF_DAY
 
 ALLOC_COLUMNS = ["C", "N_opt", "N_lo", "N_hi", "D_opt", "D_lo", "D_hi", "loss", "loss_lo", "loss_hi"]
 
@@ -57,8 +56,10 @@ def _minima_frame(res: Any) -> pd.DataFrame:
 
 
 def allocation_curve(ctx: Context, c: np.ndarray) -> pd.DataFrame | None:
-    """N_opt, D_opt and the loss at each compute C from the L(N, D) fit, with 95% bootstrap intervals
-    where the fit carries bootstrap samples. None when there is no L(N, D) fit."""
+    """N_opt, D_opt and the predicted loss at each compute C (FLOPs) from the L(N, D) fit
+    (``laws.allocate.allocate``). Intervals (95%): N_opt and D_opt from the fit's bootstrap parameter samples
+    (each sample's own optimum), the loss from ``FitResult.predict_interval`` at (N_opt, D_opt), i.e. the
+    loss a new run of that size would reach. None when there is no L(N, D) fit."""
     view = ctx.fits.get("lnd")
     if view is None:
         return None
@@ -67,43 +68,56 @@ def allocation_curve(ctx: Context, c: np.ndarray) -> pd.DataFrame | None:
     except ImportError as e:
         ctx.cache["alloc_why"] = f"scalinglab.laws.allocate is not usable ({e})"
         return None
-
+    res = view.result
     rows = []
-    samples = _bootstrap_laws(view)
-    for ci in np.atleast_1d(c):
-        a = allocate(float(ci), view.result)
+    for ci in np.atleast_1d(np.asarray(c, float)):
+        a = allocate(float(ci), res)
         row = dict(C=float(ci), N_opt=float(a.N_opt), D_opt=float(a.D_opt), loss=float(a.loss))
-        if samples:
-            sa = [allocate(float(ci), s) for s in samples]
-            for k, lab in (("N_opt", "N"), ("D_opt", "D"), ("loss", "loss")):
-                v = np.array([float(getattr(x, k)) for x in sa])
-                row[f"{lab}_lo"], row[f"{lab}_hi"] = np.nanpercentile(v, [2.5, 97.5])
+        n_s = _sample_optima(res, float(ci))
+        if n_s is not None:
+            row["N_lo"], row["N_hi"] = np.nanpercentile(n_s, [2.5, 97.5])
+            row["D_lo"], row["D_hi"] = float(ci) / (6 * row["N_hi"]), float(ci) / (6 * row["N_lo"])
+        if getattr(res, "samples", None) is not None and len(res.samples):
+            lo, hi = res.predict_interval(level=0.95, N=np.array([a.N_opt]), D=np.array([a.D_opt]))
+            row["loss_lo"], row["loss_hi"] = float(lo[0]), float(hi[0])
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=ALLOC_COLUMNS)
 
 
-def _bootstrap_laws(view) -> list:
-    """Bootstrap refits of the L(N, D) law as objects ``allocate`` accepts (empty when none were kept)."""
-    res = view.result
-    fn = getattr(res, "bootstrap_results", None)
-    if callable(fn):
-        return list(fn())
-    return []
+def _sample_optima(res: Any, c: float) -> np.ndarray | None:
+    """N_opt at C under every bootstrap parameter sample of the fit (None without samples)."""
+    samples = getattr(res, "samples", None)
+    if samples is None or len(samples) == 0:
+        return None
+    from scalinglab.laws.allocate import allocate, chinchilla_optimal
+    from scalinglab.laws.forms import ChinchillaND
+
+    names = res.form.param_names
+    if isinstance(res.form, ChinchillaND):  # closed form per sample
+        return np.array([chinchilla_optimal(c, dict(zip(names, s, strict=True)))[0] for s in samples])
+    law = {"law": res.form.name, "var": getattr(res.form, "var", None)}
+    return np.array([allocate(c, {**law, "params": dict(zip(names, s, strict=True))}).N_opt for s in samples])
 
 
 def published_allocation(c: np.ndarray) -> dict[str, pd.DataFrame]:
-    """Published N_opt(C), D_opt(C): Kaplan 2020 Table 6 (C_min in PF-days) and Hoffmann 2022 Approach 3."""
+    """Published N_opt(C), D_opt(C) at C FLOPs: Kaplan 2020 Table 6 (``presets.KAPLAN_FRONTIER``, C_min in
+    PF-days) and Hoffmann 2022 Approach 3 (``presets.get_preset("hoffmann2022")`` through ``allocate``)."""
+    from scalinglab.laws.presets import KAPLAN_FRONTIER, PF_DAY, get_preset
+
     c = np.asarray(c, float)
-    out = {}
-    pf = c / PF_DAY
-    out["Kaplan 2020"] = pd.DataFrame({"C": c, "N_opt": 1.3e9 * pf**0.73, "D_opt": 2e10 * pf**0.27})
+    k = [KAPLAN_FRONTIER.at(x / PF_DAY) for x in c]
+    out = {
+        "Kaplan 2020": pd.DataFrame(
+            {"C": c, "N_opt": [r["N_opt"] for r in k], "D_opt": [r["D_opt"] for r in k]}
+        )
+    }
     try:
         from scalinglab.laws.allocate import allocate
-        from scalinglab.laws.presets import get_preset
-
-        law = get_preset("hoffmann2022")
-        al = [allocate(float(x), law) for x in c]
-        out["Hoffmann 2022"] = pd.DataFrame({"C": c, "N_opt": [a.N_opt for a in al], "D_opt": [a.D_opt for a in al]})
     except ImportError:
-        pass
+        return out
+    law = get_preset("hoffmann2022")
+    al = [allocate(float(x), law) for x in c]
+    out["Hoffmann 2022"] = pd.DataFrame(
+        {"C": c, "N_opt": [a.N_opt for a in al], "D_opt": [a.D_opt for a in al]}
+    )
     return out

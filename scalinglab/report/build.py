@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scalinglab.report import figures_alloc as fa
@@ -36,39 +36,83 @@ class FigureSpec:
 
 
 FIGURES = [
-    FigureSpec("loss_vs_compute", "Loss vs compute", fl.fig_loss_vs_compute,
-               "Validation loss of every run along training against cumulative training FLOPs, coloured by model "
-               "size; black dots mark the frontier (lowest loss reached at each compute) and the dashed line "
-               "is L(C) = L_inf + (C/C_0)^-alpha fitted to it, extended 10x beyond the largest run "
-               "(Kaplan et al. 2020, Fig. 1 left)."),
-    FigureSpec("loss_vs_tokens", "Loss vs data", fl.fig_loss_vs_tokens,
-               "Final validation loss against training tokens D, coloured by model size; dashed: a power law plus "
-               "constant fitted to the best loss reached with at most D tokens."),
-    FigureSpec("loss_vs_params", "Loss vs model size", fl.fig_loss_vs_params,
-               "Final validation loss against N; the best run per size and a power law plus constant fitted to "
-               "those points."),
-    FigureSpec("lnd_family", "The L(N, D) family", fl.fig_lnd_family,
-               "Loss against N with one line per token budget D (runs sharing D), the Chinchilla form "
-               "L = E + A/N^alpha + B/D^beta fitted to every finished run drawn at each D."),
-    FigureSpec("learning_curves", "Learning curves", fl.fig_learning_curves,
-               "Validation loss against optimizer steps for every run, coloured by model size."),
-    FigureSpec("isoflop", "IsoFLOP curves", fa.fig_isoflop,
-               "Final loss against N for runs of equal training compute (Hoffmann et al. 2022, Approach 2)."),
-    FigureSpec("optimal_allocation", "Compute-optimal N and D", fa.fig_optimal_allocation,
-               "N_opt(C) and D_opt(C) from the L(N, D) fit (dashed, with its 95% bootstrap band) and from the "
-               "isoFLOP minima (stars), against the published Kaplan 2020 (N ~ C^0.73) and Hoffmann 2022 lines."),
-    FigureSpec("noise_scale", "Gradient noise scale", fb.fig_noise_scale,
-               "The simple noise scale B_simple = tr(Sigma)/|G|^2 (tokens) measured during training against the "
-               "training loss at the time, with the fitted B_crit(L) = B_star / L^(1/alpha_B)."),
-    FigureSpec("steps_examples", "Steps / examples trade-off", fb.fig_steps_examples,
-               "Optimizer steps against training tokens needed to reach fixed losses, one point per batch size "
-               "(McCandlish et al. 2018; Kaplan et al. 2020 eq. 5.1)."),
-    FigureSpec("fewshot", "Few-shot accuracy", fe.fig_fewshot,
-               "Few-shot accuracy against model size, one line per number of in-context examples K "
-               "(Brown et al. 2020)."),
-    FigureSpec("residuals", "Residuals and back-test", fe.fig_residuals,
-               "Left: observed minus fitted loss of the L(N, D) fit for every run. Right: the law refitted without "
-               "the largest runs, predicting them."),
+    FigureSpec(
+        "loss_vs_compute",
+        "Loss vs compute",
+        fl.fig_loss_vs_compute,
+        "Validation loss of every run along training against cumulative training FLOPs, coloured by model "
+        "size; black dots mark the frontier (lowest loss reached at each compute) and the dashed line "
+        "is L(C) = L_inf + (C/C_0)^-alpha fitted to it, extended 10x beyond the largest run "
+        "(Kaplan et al. 2020, Fig. 1 left).",
+    ),
+    FigureSpec(
+        "loss_vs_tokens",
+        "Loss vs data",
+        fl.fig_loss_vs_tokens,
+        "Final validation loss against training tokens D, coloured by model size; dashed: a power law plus "
+        "constant fitted to the best loss reached with at most D tokens.",
+    ),
+    FigureSpec(
+        "loss_vs_params",
+        "Loss vs model size",
+        fl.fig_loss_vs_params,
+        "Final validation loss against N; the best run per size and a power law plus constant fitted to "
+        "those points.",
+    ),
+    FigureSpec(
+        "lnd_family",
+        "The L(N, D) family",
+        fl.fig_lnd_family,
+        "Loss against N with one line per token budget D (runs sharing D), the Chinchilla form "
+        "L = E + A/N^alpha + B/D^beta fitted to every finished run drawn at each D.",
+    ),
+    FigureSpec(
+        "learning_curves",
+        "Learning curves",
+        fl.fig_learning_curves,
+        "Validation loss against optimizer steps for every run, coloured by model size.",
+    ),
+    FigureSpec(
+        "isoflop",
+        "IsoFLOP curves",
+        fa.fig_isoflop,
+        "Final loss against N for runs of equal training compute (Hoffmann et al. 2022, Approach 2).",
+    ),
+    FigureSpec(
+        "optimal_allocation",
+        "Compute-optimal N and D",
+        fa.fig_optimal_allocation,
+        "N_opt(C) and D_opt(C) from the L(N, D) fit (dashed, with its 95% bootstrap band) and from the "
+        "isoFLOP minima (stars), against the published Kaplan 2020 (N ~ C^0.73) and Hoffmann 2022 lines.",
+    ),
+    FigureSpec(
+        "noise_scale",
+        "Gradient noise scale",
+        fb.fig_noise_scale,
+        "The simple noise scale B_simple = tr(Sigma)/|G|^2 (tokens) measured during training against the "
+        "training loss at the time, with the fitted B_crit(L) = B_star / L^(1/alpha_B).",
+    ),
+    FigureSpec(
+        "steps_examples",
+        "Steps / examples trade-off",
+        fb.fig_steps_examples,
+        "Optimizer steps against training tokens needed to reach fixed losses, one point per batch size "
+        "(McCandlish et al. 2018; Kaplan et al. 2020 eq. 5.1).",
+    ),
+    FigureSpec(
+        "fewshot",
+        "Few-shot accuracy",
+        fe.fig_fewshot,
+        "Few-shot accuracy against model size, one line per number of in-context examples K "
+        "(Brown et al. 2020).",
+    ),
+    FigureSpec(
+        "residuals",
+        "Residuals and back-test",
+        fe.fig_residuals,
+        "Left: observed minus fitted loss of the L(N, D) fit for every run. Right: the law refitted without "
+        "the largest runs, predicting them.",
+    ),
 ]
 
 
@@ -78,6 +122,9 @@ class ReportResult:
     figures: list[str]
     skipped: dict[str, str]
     timings: dict[str, float]
+    fits: dict = field(default_factory=dict)  # key -> FitView (see report.fits.SPECS)
+    predictions: object = None  # tables.Predictions
+    advice: list[str] = field(default_factory=list)
 
 
 def _write_figure(fig, name: str, fig_dir: Path) -> bytes:
@@ -107,7 +154,9 @@ def _swap_in(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def render_report(data: StudyData, out_dir: Path, *, pdf: bool = True, fit_missing: bool = True) -> ReportResult:
+def render_report(
+    data: StudyData, out_dir: Path, *, pdf: bool = True, fit_missing: bool = True
+) -> ReportResult:
     """Draw every figure of ``data`` and write ``out_dir/index.html`` and ``out_dir/figures/*.{png,pdf}``."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -134,12 +183,23 @@ def render_report(data: StudyData, out_dir: Path, *, pdf: bool = True, fit_missi
                 png = buf.getvalue()
                 (fig_dir / f"{spec.name}.png").write_bytes(png)
             wide = fig.get_figwidth() > style.SIZE[0] + 0.5
-            outs.append(FigureOut(spec.name, spec.title, spec.caption, png, ctx.notes.get(spec.name, []), wide))
+            outs.append(
+                FigureOut(spec.name, spec.title, spec.caption, png, ctx.notes.get(spec.name, []), wide)
+            )
             timings[spec.name] = time.perf_counter() - t
+        adv, pred = advice(ctx), predictions(ctx)
         page = render_page(
-            name=data.name, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            summary=_summary(data), advice=advice(ctx), predictions=predictions(ctx), figures=outs,
-            skipped=ctx.skipped, fit_rows=fit_rows(ctx), runs=data.runs, n_col=data.n_col)
+            name=data.name,
+            generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            summary=_summary(data),
+            advice=adv,
+            predictions=pred,
+            figures=outs,
+            skipped=ctx.skipped,
+            fit_rows=fit_rows(ctx),
+            runs=data.runs,
+            n_col=data.n_col,
+        )
         (tmp / "index.html").write_text(page, encoding="utf-8")
         _fsync_tree(tmp)
         _swap_in(tmp, out_dir)
@@ -147,15 +207,19 @@ def render_report(data: StudyData, out_dir: Path, *, pdf: bool = True, fit_missi
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     timings["total"] = time.perf_counter() - t0
-    return ReportResult(out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings)
+    return ReportResult(
+        out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings, ctx.fits, pred, adv
+    )
 
 
 def _summary(data: StudyData) -> str:
     counts = data.runs["status"].value_counts().to_dict()
     parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     conv = "non-embedding (Kaplan)" if data.param_count == "kaplan" else "all parameters (Chinchilla)"
-    return (f"{len(data.runs)} runs ({parts}); {len(data.metrics)} metrics rows; {len(data.evals)} evaluations. "
-            f"N counts {conv} parameters; loss in nats/token; C in FLOPs (6ND).")
+    return (
+        f"{len(data.runs)} runs ({parts}); {len(data.metrics)} metrics rows; {len(data.evals)} evaluations. "
+        f"N counts {conv} parameters; loss in nats/token; C in FLOPs (6ND)."
+    )
 
 
 def build_report(study_dir: Path, *, pdf: bool = True, param_count: str | None = None) -> Path:

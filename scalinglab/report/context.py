@@ -41,8 +41,11 @@ class Context:
 
     @property
     def n_label(self) -> str:
-        return ("N, non-embedding parameters" if self.data.param_count == "kaplan"
-                else "N, parameters (all, with embeddings)")
+        return (
+            "N, non-embedding parameters"
+            if self.data.param_count == "kaplan"
+            else "N, parameters (all, with embeddings)"
+        )
 
 
 def build_context(data: StudyData, *, fit_missing: bool = True) -> Context:

@@ -62,7 +62,9 @@ def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
         s = _first(runs, names)
         out[key] = s.to_numpy(dtype=float) if s is not None else np.nan
     if out["n_kaplan"].isna().all() and out["n_total"].isna().all():
-        raise InputError("runs table has no parameter count: need 'n_kaplan'/'params_kaplan' or 'n_total'/'params_total'")
+        raise InputError(
+            "runs table has no parameter count: need 'n_kaplan'/'params_kaplan' or 'n_total'/'params_total'"
+        )
     if out["tokens"].isna().all():
         raise InputError("runs table has no 'tokens' column (training tokens per run)")
     summaries = [_json(s) or {} for s in runs["summary"]] if "summary" in runs.columns else [{}] * len(runs)
@@ -128,7 +130,8 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
 
 @dataclass
 class StudyData:
-    """One study, normalised. ``fits`` holds store rows ``{"law", "result", "backtest"}`` (FitResult dicts)."""
+    """One study, normalised. ``fits`` holds store rows ``{"law", "result", "backtest"}``
+    (``result``: a FitResult dict)."""
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
@@ -139,9 +142,17 @@ class StudyData:
     param_count: str = "kaplan"  # which N the figures use: "kaplan" (non-embedding) or "total"
 
     @classmethod
-    def from_frames(cls, runs: pd.DataFrame, metrics: pd.DataFrame | None = None, fits: list[dict] | None = None,
-                    evals: pd.DataFrame | None = None, noise: pd.DataFrame | None = None, *, name: str = "study",
-                    param_count: str | None = None) -> StudyData:
+    def from_frames(
+        cls,
+        runs: pd.DataFrame,
+        metrics: pd.DataFrame | None = None,
+        fits: list[dict] | None = None,
+        evals: pd.DataFrame | None = None,
+        noise: pd.DataFrame | None = None,
+        *,
+        name: str = "study",
+        param_count: str | None = None,
+    ) -> StudyData:
         r = normalise_runs(runs)
         m = normalise_metrics(metrics if metrics is not None else pd.DataFrame())
         if param_count is None:
@@ -149,11 +160,24 @@ class StudyData:
         if param_count not in PARAM_COLUMNS:
             raise InputError(f"param_count {param_count!r}: allowed {sorted(PARAM_COLUMNS)}")
         if r[PARAM_COLUMNS[param_count]].isna().all():
-            raise InputError(f"runs table has no {param_count!r} parameter count (column {PARAM_COLUMNS[param_count]})")
-        fl = [f if "result" in f else {"law": f.get("law") or f.get("form", "fit"), "result": f, "backtest": None}
-              for f in (fits or [])]
-        return cls(runs=r, metrics=m, fits=fl, evals=normalise_evals(evals), noise=noise, name=name,
-                   param_count=param_count)
+            raise InputError(
+                f"runs table has no {param_count!r} parameter count (column {PARAM_COLUMNS[param_count]})"
+            )
+        fl = [
+            f
+            if "result" in f
+            else {"law": f.get("law") or f.get("form", "fit"), "result": f, "backtest": None}
+            for f in (fits or [])
+        ]
+        return cls(
+            runs=r,
+            metrics=m,
+            fits=fl,
+            evals=normalise_evals(evals),
+            noise=noise,
+            name=name,
+            param_count=param_count,
+        )
 
     @property
     def n_col(self) -> str:
@@ -172,5 +196,6 @@ def load_study(study_dir: Path, *, param_count: str | None = None) -> StudyData:
         evals, noise = store.evals_frame(), store.noise_frame()
     if len(runs) == 0:
         raise InputError(f"study {study_dir} has no runs in its store")
-    return StudyData.from_frames(runs, metrics, fits, evals, noise, name=study_dir.resolve().name,
-                                 param_count=param_count)
+    return StudyData.from_frames(
+        runs, metrics, fits, evals, noise, name=study_dir.resolve().name, param_count=param_count
+    )

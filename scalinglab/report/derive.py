@@ -15,15 +15,24 @@ DONE = ("done",)
 
 
 def final_points(data: StudyData) -> pd.DataFrame:
-    """One row per finished run: run_id, N, D, C, loss, B (batch tokens), S (steps). Diverged/failed dropped."""
+    """One row per finished run: run_id, N, D, C, loss, B (batch tokens), S (steps).
+    Diverged, failed and unfinished runs are left out."""
     r = data.runs
     ok = r["status"].isin(DONE) & r["loss"].notna() & r[data.n_col].notna()
     r = r[ok]
     c = 6.0 * r[data.n_col] * r["tokens"]
     if data.param_count == "kaplan":  # the trainer's 6N count, where the store has it
         c = r["flops"].where(r["flops"].notna() & (r["flops"] > 0), c)
-    out = pd.DataFrame({"run_id": r["run_id"], "N": r[data.n_col], "D": r["tokens"], "C": c,
-                        "loss": r["loss"], "B": r["batch_tokens"]})
+    out = pd.DataFrame(
+        {
+            "run_id": r["run_id"],
+            "N": r[data.n_col],
+            "D": r["tokens"],
+            "C": c,
+            "loss": r["loss"],
+            "B": r["batch_tokens"],
+        }
+    )
     out["S"] = out["D"] / out["B"]
     out["roles"] = r["roles"]
     return out.reset_index(drop=True)
@@ -40,8 +49,18 @@ def curves(data: StudyData, loss: str = "val_loss") -> pd.DataFrame:
     c = 6.0 * m["N"] * m["tokens"]
     if data.param_count == "kaplan" and m["flops_6n"].notna().all():
         c = m["flops_6n"]
-    return pd.DataFrame({"run_id": m["run_id"], "step": m["step"], "tokens": m["tokens"], "C": c,
-                         "loss": m[loss], "N": m["N"], "D": m["D"], "B": m["B"]}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "run_id": m["run_id"],
+            "step": m["step"],
+            "tokens": m["tokens"],
+            "C": c,
+            "loss": m[loss],
+            "N": m["N"],
+            "D": m["D"],
+            "B": m["B"],
+        }
+    ).reset_index(drop=True)
 
 
 def envelope(cur: pd.DataFrame, n_bins: int = 40) -> pd.DataFrame:
@@ -82,7 +101,9 @@ def batch_sweeps(pts: pd.DataFrame, min_size: int = 3) -> pd.DataFrame:
     """Runs of one N and (nearly) one D at several batch sizes: the data of the steps/examples trade-off."""
     if len(pts) == 0 or pts["B"].isna().all():
         return pts.iloc[0:0]
-    p = pts.dropna(subset=["B"]).assign(_n=lambda d: d["N"].round(), _d=lambda d: np.round(np.log10(d["D"]), 1))
+    p = pts.dropna(subset=["B"]).assign(
+        _n=lambda d: d["N"].round(), _d=lambda d: np.round(np.log10(d["D"]), 1)
+    )
     sizes = p.groupby(["_n", "_d"])["B"].nunique()
     good = sizes[sizes >= min_size].index
     return p.set_index(["_n", "_d"]).loc[list(good)].reset_index(drop=True) if len(good) else pts.iloc[0:0]
@@ -118,7 +139,8 @@ def steps_to_targets(cur: pd.DataFrame, sweep: pd.DataFrame, n_targets: int = 4)
 def sweep_fits(tab: pd.DataFrame) -> pd.DataFrame:
     """Per target loss: S_min, E_min and B_crit = E_min/S_min from S = S_min (1 + B_crit/B), which is linear
     in 1/B (McCandlish 2018 eq. 2.11; Kaplan eq. 5.1): least squares of S on (1, 1/B), intercept S_min,
-    slope E_min. Needs three batch sizes per target; targets with a non-positive S_min or E_min are dropped."""
+    slope E_min. Needs three batch sizes per target; targets with a non-positive S_min or E_min are
+    dropped."""
     rows = []
     for t, g in tab.groupby("target"):
         if g["B"].nunique() < 3:
@@ -126,20 +148,30 @@ def sweep_fits(tab: pd.DataFrame) -> pd.DataFrame:
         A = np.column_stack([np.ones(len(g)), 1.0 / g["B"].to_numpy(float)])
         (s_min, e_min), *_ = np.linalg.lstsq(A, g["S"].to_numpy(float), rcond=None)
         if s_min > 0 and e_min > 0:
-            rows.append(dict(target=float(t), S_min=float(s_min), E_min=float(e_min), B_crit=float(e_min / s_min)))
+            rows.append(
+                dict(target=float(t), S_min=float(s_min), E_min=float(e_min), B_crit=float(e_min / s_min))
+            )
     return pd.DataFrame(rows, columns=["target", "S_min", "E_min", "B_crit"])
 
 
 def noise_points(data: StudyData) -> pd.DataFrame:
-    """Gradient noise scale measurements: run_id, step, loss (train loss at the step), B_simple (tokens), N."""
+    """Gradient noise scale measurements: run_id, step, loss (train loss at the step), B_simple (tokens),
+    N."""
     m = data.metrics
     if len(m) == 0 or m["gns_b_simple_tokens"].notna().sum() == 0:
         return pd.DataFrame(columns=["run_id", "step", "loss", "B_simple", "N"])
     m = m[(m["gns_b_simple_tokens"] > 0) & m["train_loss"].notna() & (m["train_loss"] > 0)]
     pts = final_points(data)[["run_id", "N"]]
     m = m.merge(pts, on="run_id", how="inner")
-    return pd.DataFrame({"run_id": m["run_id"], "step": m["step"], "loss": m["train_loss"],
-                         "B_simple": m["gns_b_simple_tokens"], "N": m["N"]}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "run_id": m["run_id"],
+            "step": m["step"],
+            "loss": m["train_loss"],
+            "B_simple": m["gns_b_simple_tokens"],
+            "N": m["N"],
+        }
+    ).reset_index(drop=True)
 
 
 def eval_points(data: StudyData) -> pd.DataFrame:

@@ -11,6 +11,17 @@ from scalinglab.report.context import Context
 LOSS = "loss, nats/token"
 
 
+def _parabola(res, budget: float):
+    """The (c2, c1, c0) of the isoFLOP parabola at ``budget`` when the laws result exposes them (``coef``)."""
+    coef = getattr(res, "coef", None)
+    if coef is None or res is None:
+        return None
+    i = int(np.argmin(np.abs(np.log(np.asarray(res.budgets)) - np.log(budget))))
+    if not np.isclose(res.budgets[i], budget, rtol=0.06):
+        return None
+    return np.asarray(coef[i], float)
+
+
 def fig_isoflop(ctx: Context):
     name = "isoflop"
     sets = alloc.isoflop_table(ctx)
@@ -25,13 +36,15 @@ def fig_isoflop(ctx: Context):
         s = sets[sets["budget"] == b].sort_values("N")
         ax.plot(s["N"], s["loss"], "o", color=col, ms=4, label=f"C = {b:.2g} FLOPs")
         m = minima[np.isclose(minima["budget"].astype(float), b, rtol=0.06)] if len(minima) else minima
-        curve = getattr(res, "curve", None)
-        if callable(curve):
+        coef = _parabola(res, b)
+        if coef is not None:  # loss = c2 (log N)^2 + c1 log N + c0, as fitted by laws.allocate.isoflop
             n = np.geomspace(s["N"].min(), s["N"].max(), 100)
-            ax.plot(n, curve(b, n), color=col, lw=1.0)
+            ax.plot(n, np.polyval(coef, np.log(n)), color=col, lw=1.0)
         if len(m):
             r = m.iloc[0]
-            ax.plot([r["N_opt"]], [r["loss_opt"]], marker="*", ms=10, color=col, mec="black", mew=0.6, zorder=4)
+            ax.plot(
+                [r["N_opt"]], [r["loss_opt"]], marker="*", ms=10, color=col, mec="black", mew=0.6, zorder=4
+            )
             if np.isfinite(r.get("N_lo", np.nan)):
                 ax.hlines(r["loss_opt"], r["N_lo"], r["N_hi"], color=col, lw=2.5, alpha=0.5)
     if len(minima) == 0:
@@ -40,8 +53,11 @@ def fig_isoflop(ctx: Context):
     ax.set_ylabel(LOSS)
     ax.set_title("IsoFLOP curves: parabola in log N, minima starred")
     ax.legend(loc="best", ncols=2)
-    ctx.note(name, "Stars: the minimum of a parabola in log N fitted to each budget (Hoffmann Approach 2); "
-                   "bars: its 95% interval.")
+    ctx.note(
+        name,
+        "Stars: the minimum of a parabola in log N fitted to each budget (Hoffmann Approach 2); "
+        "bars: its 95% interval.",
+    )
     return fig
 
 
@@ -68,8 +84,15 @@ def fig_optimal_allocation(ctx: Context):
             y = minima["N_opt"] if col == "N_opt" else minima["budget"] / (6 * minima["N_opt"])
             if col == "N_opt" and "N_lo" in minima:
                 err = np.vstack([y - minima["N_lo"], minima["N_hi"] - y])
-                ax.errorbar(minima["budget"], y, yerr=np.clip(err, 0, None), fmt="*", ms=9, color="C3",
-                            label="isoFLOP minima (Approach 2)")
+                ax.errorbar(
+                    minima["budget"],
+                    y,
+                    yerr=np.clip(err, 0, None),
+                    fmt="*",
+                    ms=9,
+                    color="C3",
+                    label="isoFLOP minima (Approach 2)",
+                )
             else:
                 ax.plot(minima["budget"], y, "*", ms=9, color="C3", label="isoFLOP minima (Approach 2)")
         for (pname, df), ls in zip(pub.items(), (":", "-."), strict=False):
@@ -80,6 +103,9 @@ def fig_optimal_allocation(ctx: Context):
     axn.set_title("Compute-optimal model size")
     axd.set_title("Compute-optimal tokens")
     axn.legend(loc="upper left")
-    ctx.note(name, "Shaded: the compute range of the study's runs; right of it is extrapolation. Published lines "
-                   "use their papers' parameter counts (Kaplan: non-embedding; Hoffmann: all parameters).")
+    ctx.note(
+        name,
+        "Shaded: the compute range of the study's runs; right of it is extrapolation. Published lines "
+        "use their papers' parameter counts (Kaplan: non-embedding; Hoffmann: all parameters).",
+    )
     return fig

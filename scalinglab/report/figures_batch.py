@@ -9,14 +9,12 @@ import pandas as pd
 from scalinglab.report import derive, style
 from scalinglab.report.context import Context
 
-KAPLAN_B_STAR, KAPLAN_ALPHA_B = 2.1e8, 0.21  # tokens; Kaplan 2020 Table 5 (SPEC a.1)
-
-
 N_BINS = 8
 
 
 def _binned(pts):
-    """Median B_simple and loss per run in N_BINS log-loss bins (thousands of noisy points -> a few hundred)."""
+    """Median B_simple and loss per run in N_BINS log-loss bins (thousands of noisy points -> a few
+    hundred)."""
     ll = np.log(pts["loss"].to_numpy(float))
     g = pd.Series(ll).groupby(pts["run_id"].to_numpy())
     lo, hi = g.transform("min").to_numpy(), g.transform("max").to_numpy()
@@ -39,20 +37,37 @@ def fig_noise_scale(ctx: Context):
     lgrid = np.geomspace(pts["loss"].min() * 0.9, pts["loss"].max() * 1.05, 100)
     f = ctx.fit("bcrit", name)
     if f is not None:
-        ax.plot(lgrid, f.predict(L=lgrid), **style.FIT,
-                label=f"fit B_crit = {f.params['B_star']:.2g} / L^(1/{f.params['alpha_B']:.3f})")
-    ax.plot(lgrid, KAPLAN_B_STAR / lgrid ** (1 / KAPLAN_ALPHA_B), **style.PUBLISHED,
-            label="Kaplan 2020: 2.1e8 / L^(1/0.21)")
+        ax.plot(
+            lgrid,
+            f.predict(L=lgrid),
+            **style.FIT,
+            label=f.label("fit B_crit = B_star / L^(1/alpha_B)"),
+        )
+    from scalinglab.laws.presets import get_preset
+
+    kap = get_preset("kaplan2020-Bcrit")
+    ax.plot(
+        lgrid,
+        kap.predict(L=lgrid),
+        **style.PUBLISHED,
+        label=f"Kaplan 2020: {kap.params['B_star']:.2g} / L^(1/{kap.params['alpha_B']:g})",
+    )
     ax.set_xlabel("L, training loss at the measurement, nats/token")
     ax.set_ylabel("B_simple, gradient noise scale (tokens)")
     ax.set_title("Noise scale vs loss, with the B_crit(L) fit")
     ax.invert_xaxis()
     style.colorbar(fig, ax, norm, cmap, "log10 N")
     ax.legend(loc="upper left")
-    ctx.note(name, f"Points: the median B_simple of each run in {N_BINS} log-loss bins over the run's range "
-                   f"({len(pts)} measurements; the fit uses them all).")
-    ctx.note(name, "Loss decreases to the right (axis inverted), as in Kaplan Fig. 10. The Kaplan line is for "
-                   "WebText2 BPE tokens: compare the slope, not the level.")
+    ctx.note(
+        name,
+        f"Points: the median B_simple of each run in {N_BINS} log-loss bins over the run's range "
+        f"({len(pts)} measurements; the fit uses them all).",
+    )
+    ctx.note(
+        name,
+        "Loss decreases to the right (axis inverted), as in Kaplan Fig. 10. The Kaplan line is for "
+        "WebText2 BPE tokens: compare the slope, not the level.",
+    )
     return fig
 
 
@@ -78,12 +93,20 @@ def fig_steps_examples(ctx: Context):
             b = np.geomspace(g["B"].min() / 4, g["B"].max() * 4, 100)
             ax.plot(e_min * (1 + b / bc), s_min * (1 + bc / b), color=col, lw=0.9)
             ax.plot([2 * e_min], [2 * s_min], "D", color=col, mec="black", mew=0.5, ms=4)
-            ctx.note(name, f"L = {t:.3f}: S_min = {s_min:.3g} steps, E_min = {e_min:.3g} tokens, "
-                           f"B_crit = E_min/S_min = {bc:.3g} tokens.")
+    if len(fits):
+        ctx.note(
+            name,
+            "B_crit = E_min/S_min at L = "
+            + ", ".join(f"{t:.3f}: {style.fmt_si(b)}" for t, b in fits["B_crit"].items())
+            + " tokens.",
+        )
     ax.set_xlabel("E, training tokens to reach the loss")
     ax.set_ylabel("S, optimizer steps to reach the loss")
     ax.set_title("Steps vs examples across batch sizes")
     ax.legend(loc="upper right")
-    ctx.note(name, "Curves: (S/S_min - 1)(E/E_min - 1) = 1 through each target's points; diamonds: B = B_crit "
-                   "(S = 2 S_min, E = 2 E_min).")
+    ctx.note(
+        name,
+        "Curves: (S/S_min - 1)(E/E_min - 1) = 1 through each target's points; diamonds: B = B_crit "
+        "(S = 2 S_min, E = 2 E_min).",
+    )
     return fig

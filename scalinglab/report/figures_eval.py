@@ -18,7 +18,9 @@ def fig_fewshot(ctx: Context):
         return ctx.skip(name, "no few-shot evaluations in the store")
     tasks = sorted(ev["task"].unique())
     if len(tasks) > MAX_TASKS:
-        ctx.note(name, f"Showing {MAX_TASKS} of {len(tasks)} tasks: {', '.join(tasks[MAX_TASKS:])} not drawn.")
+        ctx.note(
+            name, f"Showing {MAX_TASKS} of {len(tasks)} tasks: {', '.join(tasks[MAX_TASKS:])} not drawn."
+        )
         tasks = tasks[:MAX_TASKS]
     fig, axes = style.figure(len(tasks), sharey=True)
     axes = axes if isinstance(axes, list) else [axes]
@@ -31,16 +33,28 @@ def fig_fewshot(ctx: Context):
             if len(g) == 0:
                 continue
             g = g.groupby("N", as_index=False).agg(acc=("acc", "mean"), sem=("sem", "max"))
-            ax.errorbar(g["N"], g["acc"], yerr=g["sem"], fmt="o-", ms=3.5, lw=1.0, capsize=2, color=col,
-                        label=f"K = {k}")
+            ax.errorbar(
+                g["N"],
+                g["acc"],
+                yerr=g["sem"],
+                fmt="o-",
+                ms=3.5,
+                lw=1.0,
+                capsize=2,
+                color=col,
+                label=f"K = {k}",
+            )
         ax.set_title(task)
         ax.set_xlabel(ctx.n_label.split(",")[0] + ", parameters")
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("accuracy (fraction correct)")
-    axes[0].legend(loc="upper left", title="shots")
+    axes[-1].legend(loc="lower right", title="shots")
     n_seeds = int(ev["n_seeds"].max())
-    ctx.note(name, f"Error bars: standard error over {n_seeds} few-shot seed(s); one point per model size "
-                   "(runs of equal N averaged).")
+    ctx.note(
+        name,
+        f"Error bars: standard error over {n_seeds} few-shot seed(s); one point per model size "
+        "(runs of equal N averaged).",
+    )
     return fig
 
 
@@ -73,8 +87,16 @@ def fig_residuals(ctx: Context):
         lim = [min(obs.min(), prd.min()) * 0.98, max(obs.max(), prd.max()) * 1.02]
         ax2.plot(lim, lim, color="0.5", lw=0.8)
         if lo is not None:
-            ax2.errorbar(obs, prd, yerr=np.vstack([prd - lo, hi - prd]).clip(0), fmt="o", color="C3", ms=4,
-                         capsize=2, label="held-out runs, 95% interval")
+            ax2.errorbar(
+                obs,
+                prd,
+                yerr=np.vstack([prd - lo, hi - prd]).clip(0),
+                fmt="o",
+                color="C3",
+                ms=4,
+                capsize=2,
+                label="held-out runs, 95% interval",
+            )
         else:
             ax2.plot(obs, prd, "o", color="C3", ms=4, label="held-out runs")
         ax2.set_xlabel("observed loss, nats/token")
@@ -96,12 +118,12 @@ def _backtest(ctx: Context, f):
         d = f.backtest
         if d is None:
             from scalinglab.laws.fit import backtest
-
             from scalinglab.report.fits import STARTS
 
             table = ctx.pts[["N", "D", "loss"]].assign(C=ctx.pts["C"])
-            bt = backtest(f.form, table, holdout=max(2, len(table) // 10), by="C", bootstrap=100, seed=0,
-                          starts=STARTS)
+            bt = backtest(
+                f.form, table, holdout=max(2, len(table) // 10), by="C", bootstrap=100, seed=0, starts=STARTS
+            )
             d = dict(observed=bt.observed, predicted=bt.predicted, low=bt.low, high=bt.high)
         if "error" in d:  # the study's back-test could not run
             raise ValueError(d["error"])

@@ -46,9 +46,12 @@ def fig_loss_vs_compute(ctx: Context):
     f = ctx.fit("frontier", name)
     if f is not None:
         c = np.geomspace(ctx.cur["C"].min(), ctx.cur["C"].max() * 10, 200)
-        p = f.params
-        ax.plot(c, f.predict(C=c), **style.FIT,
-                label=f"fit L = {p['L_inf']:.2f} + (C/{p['C_0']:.2g})^-{p['alpha']:.3f}")
+        ax.plot(
+            c,
+            f.predict(C=c),
+            **style.FIT,
+            label=f.label("frontier fit"),
+        )
         ax.axvline(ctx.cur["C"].max(), color="0.6", lw=0.6)
     ax.set_xlabel("C, training compute (FLOPs, 6ND)")
     ax.set_ylabel(LOSS)
@@ -70,8 +73,12 @@ def fig_loss_vs_tokens(ctx: Context):
     f = ctx.fit("ld", name)
     if f is not None:
         d = np.geomspace(ctx.pts["D"].min(), ctx.pts["D"].max() * 3, 200)
-        ax.plot(d, f.predict(D=d), **style.FIT,
-                label=f"data frontier fit: {f.params['L_inf']:.2f} + (D/{f.params['D_0']:.2g})^-{f.params['alpha']:.3f}")
+        ax.plot(
+            d,
+            f.predict(D=d),
+            **style.FIT,
+            label=f.label("data-frontier fit"),
+        )
         ax.legend(loc="upper right")
     ax.set_xlabel("D, training tokens")
     ax.set_ylabel(LOSS)
@@ -93,8 +100,12 @@ def fig_loss_vs_params(ctx: Context):
     f = ctx.fit("ln", name)
     if f is not None:
         n = np.geomspace(best["N"].min(), best["N"].max() * 10, 200)
-        ax.plot(n, f.predict(N=n), **style.FIT,
-                label=f"fit {f.params['L_inf']:.2f} + (N/{f.params['N_0']:.2g})^-{f.params['alpha']:.3f}")
+        ax.plot(
+            n,
+            f.predict(N=n),
+            **style.FIT,
+            label=f.label("fit"),
+        )
     ax.set_xlabel(ctx.n_label)
     ax.set_ylabel(LOSS)
     ax.set_title("Loss vs model size (Kaplan Fig. 1, right)")
@@ -122,7 +133,9 @@ def fig_lnd_family(ctx: Context):
         if f is not None:
             ax.plot(n_all, f.predict(N=n_all, D=np.full_like(n_all, d)), color=col, ls="--", lw=1.0)
     if f is not None:
-        ax.plot(n_all, f.predict(N=n_all, D=np.full_like(n_all, 1e30)), **style.FIT, label="fit, D -> infinity")
+        ax.plot(
+            n_all, f.predict(N=n_all, D=np.full_like(n_all, 1e30)), **style.FIT, label="fit, D -> infinity"
+        )
         ctx.note(name, "Dashed: the fitted L(N, D) at each D.")
     ax.set_xlabel(ctx.n_label)
     ax.set_ylabel(LOSS)
@@ -144,12 +157,16 @@ def fig_learning_curves(ctx: Context):
     if f is not None:
         for n, g in ctx.cur.groupby("N"):
             s = np.geomspace(max(1.0, g["step"].min()), g["step"].max(), 80)
-            ax.plot(s, f.predict(N=np.full_like(s, n), S=s), color=by_run[g["run_id"].iloc[0]], ls="--", lw=0.9)
-        p = f.params
-        ax.plot([], [], **style.FIT, label=f"L(N, S) fit: alpha_N={p['alpha_N']:.3f}, alpha_S={p['alpha_S']:.3f}")
+            ax.plot(
+                s, f.predict(N=np.full_like(s, n), S=s), color=by_run[g["run_id"].iloc[0]], ls="--", lw=0.9
+            )
+        ax.plot([], [], **style.FIT, label=f.label("L(N, S) fit"))
         ax.legend(loc="upper right")
-        ctx.note(name, "Dashed: the fitted L(N, S) = (N_c/N)^alpha_N + (S_c/S)^alpha_S at each N (raw steps, "
-                       "not S_min).")
+        ctx.note(
+            name,
+            "Dashed: the fitted L(N, S) = (N_c/N)^alpha_N + (S_c/S)^alpha_S at each N (raw steps, "
+            "not S_min).",
+        )
     ax.set_xlabel("S, optimizer steps")
     ax.set_ylabel(LOSS)
     ax.set_title("Learning curves vs steps")

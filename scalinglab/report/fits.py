@@ -55,6 +55,13 @@ class FitView:
     result: Any = None
     backtest: dict | None = None
 
+    def label(self, prefix: str = "fit") -> str:
+        """A legend label: the prefix, the form and every fitted parameter (works for any form)."""
+        from scalinglab.report.style import fmt_num
+
+        ps = ", ".join(f"{k}={fmt_num(v, 3)}" for k, v in self.params.items())
+        return f"{prefix} ({self.form.name}): {ps}"
+
     def predict(self, **variables) -> np.ndarray:
         """The law at the given variables (N params, D tokens, C FLOPs, S steps, L nats/token)."""
         return np.asarray(self.form.predict(self.params, **variables), float)
@@ -143,9 +150,20 @@ def _identify(result: dict) -> tuple[str | None, str | None]:
 def _view_from_result(spec: FitSpec, res: Any, source: str, backtest: dict | None = None) -> FitView:
     ci = {k: (float(v[0]), float(v[1])) for k, v in (res.ci95 or {}).items()}
     r2 = float(res.r2_log) if res.r2_log is not None and np.isfinite(res.r2_log) else None
-    return FitView(key=spec.key, title=spec.title, form=res.form, params=dict(res.params), ci95=ci,
-                   converged=bool(res.converged), warnings=list(res.warnings), n_points=int(res.n_points),
-                   r2_log=r2, source=source, result=res, backtest=backtest)
+    return FitView(
+        key=spec.key,
+        title=spec.title,
+        form=res.form,
+        params=dict(res.params),
+        ci95=ci,
+        converged=bool(res.converged),
+        warnings=list(res.warnings),
+        n_points=int(res.n_points),
+        r2_log=r2,
+        source=source,
+        result=res,
+        backtest=backtest,
+    )
 
 
 def collect_fits(data: StudyData, *, fit_missing: bool = True) -> tuple[dict[str, FitView], dict[str, str]]:
@@ -169,7 +187,9 @@ def collect_fits(data: StudyData, *, fit_missing: bool = True) -> tuple[dict[str
         if row is not None:
             try:
                 res = FitResult.from_dict(row["result"])
-                views[spec.key] = _view_from_result(spec, res, f"stored fit '{row.get('law')}'", row.get("backtest"))
+                views[spec.key] = _view_from_result(
+                    spec, res, f"stored fit '{row.get('law')}'", row.get("backtest")
+                )
                 continue
             except Exception as e:  # a stored fit the laws package cannot read: refit, and say so
                 why[spec.key] = f"stored fit '{row.get('law')}' unreadable ({e}); refitted"

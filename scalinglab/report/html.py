@@ -17,14 +17,18 @@ from scalinglab.report.style import fmt_num, fmt_si
 from scalinglab.report.tables import FitRow, Predictions
 
 CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1d1d1f;margin:0;background:#fafafa}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1d1d1f;margin:0;
+background:#fafafa}
 main{max-width:1100px;margin:0 auto;padding:18px 28px 60px;background:#fff}
-h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:3px}
+h1{font-size:1.6em;margin:.2em 0}
+h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:3px}
 .meta{color:#666;font-size:.9em}nav a{margin-right:12px;font-size:.9em}
-table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border-bottom:1px solid #e4e4e4;padding:3px 8px;
-text-align:left;vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+th,td{border-bottom:1px solid #e4e4e4;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:14px}
-.figs figure.wide{grid-column:1/-1}figure{margin:0;padding:8px;border:1px solid #eee;border-radius:4px}figure img{max-width:100%;height:auto;display:block}
+.figs figure.wide{grid-column:1/-1}figure{margin:0;padding:8px;border:1px solid #eee;border-radius:4px}
+figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:.88em;color:#333;margin-top:4px}figcaption .links{color:#888}
 .advice li{margin:.35em 0}.bad{color:#b00020;font-weight:600}.good{color:#1b5e20}.warn{color:#8a5a00}
 .skipped li{color:#555}details{margin:.8em 0}code{font-size:.92em}
@@ -53,22 +57,28 @@ def _figure(f: FigureOut) -> str:
     data = base64.b64encode(f.png).decode("ascii")
     notes = " ".join(_e(n) for n in f.notes)
     wide = ' class="wide"' if f.wide else ""
-    return (f'<figure id="fig-{_e(f.name)}"{wide}><img alt="{_e(f.title)}" src="data:image/png;base64,{data}">'
-            f"<figcaption><b>{_e(f.title)}.</b> {_e(f.caption)} {notes} <span class=links>"
-            f'(<a href="figures/{_e(f.name)}.png">PNG</a>, <a href="figures/{_e(f.name)}.pdf">PDF</a>)'
-            "</span></figcaption></figure>")
+    return (
+        f'<figure id="fig-{_e(f.name)}"{wide}><img alt="{_e(f.title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption><b>{_e(f.title)}.</b> {_e(f.caption)} {notes} <span class=links>"
+        f'(<a href="figures/{_e(f.name)}.png">PNG</a>, <a href="figures/{_e(f.name)}.pdf">PDF</a>)'
+        "</span></figcaption></figure>"
+    )
 
 
 def _fits_table(rows: list[FitRow]) -> str:
-    out = ["<table><tr><th>law</th><th>form</th><th>parameters [95% interval]</th><th>points</th>"
-           "<th>R&sup2; (log)</th><th>verdict</th><th>source</th><th>warnings</th></tr>"]
+    out = [
+        "<table><tr><th>law</th><th>form</th><th>parameters [95% interval]</th><th>points</th>"
+        "<th>R&sup2; (log)</th><th>verdict</th><th>source</th><th>warnings</th></tr>"
+    ]
     for r in rows:
         ps = "<br>".join(f"<code>{_e(k)}</code> = {_e(v)}" for k, v in r.params) or "&ndash;"
         cls = "good" if r.verdict == "converged" else "bad" if r.verdict.startswith("NOT") else "warn"
         warn = "<br>".join(_e(w) for w in r.warnings) or "&ndash;"
-        out.append(f"<tr><td>{_e(r.title)}</td><td><code>{_e(r.form)}</code></td><td>{ps}</td>"
-                   f"<td class=num>{r.n_points or ''}</td><td class=num>{_e(r.r2_log)}</td>"
-                   f"<td class={cls}>{_e(r.verdict)}</td><td>{_e(r.source)}</td><td>{warn}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(r.title)}</td><td><code>{_e(r.form)}</code></td><td>{ps}</td>"
+            f"<td class=num>{r.n_points or ''}</td><td class=num>{_e(r.r2_log)}</td>"
+            f"<td class={cls}>{_e(r.verdict)}</td><td>{_e(r.source)}</td><td>{warn}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
@@ -80,45 +90,71 @@ def _interval(v: float, lo: float, hi: float, fmt) -> str:
     return s
 
 
+def _loss(x: float) -> str:
+    return f"{x:.3f}"
+
+
 def _predictions(p: Predictions) -> str:
     if len(p.table) == 0:
         return f"<p class=warn>No predictions: {_e(p.why_not)}.</p>"
-    out = ["<table><tr><th>budget</th><th>C, FLOPs</th><th>N_opt, parameters</th><th>D_opt, tokens</th>"
-           "<th>D/N</th><th>predicted loss, nats/token</th></tr>"]
+    out = [
+        "<table><tr><th>budget</th><th>C, FLOPs</th><th>N_opt, parameters</th><th>D_opt, tokens</th>"
+        "<th>D/N</th><th>predicted loss, nats/token</th></tr>"
+    ]
     for _, r in p.table.iterrows():
         out.append(
             f"<tr><td>{int(r['factor'])}x largest run</td><td class=num>{r['C']:.3g}</td>"
             f"<td class=num>{_interval(r['N_opt'], r['N_lo'], r['N_hi'], fmt_si)}</td>"
             f"<td class=num>{_interval(r['D_opt'], r['D_lo'], r['D_hi'], fmt_si)}</td>"
             f"<td class=num>{r['D_opt'] / r['N_opt']:.3g}</td>"
-            f"<td class=num>{_interval(r['loss'], r['loss_lo'], r['loss_hi'], lambda x: f'{x:.3f}')}</td></tr>")
-    out.append("</table><p>" + _e(p.sentence) + " Intervals are 95% bootstrap intervals of the L(N, D) fit "
-               "(parameter uncertainty only; the form itself is assumed).</p>")
+            f"<td class=num>{_interval(r['loss'], r['loss_lo'], r['loss_hi'], _loss)}</td></tr>"
+        )
+    out.append(
+        "</table><p>" + _e(p.sentence) + " Intervals are 95% bootstrap intervals of the L(N, D) fit "
+        "(parameter uncertainty only; the form itself is assumed).</p>"
+    )
     return "".join(out)
 
 
 def _runs_table(runs: pd.DataFrame, n_col: str) -> str:
-    out = ["<table><tr><th>run</th><th>status</th><th>N</th><th>D, tokens</th><th>B, tokens</th>"
-           "<th>final val loss</th></tr>"]
+    out = [
+        "<table><tr><th>run</th><th>status</th><th>N</th><th>D, tokens</th><th>B, tokens</th>"
+        "<th>final val loss</th></tr>"
+    ]
     for _, r in runs.iterrows():
-        out.append(f"<tr><td><code>{_e(r['run_id'])}</code></td><td>{_e(r['status'])}</td>"
-                   f"<td class=num>{fmt_si(r[n_col])}</td><td class=num>{fmt_si(r['tokens'])}</td>"
-                   f"<td class=num>{fmt_si(r['batch_tokens'])}</td><td class=num>{fmt_num(r['loss'], 4)}</td></tr>")
+        out.append(
+            f"<tr><td><code>{_e(r['run_id'])}</code></td><td>{_e(r['status'])}</td>"
+            f"<td class=num>{fmt_si(r[n_col])}</td><td class=num>{fmt_si(r['tokens'])}</td>"
+            f"<td class=num>{fmt_si(r['batch_tokens'])}</td><td class=num>{fmt_num(r['loss'], 4)}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
 
-def render_page(*, name: str, generated: str, summary: str, advice: list[str], predictions: Predictions,
-                figures: list[FigureOut], skipped: dict[str, str], fit_rows: list[FitRow], runs: pd.DataFrame,
-                n_col: str) -> str:
+def render_page(
+    *,
+    name: str,
+    generated: str,
+    summary: str,
+    advice: list[str],
+    predictions: Predictions,
+    figures: list[FigureOut],
+    skipped: dict[str, str],
+    fit_rows: list[FitRow],
+    runs: pd.DataFrame,
+    n_col: str,
+) -> str:
     nav = " ".join(f'<a href="#fig-{_e(f.name)}">{_e(f.title)}</a>' for f in figures)
     skipped_html = ""
     if skipped:
         items = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in skipped.items())
         skipped_html = f"<h2 id=skipped>Figures not drawn</h2><ul class=skipped>{items}</ul>"
-    adv = "".join(f"<li>{_e(a)}</li>" for a in advice) or "<li>No recommendation: see the sections below.</li>"
+    adv = (
+        "".join(f"<li>{_e(a)}</li>" for a in advice) or "<li>No recommendation: see the sections below.</li>"
+    )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
 <title>scalinglab report: {_e(name)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>
 <body><main>
 <h1>Scaling study report: {_e(name)}</h1>

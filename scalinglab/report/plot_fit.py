@@ -18,8 +18,15 @@ from scalinglab.report import style
 
 # display ranges when the JSON has no data points (units: N params, D tokens, C FLOPs, S steps, L nats/token)
 DEFAULT_RANGE = {"N": (1e6, 1e11), "D": (1e8, 1e13), "C": (1e17, 1e24), "S": (1e2, 1e6), "L": (2.0, 6.0)}
-LABEL = {"N": "N, parameters", "D": "D, tokens", "C": "C, training compute (FLOPs)", "S": "S, optimizer steps",
-         "L": "L, loss (nats/token)", "loss": "loss, nats/token", "B": "B_crit, tokens"}
+LABEL = {
+    "N": "N, parameters",
+    "D": "D, tokens",
+    "C": "C, training compute (FLOPs)",
+    "S": "S, optimizer steps",
+    "L": "L, loss (nats/token)",
+    "loss": "loss, nats/token",
+    "B": "B_crit, tokens",
+}
 
 
 def load_fit(path: Path):
@@ -82,12 +89,26 @@ def draw_fit(res, data: dict | None = None):
     ax.set_ylabel(LABEL.get(form.target, form.target))
     ax.set_title(f"{form.name}: {form.description}")
     ax.legend(loc="upper right")
-    lines = [f"{k} = {style.fmt_num(v)}" + (f"  [{style.fmt_num(res.ci95[k][0])}, {style.fmt_num(res.ci95[k][1])}]"
-                                              if res.ci95 else "") for k, v in res.params.items()]
-    lines.append(f"{'converged' if res.converged else 'NOT converged'}; {res.n_points} points; "
-                 f"R2(log) {res.r2_log:.4f}")
-    axr.text(0.02, 0.98, "\n".join(lines), transform=axr.transAxes, fontsize=6.5, va="top", family="monospace",
-             bbox=dict(boxstyle="round", fc="white", ec="0.8", alpha=0.9), zorder=5)
+    lines = [
+        f"{k} = {style.fmt_num(v)}"
+        + (f"  [{style.fmt_num(res.ci95[k][0])}, {style.fmt_num(res.ci95[k][1])}]" if res.ci95 else "")
+        for k, v in res.params.items()
+    ]
+    lines.append(
+        f"{'converged' if res.converged else 'NOT converged'}; {res.n_points} points; "
+        f"R2(log) {res.r2_log:.4f}"
+    )
+    axr.text(
+        0.02,
+        0.98,
+        "\n".join(lines),
+        transform=axr.transAxes,
+        fontsize=6.5,
+        va="top",
+        family="monospace",
+        bbox=dict(boxstyle="round", fc="white", ec="0.8", alpha=0.9),
+        zorder=5,
+    )
     r = np.asarray(res.residuals, float)
     if r.size:
         axr.hist(100 * r, bins=min(30, max(5, r.size // 4)), color="C0", alpha=0.8)
@@ -102,7 +123,8 @@ def draw_fit(res, data: dict | None = None):
 
 
 def plot_fit(fit_json: Path, out: Path | None = None) -> Path:
-    """Draw ``fit_json`` into ``out`` (.png, .pdf or .svg; default: next to the JSON, .png). Returns the path."""
+    """Draw ``fit_json`` into ``out`` (.png, .pdf or .svg; default: next to the JSON, .png).
+    Returns the path written."""
     res, data = load_fit(fit_json)
     out = Path(out) if out is not None else Path(fit_json).with_suffix(".png")
     fmt = out.suffix.lstrip(".").lower()

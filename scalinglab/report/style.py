@@ -14,11 +14,24 @@ WIDE = (8.6, 3.4)
 FIT = dict(color="black", ls="--", lw=1.3)
 PUBLISHED = dict(color="0.45", ls=":", lw=1.4)
 RC = {
-    "font.size": 8.5, "axes.titlesize": 9.5, "axes.labelsize": 8.5, "legend.fontsize": 7,
-    "xtick.labelsize": 7.5, "ytick.labelsize": 7.5, "axes.grid": True, "grid.alpha": 0.25,
-    "grid.linewidth": 0.6, "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.2,
-    "lines.markersize": 4, "legend.frameon": False, "savefig.dpi": DPI, "figure.dpi": DPI,
-    "pdf.fonttype": 3, "path.simplify": True,  # Type 3 fonts: PDFs save ~3x faster than embedded TrueType
+    "font.size": 8.5,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 8.5,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4,
+    "legend.frameon": False,
+    "savefig.dpi": DPI,
+    "figure.dpi": DPI,
+    "pdf.fonttype": 3,
+    "path.simplify": True,  # Type 3 fonts: PDFs save ~3x faster than embedded TrueType
 }
 PF_DAY = 8.64e19  # FLOPs in one PF-day (display only)
 
@@ -35,7 +48,8 @@ def mpl() -> Any:
 
 def figure(ncols: int = 1, *, wide: bool | None = None, sharey: bool = False, cbar: bool = False):
     """A new Figure with ``ncols`` axes side by side and fixed margins (no pyplot state, no layout engine:
-    constrained layout costs a full extra draw per save). ``cbar`` leaves room for a colour bar on the right."""
+    constrained layout costs a full extra draw per save). ``cbar`` leaves room for a colour bar on the
+    right."""
     mpl()
     from matplotlib.figure import Figure
 

@@ -44,7 +44,11 @@ class TrueLaw:
         c = 1.0
         if batch_tokens is not None:
             c = (1 + self.b_ref / self.b_crit_sweep) / (1 + batch_tokens / self.b_crit_sweep)
-        return self.E + self.A / np.asarray(n, float) ** self.alpha + self.Bd / (c * np.asarray(t, float)) ** self.beta
+        return (
+            self.E
+            + self.A / np.asarray(n, float) ** self.alpha
+            + self.Bd / (c * np.asarray(t, float)) ** self.beta
+        )
 
     def n_opt(self, c_flops: np.ndarray) -> np.ndarray:
         """Compute-optimal N for C = 6 N D (Hoffmann's closed form)."""
@@ -93,8 +97,15 @@ def _plan(n_runs: int) -> list[dict]:
     return plan[:n_runs]
 
 
-def synthetic_study(n_runs: int = 50, *, seed: int = 0, points_per_run: int = 60, noise: float = 0.004,
-                    evals: bool = True, law: TrueLaw | None = None) -> SyntheticStudy:
+def synthetic_study(
+    n_runs: int = 50,
+    *,
+    seed: int = 0,
+    points_per_run: int = 60,
+    noise: float = 0.004,
+    evals: bool = True,
+    law: TrueLaw | None = None,
+) -> SyntheticStudy:
     """Draw a study of ``n_runs`` runs from ``law`` (default ``TrueLaw()``) with seeded noise.
 
     ``noise`` is the relative (log-normal) noise on each loss value; ``points_per_run`` the number of
@@ -117,27 +128,64 @@ def synthetic_study(n_runs: int = 50, *, seed: int = 0, points_per_run: int = 60
         bns = law.b_crit(clean) * np.exp(0.15 * rng.standard_normal(len(t)))
         run_id = f"r{i:03d}-L{n_layer}-d{d_model}-b{batch}"
         fpt = 6.0 * n_k
-        metric_frames.append(pd.DataFrame({
-            "run_id": run_id, "step": steps, "tokens": t, "flops_6n": fpt * t,
-            "flops_kaplan": (fpt + 6 * n_layer * N_CTX * d_model) * t, "flops_palm": (fpt + 12 * n_layer * N_CTX * d_model) * t,
-            "flops_chinchilla": 6.0 * n_tot * t, "train_loss": train, "val_loss": val, "val_bpb": val / np.log(2),
-            "lr": 3e-3, "grad_norm": 1.0, "tokens_per_s": 1e5, "mfu": 0.3,
-            "gns_g2": np.nan, "gns_trace": np.nan, "gns_b_simple_tokens": bns,
-        }))
-        run_rows.append(dict(
-            run_id=run_id, n_layer=n_layer, d_model=d_model, n_head=max(1, d_model // 64), params_kaplan=n_k,
-            params_total=n_tot, tokens=tokens_total, batch_size_tokens=batch, batch_size=batch // N_CTX,
-            seed=0, status="done", final_val_loss=float(val[-1]), final_train_loss=float(train[-1]),
-            flops_6n=fpt * tokens_total, steps=int(steps_total),
-        ))
+        metric_frames.append(
+            pd.DataFrame(
+                {
+                    "run_id": run_id,
+                    "step": steps,
+                    "tokens": t,
+                    "flops_6n": fpt * t,
+                    "flops_kaplan": (fpt + 6 * n_layer * N_CTX * d_model) * t,
+                    "flops_palm": (fpt + 12 * n_layer * N_CTX * d_model) * t,
+                    "flops_chinchilla": 6.0 * n_tot * t,
+                    "train_loss": train,
+                    "val_loss": val,
+                    "val_bpb": val / np.log(2),
+                    "lr": 3e-3,
+                    "grad_norm": 1.0,
+                    "tokens_per_s": 1e5,
+                    "mfu": 0.3,
+                    "gns_g2": np.nan,
+                    "gns_trace": np.nan,
+                    "gns_b_simple_tokens": bns,
+                }
+            )
+        )
+        run_rows.append(
+            dict(
+                run_id=run_id,
+                n_layer=n_layer,
+                d_model=d_model,
+                n_head=max(1, d_model // 64),
+                params_kaplan=n_k,
+                params_total=n_tot,
+                tokens=tokens_total,
+                batch_size_tokens=batch,
+                batch_size=batch // N_CTX,
+                seed=0,
+                status="done",
+                final_val_loss=float(val[-1]),
+                final_train_loss=float(train[-1]),
+                flops_6n=fpt * tokens_total,
+                steps=int(steps_total),
+            )
+        )
         if evals and spec["batch"] is None:
             for task, l0, slope in (("arithmetic.2d+", 3.2, 4.0), ("lambada", 3.6, 2.5)):
                 for k in (0, 1, 10):
                     for s in (0, 1):
                         p = 1 / (1 + np.exp(-slope * (l0 + 0.05 * k - val[-1])))
                         acc = float(np.clip(p + 0.02 * rng.standard_normal(), 0, 1))
-                        eval_rows.append(dict(run_id=run_id, task=task, shots=k, seed=s, accuracy=acc,
-                                              scorer="exact_match" if task.startswith("arith") else "acc"))
+                        eval_rows.append(
+                            dict(
+                                run_id=run_id,
+                                task=task,
+                                shots=k,
+                                seed=s,
+                                accuracy=acc,
+                                scorer="exact_match" if task.startswith("arith") else "acc",
+                            )
+                        )
     runs = pd.DataFrame(run_rows)
     metrics = pd.concat(metric_frames, ignore_index=True)
     ev = pd.DataFrame(eval_rows, columns=["run_id", "task", "shots", "seed", "accuracy", "scorer"])
@@ -154,20 +202,49 @@ def write_store(study: SyntheticStudy, study_dir) -> None:
     with Store(study_dir) as store:
         specs = []
         for r in study.runs.itertuples():
-            cfg = dict(n_layer=int(r.n_layer), d_model=int(r.d_model), n_head=int(r.n_head), n_ctx=N_CTX,
-                       vocab_size=VOCAB, tokens=int(r.tokens), batch_size=int(r.batch_size), lr=3e-3, seed=0)
-            counts = {"params": {"kaplan": int(r.params_kaplan), "total": int(r.params_total)},
-                      "flops_per_token": {"6n": 6.0 * r.params_kaplan, "chinchilla": 6.0 * r.params_total}}
+            cfg = dict(
+                n_layer=int(r.n_layer),
+                d_model=int(r.d_model),
+                n_head=int(r.n_head),
+                n_ctx=N_CTX,
+                vocab_size=VOCAB,
+                tokens=int(r.tokens),
+                batch_size=int(r.batch_size),
+                lr=3e-3,
+                seed=0,
+            )
+            counts = {
+                "params": {"kaplan": int(r.params_kaplan), "total": int(r.params_total)},
+                "flops_per_token": {"6n": 6.0 * r.params_kaplan, "chinchilla": 6.0 * r.params_total},
+            }
             specs.append((r.run_id, cfg, ["synthetic"], counts))
         store.add_runs(specs)
         metrics = {rid: g for rid, g in study.metrics.groupby("run_id")}
         for r in study.runs.itertuples():
             rows = metrics[r.run_id].drop(columns="run_id").to_dict("records")
             store.add_metrics(r.run_id, rows)
-            store.finish_run(r.run_id, "done", {
-                "status": "done", "final_val_loss": r.final_val_loss, "final_train_loss": r.final_train_loss,
-                "steps": int(r.steps), "tokens": int(r.tokens), "batch_size_tokens": int(r.batch_size_tokens)})
+            store.finish_run(
+                r.run_id,
+                "done",
+                {
+                    "status": "done",
+                    "final_val_loss": r.final_val_loss,
+                    "final_train_loss": r.final_train_loss,
+                    "steps": int(r.steps),
+                    "tokens": int(r.tokens),
+                    "batch_size_tokens": int(r.batch_size_tokens),
+                },
+            )
         for e in study.evals.itertuples():
-            store.add_eval(e.run_id, {"task": e.task, "shots": int(e.shots), "metric": "accuracy",
-                                      "value": float(e.accuracy), "n": 100, "seed": int(e.seed),
-                                      "scorer": e.scorer})
+            store.add_eval(
+                e.run_id,
+                {
+                    "task": e.task,
+                    "shots": int(e.shots),
+                    "metric": "accuracy",
+                    "value": float(e.accuracy),
+                    "n": 100,
+                    "seed": int(e.seed),
+                    "scorer": e.scorer,
+                },
+            )

@@ -33,8 +33,18 @@ def fit_rows(ctx: Context) -> list[FitRow]:
     for spec in SPECS:
         v = ctx.fits.get(spec.key)
         if v is None:
-            rows.append(FitRow(spec.title, spec.form, [], 0, "", "not fitted", "",
-                               [ctx.fit_why.get(spec.key, "not available")]))
+            rows.append(
+                FitRow(
+                    spec.title,
+                    spec.form,
+                    [],
+                    0,
+                    "",
+                    "not fitted",
+                    "",
+                    [ctx.fit_why.get(spec.key, "not available")],
+                )
+            )
             continue
         ps = []
         for k, val in v.params.items():
@@ -44,8 +54,18 @@ def fit_rows(ctx: Context) -> list[FitRow]:
                 s += f" [{fmt_num(ci[0])}, {fmt_num(ci[1])}]"
             ps.append((k, s))
         r2 = fmt_num(float(v.r2_log)) if v.r2_log is not None else ""
-        rows.append(FitRow(spec.title, getattr(v.form, "description", spec.form), ps, v.n_points, r2,
-                           "converged" if v.converged else "NOT converged", v.source, list(v.warnings)))
+        rows.append(
+            FitRow(
+                spec.title,
+                getattr(v.form, "description", spec.form),
+                ps,
+                v.n_points,
+                r2,
+                "converged" if v.converged else "NOT converged",
+                v.source,
+                list(v.warnings),
+            )
+        )
     return rows
 
 
@@ -67,7 +87,9 @@ def predictions(ctx: Context, factors: tuple[int, ...] = (10, 100, 1000)) -> Pre
         ctx.cache["predictions"] = out
         return out
     big = pts.loc[pts["C"].idxmax()]
-    largest = dict(C=float(big["C"]), N=float(pts["N"].max()), D=float(pts["D"].max()), loss=float(pts["loss"].min()))
+    largest = dict(
+        C=float(big["C"]), N=float(pts["N"].max()), D=float(pts["D"].max()), loss=float(pts["loss"].min())
+    )
     b = derive.budgets(pts, factors)
     curve = None
     why = ""
@@ -76,19 +98,24 @@ def predictions(ctx: Context, factors: tuple[int, ...] = (10, 100, 1000)) -> Pre
     except Exception as e:  # laws.allocate missing or failing: the section says so
         why = f"allocation failed: {type(e).__name__}: {e}"
     if curve is None:
-        why = why or ctx.cache.get("alloc_why") or ("no L(N, D) fit: " + ctx.fit_why.get("lnd", "not available"))
+        why = (
+            why
+            or ctx.cache.get("alloc_why")
+            or ("no L(N, D) fit: " + ctx.fit_why.get("lnd", "not available"))
+        )
         out = Predictions(pd.DataFrame(), largest, "", why)
         ctx.cache["predictions"] = out
         return out
     curve.insert(0, "factor", [f for f, _ in b])
     top = curve.iloc[-1]
+    c_pf = largest["C"] / PF_DAY
     sentence = (
-        f"The largest run used C = {largest['C']:.3g} FLOPs ({largest['C'] / PF_DAY:.3g} PF-days); the study's "
-        f"models span N up to {fmt_si(largest['N'])} parameters and D up to {fmt_si(largest['D'])} tokens. "
-        f"The {int(top['factor'])}x row extrapolates {math.log10(top['factor']):.0f} orders of magnitude in compute "
-        f"beyond the data, to a model {top['N_opt'] / largest['N']:.3g}x the largest trained and "
-        f"{top['D_opt'] / largest['D']:.3g}x the most tokens used: treat it as a hypothesis to test, and the 10x "
-        f"row as the next experiment."
+        f"The largest run used C = {largest['C']:.3g} FLOPs ({c_pf:.3g} PF-days); the study's models span N "
+        f"up to {fmt_si(largest['N'])} parameters and D up to {fmt_si(largest['D'])} tokens. The "
+        f"{int(top['factor'])}x row extrapolates {math.log10(top['factor']):.0f} orders of magnitude in "
+        f"compute beyond the data, to a model {top['N_opt'] / largest['N']:.3g}x the largest trained and "
+        f"{top['D_opt'] / largest['D']:.3g}x the most tokens used: treat it as a hypothesis to test, and "
+        f"the 10x row as the next experiment."
     )
     out = Predictions(curve, largest, sentence)
     ctx.cache["predictions"] = out

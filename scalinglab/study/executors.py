@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 from scalinglab.errors import ConfigError, DivergedError
 
-
 _STOP = threading.Event()  # in-process runs: set on shutdown (Ctrl-C) so the trainer checkpoints and returns
 
 

@@ -213,9 +213,8 @@ def _fit_form(
     return res.to_dict(samples=res.samples is not None), bt
 
 
-def _l_cmin(store: Store, runs: pd.DataFrame, bcrit: dict | None) -> tuple[pd.DataFrame, Any]:
-    from scalinglab.laws import allocate as al
-
+def _l_cmin(store: Store, runs: pd.DataFrame, bcrit: dict | None) -> pd.DataFrame:
+    """Learning-curve points (run_id, N, C, loss); C becomes C_min = C / (1 + B / B_crit(L)) if fitted."""
     cv = curves(store, runs)
     if bcrit is not None and len(cv):
         from scalinglab.laws.batch import c_min
@@ -223,7 +222,33 @@ def _l_cmin(store: Store, runs: pd.DataFrame, bcrit: dict | None) -> tuple[pd.Da
 
         bc = get_form("bcrit").predict(bcrit["params"], L=cv["loss"].to_numpy())
         cv["C"] = c_min(cv["C"].to_numpy(), cv["B"].to_numpy(), np.asarray(bc))
-    return cv[["run_id", "N", "C", "loss"]], al
+    return cv[["run_id", "N", "C", "loss"]]
+
+
+def _envelope(cv: pd.DataFrame, plan: Plan) -> tuple[dict[str, Any], None]:
+    """Kaplan's L(C_min) (a power law in C on the lower envelope) with Approach 1's N_opt ~ C^a."""
+    from scalinglab.laws.allocate import approach1, frontier
+    from scalinglab.laws.fit import fit
+
+    env = frontier(cv, C="C", loss="loss", N="N", run="run_id")
+    res = fit("power", env[["C", "loss"]], var="C", loss="loss").to_dict()
+    res["approach1"] = approach1(cv, C="C", loss="loss", N="N", run="run_id").to_dict()
+    res["envelope"] = {k: [float(x) for x in env[k]] for k in ("C", "loss", "N")}
+    return res, None
+
+
+def _isoflop(df: pd.DataFrame) -> tuple[dict[str, Any], None]:
+    """Approach 2 as a fit row: params {a, k} of N_opt = k C^a, r2_log of that log-log line."""
+    from scalinglab.laws.allocate import isoflop
+
+    r = isoflop(df).to_dict()
+    return {
+        "law": "isoflop",
+        "params": {"a": r["a"], "k": r["k"]},
+        "converged": True,
+        "r2_log": r["r2"],
+        **r,
+    }, None
 
 
 def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> list[dict[str, Any]]:
@@ -278,15 +303,13 @@ def _fit_one(law, store, plan, runs, points, fitted):
         df = table_isoflop(points)
         if df.empty:
             return None
-        from scalinglab.laws.allocate import isoflop
-
-        return df, lambda: (_as_dict(isoflop(df)), None), None
+        return df, lambda: _isoflop(df), None
     if law == "L(C_min)":
         bc = fitted.get("B_crit(L)")
-        cv, al = _l_cmin(store, runs, bc["result"] if bc else None)
+        cv = _l_cmin(store, runs, bc["result"] if bc else None)
         if cv["run_id"].nunique() < 2:
             return None
-        return cv[["N", "C", "loss"]], lambda: (_as_dict(al.frontier(cv)), None), bool(bc)
+        return cv[["N", "C", "loss"]], lambda: _envelope(cv, plan), bool(bc)
     if law == "L(N,S)":
         pts = runs[runs["roles"].map(lambda r: "L(N)" in r)]
         cv = curves(store, pts if len(pts) else runs)
@@ -343,25 +366,9 @@ def nopt_exponents(fits: list[dict[str, Any]]) -> dict[str, float | None]:
     p = by.get("L(N,D)", {}).get("params")
     if p and p.get("alpha") and p.get("beta"):
         a3 = p["beta"] / (p["alpha"] + p["beta"])
-    return {
-        "approach1_envelope": _find(by.get("L(C_min)"), ("a", "nopt_exponent", "exponent_N")),
-        "approach2_isoflop": _find(by.get("isoflop"), ("a", "nopt_exponent", "exponent_N")),
-        "approach3_parametric": a3,
-    }
-
-
-def _find(d: dict | None, keys: tuple[str, ...]) -> float | None:
-    if not d:
-        return None
-    for k in keys:
-        if isinstance(d.get(k), (int, float)):
-            return float(d[k])
-    for v in d.values():
-        if isinstance(v, dict):
-            x = _find(v, keys)
-            if x is not None:
-                return x
-    return None
+    a1 = (by.get("L(C_min)") or {}).get("approach1", {}).get("a")
+    a2 = (by.get("isoflop") or {}).get("params", {}).get("a")
+    return {"approach1_envelope": a1, "approach2_isoflop": a2, "approach3_parametric": a3}
 
 
 def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -370,15 +377,13 @@ def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, An
     if "L(N,D)" not in by:
         return None
     from scalinglab.laws.allocate import allocate
-    from scalinglab.laws.fit import FitResult
 
     runs = finished_runs(store, plan, ids)
     if runs.empty:
         return None
     c = 10.0 * float(runs["C"].max())
-    law = FitResult.from_dict(by["L(N,D)"]["result"])
-    a = _as_dict(allocate(c, law))
-    return {"C": c, **{k: v for k, v in a.items() if not isinstance(v, (dict, list))}}
+    a = allocate(c, by["L(N,D)"]["result"]).to_dict()
+    return {k: v for k, v in a.items() if not isinstance(v, (dict, list))}
 
 
 def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]], echo: Echo) -> None:

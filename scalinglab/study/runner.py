@@ -175,7 +175,9 @@ def _finish(store: Store, rid: str, handle: Any) -> str:
         store.finish_run(rid, "failed", None, error=msg)
         return "failed"
     summary = res.get("summary") or {}
-    if summary.get("status") == "stopped":  # asked to stop (shutdown): it resumes from its checkpoint next time
+    if (
+        summary.get("status") == "stopped"
+    ):  # asked to stop (shutdown): it resumes from its checkpoint next time
         store.finish_run(rid, "pending", None)
         return "pending"
     status = "diverged" if summary.get("status") == "diverged" else "done"

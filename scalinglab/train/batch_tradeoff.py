@@ -76,14 +76,15 @@ def analyse(runs: dict[int, Path], *, window_seqs: int = 64, n_targets: int = 4,
         loss = centred_mean(np.array([r["train_loss"] for r in rows]), half)
         g2 = np.array([r["gns_g2"] if r["gns_g2"] is not None else np.nan for r in rows])
         tr = np.array([r["gns_trace"] if r["gns_trace"] is not None else np.nan for r in rows])
-        curves[B] = dict(steps=steps, loss=loss, half=half, g2=raw_from_ema(g2, beta), tr=raw_from_ema(tr, beta))
+        curves[B] = dict(steps=steps, loss=loss, half=half, g2=raw_from_ema(g2, beta),
+                         tr=raw_from_ema(tr, beta))
     skip = {B: c["loss"][: max(2, c["steps"].size // 10)].max() for B, c in curves.items()}
     hi = min(skip.values())  # every run starts above it
     lo = max(c["loss"].min() for c in curves.values())  # every run reaches it
     if not hi > lo:
         raise InputError(f"the runs share no loss range (highest reached by all {lo:.3f} >= lowest start "
                          f"{hi:.3f}); train longer")
-    targets = list(np.linspace(hi - 0.15 * (hi - lo), lo + 0.02 * (hi - lo), n_targets))
+    targets = list(np.linspace(hi - 0.15 * (hi - lo), lo + 0.15 * (hi - lo), n_targets))  # clear of both ends
     out = {"targets": [], "batch_sizes": sorted(runs), "window_seqs": window_seqs, "seq_len": seq_len}
     for L in targets:
         pts = []

@@ -28,6 +28,7 @@ class TrainConfig(BaseModel):
     n_ctx: int = Field(ge=2)
     d_ff: int | None = None
     d_head: int | None = None
+    activation: Literal["gelu", "gelu_tanh"] = "gelu"
     tied: bool = True
     bias: bool = False
     attention: list[str] | None = None
@@ -93,6 +94,7 @@ class TrainConfig(BaseModel):
             attention=self.attention,
             sparse_window=self.sparse_window,
             d_head=self.d_head,
+            activation=self.activation,
         )
 
 

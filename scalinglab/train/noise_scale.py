@@ -76,7 +76,8 @@ class NoiseScaleMeter:
         if not self.enabled:
             warnings.warn(_NOT_MEASURABLE.format(n=self.n_micro, w=self.world_size), stacklevel=2)
         if self.ddp:  # local gradient of one rank vs the all-reduced one
-            self.b_small, self.b_big = self.b_micro * self.n_micro, self.b_micro * self.n_micro * self.world_size
+            self.b_small = self.b_micro * self.n_micro
+            self.b_big = self.b_small * self.world_size
         else:  # one micro-batch vs the accumulated step
             self.b_small, self.b_big = self.b_micro, self.b_micro * self.n_micro
         self._hooks: list[Any] = []
@@ -105,7 +106,8 @@ class NoiseScaleMeter:
     def _hook(self, grad: torch.Tensor) -> None:
         self._micro_sq.append(_sq_norm(grad))
 
-    def after_micro_backward(self, params: Iterable[torch.nn.Parameter], loss_weight: float | None = None) -> None:
+    def after_micro_backward(self, params: Iterable[torch.nn.Parameter],
+                             loss_weight: float | None = None) -> None:
         """Call after each micro-batch's backward (single-device path; a cheap counter under DDP).
 
         ``loss_weight``: the factor the micro-batch's mean loss was multiplied by before backward (default
@@ -142,8 +144,8 @@ class NoiseScaleMeter:
         if not self.enabled:
             return None
         if self._n_seen != self.n_micro:
-            raise RuntimeError(f"NoiseScaleMeter: expected {self.n_micro} after_micro_backward calls this step, "
-                               f"got {self._n_seen} (call begin_step() before the first micro-batch)")
+            raise RuntimeError(f"NoiseScaleMeter: expected {self.n_micro} after_micro_backward calls this "
+                               f"step, got {self._n_seen} (call begin_step() before the first micro-batch)")
         if self.ddp:
             if not self._bucket_small or len(self._bucket_small) != len(self._bucket_big):
                 raise RuntimeError("NoiseScaleMeter: no gradient buckets seen this step; call "
@@ -167,19 +169,23 @@ class NoiseScaleMeter:
         for sq_small, sq_big in rows:
             g2, trace = noise_scale_estimates(sq_small, sq_big, self.b_small, self.b_big)
             self.ema.update(g2, trace)
-            self.last = {"sq_norm_small": float(sq_small), "sq_norm_big": float(sq_big), "g2": g2, "trace": trace}
+            self.last = {"sq_norm_small": float(sq_small), "sq_norm_big": float(sq_big), "g2": g2,
+                         "trace": trace}
             if sq_big == 0.0 and not self._warned_zero:
                 self._warned_zero = True
                 warnings.warn("noise scale: the gradient is exactly zero this step; B_simple is undefined "
                               "(reported as None) until the gradient is non-zero", stacklevel=3)
 
     def metrics(self) -> dict[str, float | None]:
-        """``gns_g2`` (|G|^2), ``gns_trace`` (tr(Sigma) per sequence), ``gns_b_simple_tokens``; None = unknown."""
+        """``gns_g2`` (|G|^2), ``gns_trace`` (tr(Sigma) per sequence), ``gns_b_simple_tokens`` (EMAs).
+
+        A value is None when unknown: not measurable, no step yet, or (B_simple) while the |G|^2 average is
+        still <= 0, which happens early on when the signal is buried in the noise."""
         self._flush()
         if not self.enabled or self.ema.n_updates == 0:
             return {"gns_g2": None, "gns_trace": None, "gns_b_simple_tokens": None}
         g2, trace, b = self.ema.g2, self.ema.trace_sigma, self.ema.b_simple
-        ok = math.isfinite(b) and g2 > 0 and trace > 0  # early on the |G|^2 average can be <= 0: no estimate yet
+        ok = math.isfinite(b) and g2 > 0 and trace > 0
         return {"gns_g2": g2, "gns_trace": trace, "gns_b_simple_tokens": b * self.seq_len if ok else None}
 
     def state_dict(self) -> dict[str, Any]:

@@ -365,7 +365,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     # ---- the loop
     raw.train()
     t_start = time.perf_counter()
-    _t_log, tok_log, train_time = time.perf_counter(), 0, 0.0
+    tok_log, train_time = 0, 0.0
     status = "done"
     while step < steps:
         t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import pytest
 from scalinglab.errors import ConfigError
 from scalinglab.evals.prompts import build_context, sample_shots
 from scalinglab.evals.tasks import expand, get_task, list_tasks
-from scalinglab.evals.tasks.words import word_list
+from scalinglab.evals.tasks.words import build_word_list, word_list
 
 ARITH = {"2d+": (100, "plus"), "2d-": (100, "minus"), "3d+": (1000, "plus"), "3d-": (1000, "minus"),
          "4d+": (10**4, "plus"), "4d-": (10**4, "minus"), "5d+": (10**5, "plus"), "5d-": (10**5, "minus"),
@@ -81,6 +81,10 @@ def test_word_list_is_the_documented_one():
     words = word_list()
     assert len(words) == 10_000 and len(set(words)) == 10_000
     assert all(w.isalpha() and w.islower() and 5 <= len(w) <= 14 for w in words)
+    text = "Apple apple, APPLE banana kiwi cherry cherry zzzzzzzzzzzzzzz"
+    assert build_word_list(text, n=2) == ["apple", "cherry"]
+    default_corpus = pytest.importorskip("scalinglab.data.text").default_corpus
+    assert list(words) == build_word_list(default_corpus()[0].decode("utf-8"))  # rebuilt from the corpus
 
 
 @pytest.mark.parametrize("rules", ["paper", "released"])

@@ -20,11 +20,22 @@ def test_report_command_writes_the_page(tmp_path):
     html = page.read_text()
     assert "Figures not drawn" in html and "no few-shot evaluations in the store" in html
     assert "no stored fit" in html  # --no-fit: the fits table says why each law is missing
-    # a second run replaces the report in place (atomic swap), leaving no temp folders
-    res = CliRunner().invoke(app, ["report", str(tmp_path), "--no-pdf", "--no-fit"])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "report" / "index.html").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []
+
+
+def test_report_folder_is_swapped_in_whole(tmp_path):
+    """A new report replaces the old folder by renames: never a mix of old and new files, no leftovers."""
+    from scalinglab.report.build import _swap_in
+
+    dest = tmp_path / "report"
+    dest.mkdir()
+    (dest / "old-only.png").write_text("old")
+    new = tmp_path / ".report.tmp-x"
+    (new / "figures").mkdir(parents=True)
+    (new / "index.html").write_text("new")
+    _swap_in(new, dest)
+    assert (dest / "index.html").read_text() == "new" and not (dest / "old-only.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
 
 
 def test_report_command_on_a_non_study_fails_cleanly(tmp_path):

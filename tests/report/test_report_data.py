@@ -22,7 +22,9 @@ def test_envelope_is_the_true_compute_frontier(study, study_data):
     c = env["C"].to_numpy()[:, None]
     # each run only reaches C up to its own budget; the frontier can only use runs that got there
     cmax = study.runs.groupby("params_kaplan")["flops_6n"].max().reindex(ns).to_numpy()[None, :]
-    true = np.where(c <= cmax * 1.0001, study.law.loss(ns[None, :], c / (6 * ns[None, :])), np.inf).min(axis=1)
+    true = np.where(c <= cmax * 1.0001, study.law.loss(ns[None, :], c / (6 * ns[None, :])), np.inf).min(
+        axis=1
+    )
     rel = env["loss"].to_numpy() / true - 1
     assert np.all(rel > -0.02) and np.median(np.abs(rel)) < 0.01, rel
 

@@ -17,8 +17,17 @@ def test_every_figure_drawn_or_explained(rendered):
     # the synthetic study has every kind of data; only fit-dependent figures may be missing (laws absent)
     for name, why in rendered.skipped.items():
         assert "L(N, D)" in why or "laws" in why, (name, why)
-    for must in ("loss_vs_compute", "loss_vs_tokens", "loss_vs_params", "lnd_family", "learning_curves",
-                 "isoflop", "noise_scale", "steps_examples", "fewshot"):
+    for must in (
+        "loss_vs_compute",
+        "loss_vs_tokens",
+        "loss_vs_params",
+        "lnd_family",
+        "learning_curves",
+        "isoflop",
+        "noise_scale",
+        "steps_examples",
+        "fewshot",
+    ):
         assert must in rendered.figures
 
 
@@ -46,8 +55,10 @@ def test_html_is_self_contained(rendered):
         assert name in page and html.escape(why) in page
 
 
-@pytest.mark.skipif(chromium_binary() is None,
-                    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it")
+@pytest.mark.skipif(
+    chromium_binary() is None,
+    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it",
+)
 def test_renders_in_headless_chromium(rendered, tmp_path):
     shot = tmp_path / "page.png"
     proc = run_chromium(rendered.path, tmp_path, screenshot=shot, dump_dom=True)
@@ -59,13 +70,15 @@ def test_renders_in_headless_chromium(rendered, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
-@pytest.mark.skipif(chromium_binary() is None,
-                    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it")
+@pytest.mark.skipif(
+    chromium_binary() is None,
+    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it",
+)
 def test_browser_check_catches_a_broken_page(tmp_path):
     """The same checks flag a figure that does not decode and a script error (the check can fail)."""
     from scalinglab.report.html import SCRIPT
 
-    good = (tmp_path / "ok.png")
+    good = tmp_path / "ok.png"
     from scalinglab.report import style
 
     fig, ax = style.figure()
@@ -75,8 +88,10 @@ def test_browser_check_catches_a_broken_page(tmp_path):
 
     ok = base64.b64encode(good.read_bytes()).decode()
     page = tmp_path / "broken.html"
-    page.write_text(f'<html><head><script>{SCRIPT}</script></head><body><img src="data:image/png;base64,{ok}">'
-                    '<img src="data:image/png;base64,AAAAnotapng"><script>undefinedFunction();</script></body></html>')
+    page.write_text(
+        f'<html><head><script>{SCRIPT}</script></head><body><img src="data:image/png;base64,{ok}">'
+        '<img src="data:image/png;base64,AAAAnotapng"><script>undefinedFunction();</script></body></html>'
+    )
     proc = run_chromium(page, tmp_path, dump_dom=True)
     assert 'data-images-loaded="1/2"' in proc.stdout
     assert any(":CONSOLE" in ln and "undefinedFunction" in ln for ln in proc.stderr.splitlines())

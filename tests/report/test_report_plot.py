@@ -44,7 +44,9 @@ def test_band_and_points_only_when_stored(power_fit):
     from scalinglab.report.plot_fit import draw_fit
 
     res, data = power_fit
-    full = draw_fit(FitResult.from_dict(res.to_dict(samples=True)), {k: np.asarray(v) for k, v in data.items()})
+    full = draw_fit(
+        FitResult.from_dict(res.to_dict(samples=True)), {k: np.asarray(v) for k, v in data.items()}
+    )
     bare = draw_fit(FitResult.from_dict(res.to_dict()))
     kinds = [f.axes[0].collections for f in (full, bare)]
     assert any(isinstance(c, PolyCollection) for c in kinds[0]), "no interval band"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -109,7 +110,7 @@ def test_meter_recovers_known_noise_scale(b_micro: int, n_micro: int) -> None:
     trace_true = float(oracle.s.pow(2).sum())
     meter = NoiseScaleMeter(b_micro=b_micro, n_micro=n_micro, seq_len=8, beta=0.999)
     gen = torch.Generator().manual_seed(1)
-    for _ in range(1200):
+    for _ in range(800):
         oracle.zero_grad(set_to_none=True)
         meter.begin_step()
         for _ in range(n_micro):
@@ -175,3 +176,20 @@ def test_state_dict_resume_continues_the_same_averages() -> None:
     a, b = full.metrics(), resumed.metrics()
     for k in a:
         assert (a[k] is None and b[k] is None) or math.isclose(a[k], b[k], rel_tol=1e-9)
+
+
+def test_trainer_parameters_identical_with_and_without_noise_scale(tmp_path) -> None:
+    from scalinglab.train.checkpoint import load_checkpoint
+    from scalinglab.train.trainer import train
+
+    states = []
+    for on in (False, True):
+        cfg = dict(n_layer=1, d_model=16, n_head=2, n_ctx=16, data="text:default", tokens=8 * 16 * 4,
+                   batch_size=8, micro_batch_size=2, lr=1e-2, log_every=1, eval_every=10**6, eval_batches=1,
+                   noise_scale=on)
+        train(cfg, tmp_path / f"ns{on}")
+        states.append(load_checkpoint(tmp_path / f"ns{on}")["model"])
+        rows = [json.loads(x) for x in (tmp_path / f"ns{on}" / "metrics.jsonl").read_text().splitlines()]
+        assert (rows[-1]["gns_g2"] is not None) == on
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

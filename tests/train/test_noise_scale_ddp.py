@@ -78,6 +78,7 @@ def _single_device(n_rows: int, n_micro: int) -> tuple[dict, list[torch.Tensor]]
     return meter.last, [p.grad.clone() for p in model.parameters()]
 
 
+@pytest.mark.slow  # ~10-25 s: two processes start and import torch
 @pytest.mark.timeout(120)
 def test_ddp_hook_matches_micro_batch_path(tmp_path: Path) -> None:
     out = str(tmp_path / "ddp.pt")

@@ -1,4 +1,4 @@
-"""The noise scale on a real text run (through the trainer) and ``scalinglab noise-scale`` on run/study folders."""
+"""The noise scale on a real text run (trainer) and ``scalinglab noise-scale`` on run and study folders."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from scalinglab.cli.noise import critical_batch
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory) -> Path:
-    """A short char-level GPT run on text:default, 2 micro-batches per step (so the noise scale is measured)."""
+    """A short GPT run on text:default, 2 micro-batches per step (so the noise scale is measured)."""
     from scalinglab.train.trainer import train
 
     out = tmp_path_factory.mktemp("gns_text") / "run"
@@ -65,7 +65,8 @@ def test_cli_recovers_a_known_b_crit_law_from_a_study(tmp_path: Path) -> None:
     B_star, alpha_B = 3.0e5, 0.4
     for k in range(3):  # three runs covering different loss ranges
         L = np.geomspace(6.0 - k, 2.5 - 0.5 * k, 40)
-        _write_run(tmp_path / "runs" / f"r{k}", L, B_star / L ** (1 / alpha_B) * np.exp(0.05 * rng.standard_normal(40)))
+        B = B_star / L ** (1 / alpha_B) * np.exp(0.05 * rng.standard_normal(40))
+        _write_run(tmp_path / "runs" / f"r{k}", L, B)
     r = critical_batch(tmp_path, target_loss=2.0, bootstrap=50)
     assert len(r["runs"]) == 3 and r["converged"]
     assert r["alpha_B"] == pytest.approx(alpha_B, rel=0.05)
@@ -79,10 +80,11 @@ def test_cli_recovers_a_known_b_crit_law_from_a_study(tmp_path: Path) -> None:
 def test_cli_without_measurements_fails_with_a_clear_message(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _write_run(run, np.array([4.0, 3.5, 3.0]), np.array([1.0, 1.0, 1.0]))
-    rows = [dict(json.loads(x), gns_b_simple_tokens=None) for x in (run / "metrics.jsonl").read_text().split()]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    rows = [dict(json.loads(x), gns_b_simple_tokens=None) for x in lines]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    p = subprocess.run([sys.executable, "-c", "from scalinglab.cli import main; main()", "noise-scale", str(run)],
-                       capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-c", "from scalinglab.cli import main; main()", "noise-scale", str(run)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert "0 usable noise-scale measurements" in p.stderr and "micro-batches" in p.stderr
     assert "Traceback" not in p.stderr

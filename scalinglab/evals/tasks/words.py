@@ -12,9 +12,10 @@ Rules: ``paper`` (default) scrambles always differ from the word (A1, A2, CL) an
 may leave a word unchanged (193 of 10,000 in the released file).
 
 Word list (``data/words.txt``): the paper drew from the 10,000 most frequent English words of length
-5-14 [Nor09]; that list is not available offline, so we ship the 10,000 most frequent lowercase alphabetic
-words of length 5-14 in the King James Bible plus Shakespeare's plays (Project Gutenberg), ties broken
-alphabetically. It is older English than [Nor09] (``shalt``, ``thou``, ``israel``). Each word appears once
+5-14 [Nor09]; that list is not available offline, so we ship ``build_word_list(text:default corpus)``: the
+10,000 most frequent lowercase alphabetic words of length 5-14 in the bundled King James Bible + Shakespeare
+corpus, ties broken alphabetically (a test rebuilds it). It is older English than [Nor09] (``shalt``,
+``israel``). Each word appears once
 per task; the test split (2000 words by default) and the few-shot split (the rest) are disjoint.
 
 Presets: ``gpt3`` (App. G): the instruction ``Please unscramble the letters into a word, and write that
@@ -48,6 +49,16 @@ LMEVAL = Preset(
     output_type="generate_until", scorer="exact_match", target_delimiter="", fewshot_delimiter="\n\n",
     until=("\n",), max_tokens=24, notes="lm-evaluation-harness unscramble: released context, no instruction",
 )
+
+
+def build_word_list(text: str, n: int = 10_000, min_len: int = 5, max_len: int = 14) -> list[str]:
+    """The ``n`` most frequent words of ``text`` (lowercased runs of a-z) with ``min_len <= len <= max_len``,
+    most frequent first, ties in alphabetical order."""
+    import re
+    from collections import Counter
+
+    counts = Counter(w for w in re.findall(r"[a-z]+", text.lower()) if min_len <= len(w) <= max_len)
+    return [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,78 @@
+"""The runner: the noise-scale batch rule (pilot runs -> batch sizes), failed runs recorded and retried."""
+
+from __future__ import annotations
+
+import pytest
+
+from scalinglab.study.plan import batch_from_noise, load_plan
+from scalinglab.study.runner import run_study, study_status
+from scalinglab.study.store import Store
+
+PLAN = """
+name = "rules"
+[data]
+spec = "text:default"
+n_ctx = 16
+[model]
+shapes = [{n_layer = 1, d_model = 16}]
+head_dim = 16
+[tokens]
+absolute = [4096]
+[batch]
+rule = "noise_scale"
+size = 8
+pilot_tokens = 4096
+min_size = 2
+max_size = 64
+[fit]
+laws = ["L(N)"]
+[train]
+eval_batches = 2
+log_every = 2
+# a run the trainer refuses (vocabulary smaller than the data's): failed, recorded, the study goes on
+[[runs]]
+n_layer = 1
+d_model = 16
+tokens = 4096
+batch_size = 8
+train = {vocab_size = 10}
+"""
+
+
+def test_noise_scale_rule_and_failed_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALINGLAB_THREADS", "1")
+    plan_path = tmp_path / "rules.toml"
+    plan_path.write_text(PLAN)
+    lines: list[str] = []
+    out = run_study(plan_path, tmp_path / "study", echo=lines.append, report=False)
+    text = "\n".join(lines)
+    store = Store(tmp_path / "study")
+    runs = store.runs_frame()
+    pilot = runs[runs["roles"].str.contains("pilot")]
+    assert len(pilot) == 1 and pilot["status"].iloc[0] == "done"
+    noise = store.noise_frame()
+    b = noise[(noise["run_id"] == pilot["run_id"].iloc[0]) & (noise["step"] >= noise["step"].max() / 2)]
+    b = b["b_simple_tokens"][b["b_simple_tokens"] > 0]
+    assert len(b) > 0, "the pilot measured no noise scale"
+    want = batch_from_noise(float(b.median()), load_plan(plan_path))
+    main = runs[runs["roles"].str.contains("grid")]
+    assert list(main["batch_size"]) == [want] and "noise scale: shape (1, 16)" in text
+    failed = runs[runs["roles"].str.contains("extra")]
+    assert failed["status"].iloc[0] == "failed" and "vocab" in failed["error"].iloc[0]
+    assert out["runs"]["failed"] == 1 and "study finished" in text
+    assert study_status(tmp_path / "study")["runs"]["failed"] == 1
+
+    lines.clear()  # a re-run retries the failed run (and only it)
+    run_study(plan_path, tmp_path / "study", echo=lines.append, report=False)
+    assert any("resuming 1 interrupted or failed run" in x for x in lines)
+    assert Store(tmp_path / "study").run(failed["run_id"].iloc[0])["attempts"] == 2
+
+
+def test_run_study_rejects_a_bad_plan(tmp_path):
+    from scalinglab.errors import ConfigError
+
+    p = tmp_path / "bad.toml"
+    p.write_text('name = "x"\n[model]\nshapes = []\n[tokens]\nabsolute = [1]\n')
+    with pytest.raises(ConfigError, match="model"):
+        run_study(p, tmp_path / "s", echo=lambda s: None, report=False)
+    assert not (tmp_path / "s").exists()  # nothing half-written
