@@ -2,12 +2,12 @@
 
 Trains a ladder of small GPTs (byte level, the real trainer) on arithmetic-rich text: GPT-3-format
 problems ``\\n\\nQ: What is 48 plus 76?\\n\\nA: 124`` (the released files' layout = the ``gpt3`` prompt)
-for 2D+ and 2D-, with every problem of the evaluation split left out (checked by the 13-gram/whole-document
-contamination test: the script exits 1 if any evaluated problem is in the training text). Then evaluates
-each model on ``arithmetic.2d+`` (and ``2d-``) for each K, by exact match of the greedy generation, and prints
-the accuracy table against N (non-embedding parameters). Takes minutes on 2 CPU cores.
+for 2D+ (and/or 2D-), with every problem of the evaluation split left out (checked by the contamination
+test: the script exits 1 if any evaluated problem is in the training text). Then evaluates each model on
+``arithmetic.2d+`` (and/or ``2d-``) for each K, by exact match of the greedy generation, and prints the
+accuracy table against N (non-embedding parameters). Takes ~20 minutes on 2 busy CPU cores.
 
-    python bench/bench_evals_ladder.py [--sizes 1x32,2x64,3x96,4x128] [--tokens 1500000] [--limit 300]
+    python bench/bench_evals_ladder.py [--sizes 1x32,2x64,3x96] [--tokens 1000000] [--limit 500]
 """
 
 from __future__ import annotations
@@ -20,15 +20,17 @@ import time
 from pathlib import Path
 
 
-def training_text(path: Path, n_docs: int, per_doc: int, excluded: set[str], seed: int = 0) -> int:
-    """Write GPT-3-format 2D+/2D- problems (operands U[0, 100)), none in ``excluded``; returns bytes."""
+def training_text(path: Path, n_docs: int, per_doc: int, excluded: set[str], ops: list[str],
+                  seed: int = 0) -> int:
+    """Write GPT-3-format two-digit problems (operands U[0, 100), operators ``ops`` among plus/minus), none
+    in ``excluded``; returns the size in bytes."""
     rng = random.Random(seed)
     docs = []
     for _ in range(n_docs):
         lines = []
         while len(lines) < per_doc:
             a, b = rng.randrange(100), rng.randrange(100)
-            op = rng.choice(("plus", "minus"))
+            op = rng.choice(ops)
             q = f"{a} {op} {b}"
             if q in excluded:
                 continue
@@ -41,15 +43,15 @@ def training_text(path: Path, n_docs: int, per_doc: int, excluded: set[str], see
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="1x32,2x64,3x96,4x128", help="LAYERSxD_MODEL, comma-separated")
-    ap.add_argument("--tokens", type=int, default=1_500_000, help="training tokens (bytes) per model")
+    ap.add_argument("--sizes", default="1x32,2x64,3x96", help="LAYERSxD_MODEL, comma-separated")
+    ap.add_argument("--tokens", type=int, default=1_000_000, help="training tokens (bytes) per model")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--n-ctx", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--tasks", default="arithmetic.2d+,arithmetic.2d-")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--tasks", default="arithmetic.2d+", help="arithmetic.2d+ and/or arithmetic.2d-")
     ap.add_argument("--shots", default="0,1,3")
     ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=300, help="evaluated problems per task")
+    ap.add_argument("--limit", type=int, default=500, help="evaluated problems per task")
     ap.add_argument("--out", type=Path, default=None, help="folder for data and runs (default: a temp dir)")
     args = ap.parse_args()
 
@@ -67,9 +69,11 @@ def main() -> int:
     shots = [int(k) for k in args.shots.split(",")]
     excluded = {d["question"] for t in tasks for d in get_task(t).docs("test")}
     data = out / "arith.txt"
-    n_bytes = training_text(data, n_docs=4000, per_doc=40, excluded=excluded)
-    print(f"training text: {n_bytes / 1e6:.1f} MB of GPT-3-format 2D+/2D- problems, {len(excluded)} eval "
-          f"problems excluded; {args.tokens:,} tokens per model, batch {args.batch_size} x {args.n_ctx}")
+    ops = [{"+": "plus", "-": "minus"}[t[-1]] for t in tasks]
+    n_bytes = training_text(data, n_docs=4000, per_doc=40, excluded=excluded, ops=ops)
+    print(f"training text: {n_bytes / 1e6:.1f} MB of GPT-3-format {'/'.join(ops)} problems, "
+          f"{len(excluded)} eval problems excluded; {args.tokens:,} tokens per model, "
+          f"batch {args.batch_size} x {args.n_ctx}")
     index = NgramIndex(data.read_text().split("\n\f\n"))
 
     rows = []

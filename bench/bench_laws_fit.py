@@ -1,6 +1,7 @@
 """Benchmark: the full-grid Chinchilla fit and a 4,000-resample bootstrap on the Epoch data.
 
-Reference, measured in the same run: a plain scipy L-BFGS-B loop (default tolerances, analytic gradient, summed
+Reference, measured in the same run: a plain scipy L-BFGS-B loop (default tolerances, analytic gradient,
+summed
 Huber) over the same 4,500 Hoffmann starts. Only a fixed sample of that loop is timed (every k-th start) and
 scaled to 4,500; the loop's best over the sample must match our optimum (else exit 1: a correctness failure).
 
@@ -37,13 +38,17 @@ def main() -> int:
         print(f"skip: {path} not found")
         return 0
     df = read_table(path)
-    print(f"threads (SCALINGLAB_THREADS): {os.environ.get('SCALINGLAB_THREADS', '2')}, cpus: {os.cpu_count()}")
+    print(
+        f"threads (SCALINGLAB_THREADS): {os.environ.get('SCALINGLAB_THREADS', '2')}, cpus: {os.cpu_count()}"
+    )
 
     t = time.perf_counter()
     res = fit("chinchilla", df, columns=COLS, drop_highest=5)
     t_ours = time.perf_counter() - t
-    print(f"ours: full grid ({res.n_starts} starts) in {t_ours:.2f} s, objective {res.objective:.7e}, "
-          f"{res.n_at_optimum} starts at the optimum, converged={res.converged}")
+    print(
+        f"ours: full grid ({res.n_starts} starts) in {t_ours:.2f} s, objective {res.objective:.7e}, "
+        f"{res.n_at_optimum} starts at the optimum, converged={res.converged}"
+    )
 
     # the reference loop, on the same data and the same objective/gradient code
     d = df.sort_values("loss", kind="stable").iloc[:-5]
@@ -73,17 +78,23 @@ def main() -> int:
     fs = np.array(fs)
     best = int(np.argmin(fs))
     frac = float(np.mean(fs <= fs[best] * (1 + 1e-6)))
-    print(f"scipy loop: {len(sample)} of {len(grid)} starts in {t_sample:.2f} s -> {t_ref:.1f} s for all; "
-          f"{nfev / len(sample):.0f} evaluations per start; best {fs[best]:.7e}; "
-          f"{100 * frac:.1f}% of sampled starts within 1e-6 of it")
+    print(
+        f"scipy loop: {len(sample)} of {len(grid)} starts in {t_sample:.2f} s -> {t_ref:.1f} s for all; "
+        f"{nfev / len(sample):.0f} evaluations per start; best {fs[best]:.7e}; "
+        f"{100 * frac:.1f}% of sampled starts within 1e-6 of it"
+    )
     ref_params = form.to_params(xs[best])
     rel = max(abs(ref_params[k] / res.params[k] - 1) for k in res.params)
-    print(f"speed-up: {t_ref / t_ours:.1f}x (goal >= 20x); same optimum: objective rel diff "
-          f"{abs(fs[best] / res.objective - 1):.1e}, max param rel diff {rel:.1e}")
+    print(
+        f"speed-up: {t_ref / t_ours:.1f}x (goal >= 20x); same optimum: objective rel diff "
+        f"{abs(fs[best] / res.objective - 1):.1e}, max param rel diff {rel:.1e}"
+    )
     ok = res.objective <= fs[best] * (1 + 1e-7) and rel < 1e-3
 
     t = time.perf_counter()
-    rb = fit("chinchilla", df, columns=COLS, drop_highest=5, starts=[res.params], bootstrap=args.boot, seed=42)
+    rb = fit(
+        "chinchilla", df, columns=COLS, drop_highest=5, starts=[res.params], bootstrap=args.boot, seed=42
+    )
     t_boot = time.perf_counter() - t
     print(f"bootstrap: {args.boot} resamples in {t_boot:.1f} s (goal < 60 s on 2 cores)")
     for k in ("E", "A", "B", "alpha", "beta"):

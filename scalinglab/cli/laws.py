@@ -14,8 +14,15 @@ import typer
 
 from scalinglab.cli._app import app, print_json
 
-_UNITS = {"N": "params", "D": "tokens", "C": "FLOPs", "S": "steps", "L": "nats/token", "B": "tokens",
-          "loss": "nats/token"}
+_UNITS = {
+    "N": "params",
+    "D": "tokens",
+    "C": "FLOPs",
+    "S": "steps",
+    "L": "nats/token",
+    "B": "tokens",
+    "loss": "nats/token",
+}
 
 
 def _parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -62,15 +69,27 @@ def _console():
 @app.command("fit")
 def fit_cmd(
     path: Path = typer.Argument(..., help="Runs table: CSV, Parquet or JSON lines (.jsonl)."),
-    law: str = typer.Option("chinchilla", "--law", help="chinchilla, kaplan-nd, power, power+const, kaplan-ns, "
-                            "bcrit, bnsl."),
-    col: list[str] = typer.Option(None, "--col", help="VAR=COLUMN, e.g. N=\"Model Size\" C=\"Training FLOP\" "
-                                  "loss=loss. Variables: N, D, C, S, L, B, loss."),
-    var: str = typer.Option(None, "--var", help="The variable of a one-variable law (power, power+const, bnsl)."),
-    drop_highest: int = typer.Option(0, "--drop-highest", help="Drop the K rows with the highest loss first."),
+    law: str = typer.Option(
+        "chinchilla", "--law", help="chinchilla, kaplan-nd, power, power+const, kaplan-ns, bcrit, bnsl."
+    ),
+    col: list[str] = typer.Option(
+        None,
+        "--col",
+        help='VAR=COLUMN, e.g. N="Model Size" C="Training FLOP" '
+        "loss=loss. Variables: N, D, C, S, L, B, loss.",
+    ),
+    var: str = typer.Option(
+        None, "--var", help="The variable of a one-variable law (power, power+const, bnsl)."
+    ),
+    drop_highest: int = typer.Option(
+        0, "--drop-highest", help="Drop the K rows with the highest loss first."
+    ),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for SE and 95% intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber delta on log residuals."),
+    starts: int = typer.Option(
+        None, "--starts", help="Use a seeded subsample of K grid starts (default: all)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the FitResult's to_dict())."),
 ) -> None:
     """Fit a law to runs (summed Huber on log loss, full multi-start grid, optional bootstrap)."""
@@ -86,10 +105,19 @@ def fit_cmd(
         given = [k for k in columns if k in ("N", "D", "C", "S")]
         var = given[0] if len(given) == 1 else None
     df = read_table(path)
-    if bootstrap < 0 or drop_highest < 0:
-        raise InputError("--bootstrap and --drop-highest must be >= 0")
-    res = fit(law, df, columns=columns, var=var, bootstrap=bootstrap, seed=seed, drop_highest=drop_highest,
-              delta=delta)
+    if bootstrap < 0 or drop_highest < 0 or (starts is not None and starts < 1):
+        raise InputError("--bootstrap and --drop-highest must be >= 0 and --starts >= 1")
+    res = fit(
+        law,
+        df,
+        columns=columns,
+        var=var,
+        bootstrap=bootstrap,
+        seed=seed,
+        drop_highest=drop_highest,
+        delta=delta,
+        starts=starts,
+    )
     if as_json:
         print_json(res.to_dict())
         return
@@ -114,11 +142,15 @@ def _print_fit(res) -> None:
         t.add_row(*row)
     con.print(t)
     units = ", ".join(f"{v} in {_UNITS[v]}" for v in res.form.variables)
-    con.print(f"variables: {units}; {res.n_points} points; objective (summed Huber, delta={res.delta:g}) "
-              f"{res.objective:.6e}; R^2 of log loss {res.r2_log:.4f}")
+    con.print(
+        f"variables: {units}; {res.n_points} points; objective (summed Huber, delta={res.delta:g}) "
+        f"{res.objective:.6e}; R^2 of log loss {res.r2_log:.4f}"
+    )
     verdict = "[green]converged[/green]" if res.converged else "[bold red]NOT converged[/bold red]"
-    con.print(f"{verdict}: {res.message}; {res.n_at_optimum} of {res.n_starts} starts reached the optimum",
-              highlight=False)
+    con.print(
+        f"{verdict}: {res.message}; {res.n_at_optimum} of {res.n_starts} starts reached the optimum",
+        highlight=False,
+    )
     if res.n_bootstrap:
         con.print(f"bootstrap: {res.n_bootstrap} resamples, seed {res.seed} (percentile intervals)")
     for n in res.notes:
@@ -148,7 +180,7 @@ def _load_law(name: str):
 def predict_cmd(
     law: str = typer.Argument(..., help="A preset (see `scalinglab presets`) or a fit JSON file."),
     at: list[str] = typer.Option(None, "--at", help="VAR=VALUE, e.g. --at N=1e9 --at D=1e10 (preset units)."),
-    as_json: bool = typer.Option(False, "--json", help="Print {\"loss\": ...} (or {\"B\": ...} for bcrit)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"loss": ...} (or {"B": ...} for bcrit).'),
 ) -> None:
     """Evaluate a law at one point."""
     from scalinglab.errors import InputError
@@ -180,8 +212,12 @@ def predict_cmd(
 @app.command("allocate")
 def allocate_cmd(
     flops: str = typer.Argument(..., help="Compute budget C in FLOPs, e.g. 5.76e23."),
-    law: str = typer.Option("hoffmann2022", "--law", help="A preset (hoffmann2022, besiroglu2024, kaplan2020-ND, "
-                            "kaplan2020-frontier) or a fit JSON from `scalinglab fit --json`."),
+    law: str = typer.Option(
+        "hoffmann2022",
+        "--law",
+        help="A preset (hoffmann2022, besiroglu2024, kaplan2020-ND, "
+        "kaplan2020-frontier) or a fit JSON from `scalinglab fit --json`.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print N_opt, D_opt, loss (and B, S) as JSON."),
 ) -> None:
     """Compute-optimal model size N and tokens D (C = 6ND) for a budget, with the predicted loss."""
@@ -191,7 +227,10 @@ def allocate_cmd(
     c = _number("FLOPS", flops)
     if c <= 0:
         raise InputError(f"FLOPS must be positive, got {flops}")
-    obj = law if law in ("kaplan2020-frontier", "kaplan2020-table6") else _load_law(law)
+    from scalinglab.laws.presets import HENIGHAN_NOPT
+
+    special = law in ("kaplan2020-frontier", "kaplan2020-table6") or law in HENIGHAN_NOPT
+    obj = law if special else _load_law(law)
     a = allocate(c, obj)
     if as_json:
         print_json(a.to_dict())

@@ -43,9 +43,21 @@ def report_cmd(
 def plot_cmd(
     fit_json: Path = typer.Argument(..., help="A fit written by `scalinglab fit --json` (a FitResult dict)."),
     out: Path = typer.Option(None, "--out", help="Output image (.png, .pdf or .svg); default FIT.png."),
+    data: Path = typer.Option(None, "--data", help="The runs table the fit was made on, to draw its points."),
+    col: list[str] = typer.Option(
+        None, "--col", help='VAR=COLUMN as for `scalinglab fit`, e.g. N="Model Size".'
+    ),
 ) -> None:
-    """Draw a standalone fit: its data points (when stored), the fitted law and its interval band."""
+    """Draw a standalone fit: the fitted law, its 95% band (bootstrap samples in the JSON), the data points
+    (--data, or a "data" key in the JSON) and the residuals."""
+    from scalinglab.errors import InputError
     from scalinglab.report.plot_fit import plot_fit
 
-    path = plot_fit(fit_json, out)
+    columns = {}
+    for pair in col or []:
+        if "=" not in pair:
+            raise InputError(f"--col {pair!r}: expected VAR=COLUMN")
+        k, v = pair.split("=", 1)
+        columns[k.strip()] = v.strip()
+    path = plot_fit(fit_json, out, data=data, columns=columns)
     typer.echo(f"wrote {path}")

@@ -2,11 +2,12 @@
 
 Weight mapping (our ``nn.Linear`` weights are ``[out, in]``; GPT-2's ``Conv1D`` stores ``[in, out]``):
 ``wte``/``wpe`` -> ``transformer.wte``/``wpe``; per block ``ln_1``, ``attn.qkv`` -> ``attn.c_attn`` (Q, K, V
-fused in the same order), ``attn.proj`` -> ``attn.c_proj``, ``ln_2``, ``mlp.fc`` -> ``mlp.c_fc``, ``mlp.proj``
--> ``mlp.c_proj``; ``ln_f``; ``lm_head``. Missing biases (``bias=False``) become zeros; GELU is the tanh
-approximation (``gelu_new``). Only dense attention with ``d_head * n_head == d_model`` maps onto GPT-2.
-The tokenizer: byte models get a byte-level ``PreTrainedTokenizerFast`` (id = byte value); BPE models their
-own ``tokenizers`` model. The end-of-text token is the newline token (our tokenizers have none).
+fused in the same order), ``attn.proj`` -> ``attn.c_proj``, ``ln_2``, ``mlp.fc`` -> ``mlp.c_fc``,
+``mlp.proj`` -> ``mlp.c_proj``; ``ln_f``; ``lm_head``. Missing biases (``bias=False``) become zeros; GELU
+maps to ``gelu`` (exact) or ``gelu_new`` (tanh approximation) as the config says. Only dense attention with
+``d_head * n_head == d_model`` maps onto GPT-2. The tokenizer: byte models get a byte-level
+``PreTrainedTokenizerFast`` (id = byte value); BPE models their own ``tokenizers`` model. The end-of-text
+token is the newline token (our tokenizers have none).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab.errors import InputError
+
+_HF_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new"}  # exact erf GELU / GPT-2's tanh approximation
 
 
 def to_hf(gpt: Any, eos_id: int = 10):
@@ -32,7 +35,7 @@ def to_hf(gpt: Any, eos_id: int = 10):
                          "GPT-2 needs them equal")
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.n_ctx, n_embd=cfg.d_model,
                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=cfg.ff,
-                        activation_function="gelu_new",
+                        activation_function=_HF_ACT[getattr(cfg, "activation", "gelu_tanh")],
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
                         tie_word_embeddings=bool(cfg.tied), bos_token_id=eos_id, eos_token_id=eos_id)
     hf = GPT2LMHeadModel(hf_cfg).eval()

@@ -2,7 +2,8 @@
 
 - ``allocate(C, law)``: N_opt, D_opt (C = 6 N D), predicted loss, and B, S where the law has them.
   Closed form for the Chinchilla form (Hoffmann 2022; SPEC (e)):
-  N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = G^-1 (C/6)^(alpha/(alpha+beta)), G = (alpha A/(beta B))^(1/(alpha+beta));
+  N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = G^-1 (C/6)^(alpha/(alpha+beta)),
+  G = (alpha A/(beta B))^(1/(alpha+beta));
   any other (N, D) law: the numerical minimum of L(N, C/(6N)) over log N. Kaplan's Table 6 frontier gives
   N, B, S and D directly from C_min in PF-days.
 - ``frontier(curves)`` + ``approach1``: the lower envelope of learning curves over C (Approach 1).
@@ -21,7 +22,15 @@ import numpy as np
 
 from scalinglab.errors import FitError, InputError
 from scalinglab.laws.forms import ChinchillaND, Form
-from scalinglab.laws.presets import KAPLAN_FRONTIER, PF_DAY, Frontier, Preset, get_preset
+from scalinglab.laws.presets import (
+    HENIGHAN_NOPT,
+    KAPLAN_FRONTIER,
+    PF_DAY,
+    Frontier,
+    HenighanNopt,
+    Preset,
+    get_preset,
+)
 
 
 @dataclass
@@ -39,8 +48,15 @@ class Allocation:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        d = {"C": self.C, "N_opt": self.N_opt, "D_opt": self.D_opt, "loss": self.loss, "method": self.method,
-             "law": self.law, "notes": list(self.notes)}
+        d = {
+            "C": self.C,
+            "N_opt": self.N_opt,
+            "D_opt": self.D_opt,
+            "loss": self.loss,
+            "method": self.method,
+            "law": self.law,
+            "notes": list(self.notes),
+        }
         if self.B is not None:
             d["B"] = self.B
         if self.S is not None:
@@ -65,8 +81,10 @@ def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str]:
     if isinstance(law, str):
         if law in ("kaplan2020-frontier", "kaplan2020-table6"):
             return KAPLAN_FRONTIER, {}, KAPLAN_FRONTIER.name
+        if law in HENIGHAN_NOPT:
+            return HENIGHAN_NOPT[law], {}, law
         law = get_preset(law)
-    if isinstance(law, Frontier):
+    if isinstance(law, (Frontier, HenighanNopt)):
         return law, {}, law.name
     if isinstance(law, Preset):
         return law.form, dict(law.params), law.name
@@ -122,10 +140,36 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Alloca
         c = C / PF_DAY
         at = form.at(c)
         loss = float(get_preset(form.loss_law).predict(C=c))
-        return Allocation(C=C, N_opt=at["N_opt"], D_opt=at["D_opt"], loss=loss, B=at["B"], S=at["S"],
-                          method="Kaplan Table 6 (C_min in PF-days)", law=label,
-                          notes=[f"C_min = {c:.4g} PF-days; N non-embedding; B tokens; S = S_min steps; "
-                                 f"loss = L(C_min) (kaplan2020-Cmin)"])
+        return Allocation(
+            C=C,
+            N_opt=at["N_opt"],
+            D_opt=at["D_opt"],
+            loss=loss,
+            B=at["B"],
+            S=at["S"],
+            method="Kaplan Table 6 (C_min in PF-days)",
+            law=label,
+            notes=[
+                f"C_min = {c:.4g} PF-days; N non-embedding; B tokens; S = S_min steps; "
+                f"loss = L(C_min) (kaplan2020-Cmin)"
+            ],
+        )
+    if isinstance(form, HenighanNopt):
+        c = C / PF_DAY
+        n = form.at(c)
+        loss = float(get_preset(form.loss_law).predict(C=c)) if form.loss_law else float("nan")
+        return Allocation(
+            C=C,
+            N_opt=n,
+            D_opt=C / (6.0 * n),
+            loss=loss,
+            method="Henighan Table 1 N_opt(C)",
+            law=label,
+            notes=[
+                f"C = {c:.4g} PF-days; N non-embedding; D = C/(6N); loss = L(C) of "
+                f"the domain ({form.loss_law})"
+            ],
+        )
     use_closed = isinstance(form, ChinchillaND) and method in ("auto", "closed")
     if method == "closed" and not isinstance(form, ChinchillaND):
         raise InputError(f"no closed form for law {form.name!r}; use method='numeric'")
@@ -138,7 +182,9 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Alloca
     loss = float(form.predict(params, N=n, D=d))
     notes = ["C = 6 N D"]
     if isinstance(form, ChinchillaND):
-        notes.append(f"loss bound: E = {params['E']:.4g} nats/token (irreducible term, reached only as C -> inf)")
+        notes.append(
+            f"loss bound: E = {params['E']:.4g} nats/token (irreducible term, reached only as C -> inf)"
+        )
     return Allocation(C=C, N_opt=n, D_opt=d, loss=loss, method=how, law=label, notes=notes)
 
 
@@ -155,25 +201,43 @@ def kaplan_contradiction(D_e: float = 4e10, p_D: float = 0.26) -> dict[str, floa
     log_c = (a_d * (math.log(d_c) - math.log(D_e)) - a_c * math.log(c_c)) / (a_d * p_D - a_c)
     c = math.exp(log_c)
     d = D_e * c**p_D
-    return {"C_pfdays": c, "C_flops": c * PF_DAY, "D": d, "N": KAPLAN_FRONTIER.at(c)["N_opt"],
-            "L": float(lc.predict(C=c))}
+    return {
+        "C_pfdays": c,
+        "C_flops": c * PF_DAY,
+        "D": d,
+        "N": KAPLAN_FRONTIER.at(c)["N_opt"],
+        "L": float(lc.predict(C=c)),
+    }
 
 
 def gpt_infinity(C_flops: float = 1e36, law: str = "besiroglu2024") -> dict:
     """The 'GPT-infinity' question: at C FLOPs, the compute-optimal N and D and the loss, with its lower bound
     E (the irreducible loss; no amount of compute goes below it) and Kaplan's extrapolation for contrast."""
     a = allocate(C_flops, law)
-    E = get_preset(law).params["E"] if law in ("hoffmann2022", "besiroglu2024", "hoffmann2022-unrounded") else None
+    E = (
+        get_preset(law).params["E"]
+        if law in ("hoffmann2022", "besiroglu2024", "hoffmann2022-unrounded")
+        else None
+    )
     kap = allocate(C_flops, "kaplan2020-frontier")
     cstar = kaplan_contradiction()
-    return {"C": C_flops, "law": law, "N_opt": a.N_opt, "D_opt": a.D_opt, "loss": a.loss, "loss_bound_E": E,
-            "reducible": None if E is None else a.loss - E,
-            "kaplan_loss": kap.loss, "kaplan_N_opt": kap.N_opt,
-            "note": f"Kaplan's L(C_min) is past its own contradiction point (C* ~ {cstar['C_flops']:.1e} FLOPs) "
-                    f"and should not be trusted here; the Chinchilla form is bounded below by E."}
+    return {
+        "C": C_flops,
+        "law": law,
+        "N_opt": a.N_opt,
+        "D_opt": a.D_opt,
+        "loss": a.loss,
+        "loss_bound_E": E,
+        "reducible": None if E is None else a.loss - E,
+        "kaplan_loss": kap.loss,
+        "kaplan_N_opt": kap.N_opt,
+        "note": f"Kaplan's L(C_min) is past its own contradiction point (C* ~ {cstar['C_flops']:.1e} FLOPs) "
+        f"and should not be trusted here; the Chinchilla form is bounded below by E.",
+    }
 
 
 # --- Approach 1: envelope of learning curves -----------------------------------------------------
+
 
 @dataclass
 class PowerFit:
@@ -192,8 +256,14 @@ class PowerFit:
         return self.k * np.asarray(x, dtype=float) ** self.a
 
     def to_dict(self) -> dict:
-        return {"a": self.a, "k": self.k, "a_ci95": list(self.a_ci95), "n": self.n, "r2": self.r2,
-                "warnings": list(self.warnings)}
+        return {
+            "a": self.a,
+            "k": self.k,
+            "a_ci95": list(self.a_ci95),
+            "n": self.n,
+            "r2": self.r2,
+            "warnings": list(self.warnings),
+        }
 
 
 def _loglog(x: np.ndarray, y: np.ndarray) -> PowerFit:
@@ -207,14 +277,30 @@ def _loglog(x: np.ndarray, y: np.ndarray) -> PowerFit:
     t = stats.t.ppf(0.975, x.size - 2)
     warn = []
     if np.log10(x.max() / x.min()) < 1.5:
-        warn.append(f"C spans only {np.log10(x.max() / x.min()):.2f} decades: the exponent is poorly determined")
-    return PowerFit(a=float(res.slope), k=float(np.exp(res.intercept)),
-                    a_ci95=(float(res.slope - t * res.stderr), float(res.slope + t * res.stderr)), n=int(x.size),
-                    r2=float(res.rvalue**2), x=x, y=y, warnings=warn)
+        warn.append(
+            f"C spans only {np.log10(x.max() / x.min()):.2f} decades: the exponent is poorly determined"
+        )
+    return PowerFit(
+        a=float(res.slope),
+        k=float(np.exp(res.intercept)),
+        a_ci95=(float(res.slope - t * res.stderr), float(res.slope + t * res.stderr)),
+        n=int(x.size),
+        r2=float(res.rvalue**2),
+        x=x,
+        y=y,
+        warnings=warn,
+    )
 
 
-def frontier(curves, *, C: str = "C", loss: str = "loss", N: str = "N", run: str | None = None,
-             bins_per_decade: int = 10):
+def frontier(
+    curves,
+    *,
+    C: str = "C",
+    loss: str = "loss",
+    N: str = "N",
+    run: str | None = None,
+    bins_per_decade: int = 10,
+):
     """Lower envelope of learning curves over compute (Kaplan's L(C_min) frontier; Hoffmann Approach 1).
 
     ``curves``: a DataFrame with one row per logged point: cumulative C (FLOPs), loss, N and a run id
@@ -252,6 +338,7 @@ def approach1(curves, **kw) -> PowerFit:
 
 # --- Approach 2: isoFLOP parabolas ---------------------------------------------------------------
 
+
 @dataclass
 class IsoFlopResult:
     """Per budget the parabola minimum N_opt; then N_opt ~ C^a (and D_opt = C/(6 N_opt) ~ C^(1-a))."""
@@ -269,8 +356,10 @@ class IsoFlopResult:
         """Per budget: budget (FLOPs), N_opt with its 95% interval N_lo..N_hi, loss_opt (nats/token)."""
         lo = self.n_lo if self.n_lo is not None else np.full(self.budgets.size, np.nan)
         hi = self.n_hi if self.n_hi is not None else np.full(self.budgets.size, np.nan)
-        return [{"budget": float(c), "N_opt": float(n), "N_lo": float(a), "N_hi": float(b), "loss_opt": float(lv)}
-                for c, n, a, b, lv in zip(self.budgets, self.n_opt, lo, hi, self.loss_opt, strict=True)]
+        return [
+            {"budget": float(c), "N_opt": float(n), "N_lo": float(a), "N_hi": float(b), "loss_opt": float(lv)}
+            for c, n, a, b, lv in zip(self.budgets, self.n_opt, lo, hi, self.loss_opt, strict=True)
+        ]
 
     @property
     def a(self) -> float:
@@ -281,8 +370,14 @@ class IsoFlopResult:
         return self.fit.a_ci95
 
     def to_dict(self) -> dict:
-        return {"budgets": self.budgets.tolist(), "N_opt": self.n_opt.tolist(), "loss_opt": self.loss_opt.tolist(),
-                "minima": self.minima, **self.fit.to_dict(), "warnings": list(self.warnings)}
+        return {
+            "budgets": self.budgets.tolist(),
+            "N_opt": self.n_opt.tolist(),
+            "loss_opt": self.loss_opt.tolist(),
+            "minima": self.minima,
+            **self.fit.to_dict(),
+            "warnings": list(self.warnings),
+        }
 
 
 def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: float = 0.05) -> IsoFlopResult:
@@ -325,8 +420,9 @@ def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: fl
             continue
         x0 = -c1 / (2 * c2)
         if x0 < lx.min() or x0 > lx.max():
-            warnings.append(f"budget C={c:.3g}: N_opt {np.exp(x0):.3g} lies outside the sampled sizes "
-                            f"(extrapolated)")
+            warnings.append(
+                f"budget C={c:.3g}: N_opt {np.exp(x0):.3g} lies outside the sampled sizes (extrapolated)"
+            )
         budgets.append(c)
         nopt.append(float(np.exp(x0)))
         nlo.append(float(np.exp(x0 - 1.96 * sd)))
@@ -335,5 +431,12 @@ def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: fl
     if len(budgets) < 3:
         raise FitError(f"isoflop: need at least 3 budgets with >= 3 model sizes each, got {len(budgets)}")
     pf = _loglog(np.array(budgets), np.array(nopt))
-    return IsoFlopResult(budgets=np.array(budgets), n_opt=np.array(nopt), loss_opt=np.array(lopt), fit=pf,
-                         warnings=warnings + pf.warnings, n_lo=np.array(nlo), n_hi=np.array(nhi))
+    return IsoFlopResult(
+        budgets=np.array(budgets),
+        n_opt=np.array(nopt),
+        loss_opt=np.array(lopt),
+        fit=pf,
+        warnings=warnings + pf.warnings,
+        n_lo=np.array(nlo),
+        n_hi=np.array(nhi),
+    )

@@ -183,15 +183,23 @@ def fit_tradeoff(B: ArrayLike, S: ArrayLike) -> dict[str, Any]:
     if b.size < 3 or np.unique(b).size < 2:
         raise InputError(f"fit_tradeoff needs >= 3 runs at >= 2 distinct batch sizes, got B={b.tolist()}")
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(s)) and np.all(b > 0) and np.all(s > 0)):
-        raise InputError(f"fit_tradeoff: B and S must be positive and finite, got B={b.tolist()}, "
-                         f"S={s.tolist()}")
+        raise InputError(
+            f"fit_tradeoff: B and S must be positive and finite, got B={b.tolist()}, S={s.tolist()}"
+        )
     A = np.column_stack([1.0 / s, 1.0 / (b * s)])  # rows divided by S: relative residuals
     (smin, emin), _ = nnls(A, np.ones_like(s))
     if not (smin > 0 and emin > 0):
-        raise InputError("fit_tradeoff: no positive (S_min, E_min) fits these runs: the batch sizes do not "
-                         f"straddle the critical batch (B={b.tolist()}, S={s.tolist()})")
+        raise InputError(
+            "fit_tradeoff: no positive (S_min, E_min) fits these runs: the batch sizes do not "
+            f"straddle the critical batch (B={b.tolist()}, S={s.tolist()})"
+        )
     shat = smin + emin / b
     with np.errstate(divide="ignore", invalid="ignore"):
         hyper = (s / smin - 1.0) * (b * s / emin - 1.0)
-    return {"S_min": float(smin), "E_min": float(emin), "B_crit": float(emin / smin),
-            "rel_residuals": (s - shat) / s, "hyperbola": hyper}
+    return {
+        "S_min": float(smin),
+        "E_min": float(emin),
+        "B_crit": float(emin / smin),
+        "rel_residuals": (s - shat) / s,
+        "hyperbola": hyper,
+    }

@@ -123,8 +123,10 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
             raise InputError(f"column {label!r} row {i + 1}: {v} must be positive, got {arr[i]:g}")
     n_params = len(form.param_names)
     if y.size <= n_params:
-        raise FitError(f"too few points for law {form.name!r}: {y.size} rows, need more than {n_params} "
-                       f"(one per parameter {list(form.param_names)} plus one)")
+        raise FitError(
+            f"too few points for law {form.name!r}: {y.size} rows, need more than {n_params} "
+            f"(one per parameter {list(form.param_names)} plus one)"
+        )
     return variables, y, notes
 
 

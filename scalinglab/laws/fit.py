@@ -95,16 +95,22 @@ class FitResult:
             return []
         names = self.form.param_names
         var = getattr(self.form, "var", None)
-        return [{"law": self.form.name, "var": var, "params": dict(zip(names, map(float, s), strict=True))}
-                for s in self.samples]
+        return [
+            {"law": self.form.name, "var": var, "params": dict(zip(names, map(float, s), strict=True))}
+            for s in self.samples
+        ]
 
     def summary(self) -> str:
-        """A readable table: parameters (with SE and 95% interval when bootstrapped), fit quality, warnings."""
+        """A readable table: parameters (SE and 95% interval when bootstrapped), fit quality, warnings."""
         lines = [f"Law {self.form.name}: {self.form.description}   ({self.form.units})"]
-        lines.append(f"points {self.n_points}   objective (summed Huber, delta={self.delta:g}) {self.objective:.6e}"
-                     f"   R^2(log) {self.r2_log:.4f}")
-        lines.append(f"converged: {'yes' if self.converged else 'NO'} ({self.message}); "
-                     f"{self.n_at_optimum} of {self.n_starts} starts reached the optimum")
+        lines.append(
+            f"points {self.n_points}   objective (summed Huber, delta={self.delta:g}) {self.objective:.6e}"
+            f"   R^2(log) {self.r2_log:.4f}"
+        )
+        lines.append(
+            f"converged: {'yes' if self.converged else 'NO'} ({self.message}); "
+            f"{self.n_at_optimum} of {self.n_starts} starts reached the optimum"
+        )
         head = f"{'param':>10} {'estimate':>13}"
         if self.se:
             head += f" {'SE':>11} {'95% low':>12} {'95% high':>12}"
@@ -165,15 +171,25 @@ class FitResult:
         ci = d.get("ci95")
         samples = d.get("samples")
         return cls(
-            form=form, params=params, theta=theta, objective=float(d.get("objective", float("nan"))),
-            n_points=int(d.get("n_points", 0)), residuals=np.asarray(d.get("residuals", []), dtype=float),
+            form=form,
+            params=params,
+            theta=theta,
+            objective=float(d.get("objective", float("nan"))),
+            n_points=int(d.get("n_points", 0)),
+            residuals=np.asarray(d.get("residuals", []), dtype=float),
             r2_log=float(d.get("r2_log", float("nan")) if d.get("r2_log") is not None else float("nan")),
-            converged=bool(d.get("converged", False)), message=str(d.get("message", "")),
-            n_starts=int(d.get("n_starts", 0)), n_at_optimum=int(d.get("n_at_optimum", 0)),
-            delta=float(d.get("delta", 1e-3)), warnings=list(d.get("warnings", [])), notes=list(d.get("notes", [])),
+            converged=bool(d.get("converged", False)),
+            message=str(d.get("message", "")),
+            n_starts=int(d.get("n_starts", 0)),
+            n_at_optimum=int(d.get("n_at_optimum", 0)),
+            delta=float(d.get("delta", 1e-3)),
+            warnings=list(d.get("warnings", [])),
+            notes=list(d.get("notes", [])),
             se=None if se is None else {k: float(v) for k, v in se.items()},
             ci95=None if ci is None else {k: (float(v[0]), float(v[1])) for k, v in ci.items()},
-            corr=d.get("corr"), n_bootstrap=int(d.get("n_bootstrap", 0)), seed=d.get("seed"),
+            corr=d.get("corr"),
+            n_bootstrap=int(d.get("n_bootstrap", 0)),
+            seed=d.get("seed"),
             samples=None if samples is None else np.asarray(samples, dtype=float),
         )
 
@@ -244,8 +260,10 @@ def _at_bounds(form: Form, theta: np.ndarray) -> list[str]:
         tol = 1e-6 * (hi - lo)
         if t <= lo + tol or t >= hi - tol:
             side = "lower" if t <= lo + tol else "upper"
-            out.append(f"parameter {name} is at its {side} bound ({t:g}): the optimum lies outside the allowed "
-                       f"range or the parameter is not identified")
+            out.append(
+                f"parameter {name} is at its {side} bound ({t:g}): the optimum lies outside the allowed "
+                f"range or the parameter is not identified"
+            )
     return out
 
 
@@ -270,20 +288,26 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
     for v, x in spans.items():
         dec = decades(x)
         if dec < MIN_DECADES:
-            out.append(f"{v} spans only {dec:.2f} decades (< {MIN_DECADES}): its exponent is poorly identified")
+            out.append(
+                f"{v} spans only {dec:.2f} decades (< {MIN_DECADES}): its exponent is poorly identified"
+            )
     _, J = form.log_eval(np.asarray(theta, dtype=float)[None, :], logx)
     for name, col in zip(form.theta_names, np.max(np.abs(J[0]), axis=0), strict=True):
         if col < 1e-3:
-            out.append(f"parameter {name} barely changes the prediction anywhere in the data "
-                       f"(max |d log y/d {name}| = {col:.1e}): it is not identified by these data")
+            out.append(
+                f"parameter {name} barely changes the prediction anywhere in the data "
+                f"(max |d log y/d {name}| = {col:.1e}): it is not identified by these data"
+            )
     exps = list(form.exponents)
     if corr_params is not None:
         for i, a in enumerate(exps):
             for b in exps[i + 1 :]:
                 c = corr_params.get(a, {}).get(b)
                 if c is not None and abs(c) > CORR_MAX:
-                    out.append(f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (bootstrap): not separately "
-                               f"identifiable")
+                    out.append(
+                        f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (bootstrap): not separately "
+                        f"identifiable"
+                    )
     else:
         C = _local_corr(form, theta, logx)
         if C is None:
@@ -294,13 +318,16 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
                 for b in exps[i + 1 :]:
                     c = C[idx[a], idx[b]]
                     if abs(c) > CORR_MAX:
-                        out.append(f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (local estimate): not "
-                                   f"separately identifiable")
+                        out.append(
+                            f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (local estimate): not "
+                            f"separately identifiable"
+                        )
     return out
 
 
-def bootstrap_fit(form: Form, theta_hat: np.ndarray, logx, logy, delta: float, n_boot: int, seed: int,
-                  n_perturbed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_fit(
+    form: Form, theta_hat: np.ndarray, logx, logy, delta: float, n_boot: int, seed: int, n_perturbed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Refit on ``n_boot`` resamples (with replacement, seeded) all at once; returns (thetas, converged).
 
     Each resample starts from the full-data optimum and from ``n_perturbed`` jittered copies of it
@@ -328,9 +355,19 @@ def bootstrap_fit(form: Form, theta_hat: np.ndarray, logx, logy, delta: float, n
     return thetas, conv
 
 
-def fit(form: Form | str, data, *, loss: str | None = None, columns: Mapping[str, str] | None = None,
-        var: str | None = None, delta: float = 1e-3, starts=None, bootstrap: int = 0, seed: int = 0,
-        drop_highest: int = 0) -> FitResult:
+def fit(
+    form: Form | str,
+    data,
+    *,
+    loss: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    var: str | None = None,
+    delta: float = 1e-3,
+    starts=None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    drop_highest: int = 0,
+) -> FitResult:
     """Fit ``form`` (a Form or a name, see ``forms.get_form``) to ``data`` (DataFrame or dict of arrays).
 
     Columns are named after the form's variables (N, D, C, S, L) and the target (``loss`` or L; B for
@@ -344,7 +381,9 @@ def fit(form: Form | str, data, *, loss: str | None = None, columns: Mapping[str
     variables, y, notes = prepare(form, data, loss=loss, columns=columns)
     if drop_highest:
         if drop_highest < 0 or drop_highest >= y.size:
-            raise InputError(f"drop_highest={drop_highest} must be between 0 and the number of rows ({y.size})")
+            raise InputError(
+                f"drop_highest={drop_highest} must be between 0 and the number of rows ({y.size})"
+            )
         keep = np.sort(np.argsort(y, kind="stable")[: y.size - drop_highest])
         variables = {k: v[keep] for k, v in variables.items()}
         y = y[keep]
@@ -369,9 +408,22 @@ def fit(form: Form | str, data, *, loss: str | None = None, columns: Mapping[str
     warnings += _at_bounds(form, theta)
     if len(theta0) > 1 and n_at == 1:
         warnings.append(f"only 1 of {len(theta0)} starts reached the optimum: it may not be the global one")
-    result = FitResult(form=form, params=params, theta=theta, objective=f_best, n_points=int(y.size),
-                       residuals=resid, r2_log=r2, converged=converged, message=message, n_starts=len(theta0),
-                       n_at_optimum=n_at, delta=delta, warnings=warnings, notes=notes)
+    result = FitResult(
+        form=form,
+        params=params,
+        theta=theta,
+        objective=f_best,
+        n_points=int(y.size),
+        residuals=resid,
+        r2_log=r2,
+        converged=converged,
+        message=message,
+        n_starts=len(theta0),
+        n_at_optimum=n_at,
+        delta=delta,
+        warnings=warnings,
+        notes=notes,
+    )
     corr_params = None
     if bootstrap:
         thetas, conv = bootstrap_fit(form, theta, logx, logy, delta, int(bootstrap), seed)
@@ -396,8 +448,16 @@ def fit(form: Form | str, data, *, loss: str | None = None, columns: Mapping[str
     return result
 
 
-def assess(form: Form | str, data, params: Mapping[str, float], *, loss: str | None = None,
-           columns: Mapping[str, str] | None = None, var: str | None = None, delta: float = 1e-3) -> FitResult:
+def assess(
+    form: Form | str,
+    data,
+    params: Mapping[str, float],
+    *,
+    loss: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    var: str | None = None,
+    delta: float = 1e-3,
+) -> FitResult:
     """Judge given parameters (e.g. another tool's answer) on ``data`` without optimising: objective,
     residuals, and the same convergence verdict ``fit`` gives (is this a minimum of the summed Huber?)."""
     form = _resolve_form(form, data, var)
@@ -413,11 +473,22 @@ def assess(form: Form | str, data, params: Mapping[str, float], *, loss: str | N
     resid = logy - form.log_eval(theta[None, :], logx, jac=False)[0]
     ss_tot = float(np.sum((logy - logy.mean()) ** 2))
     warnings = [] if converged else [f"not a minimum of the summed Huber objective: {message}"]
-    return FitResult(form=form, params={k: float(params[k]) for k in form.param_names}, theta=theta, objective=f,
-                     n_points=int(y.size), residuals=resid,
-                     r2_log=1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan"),
-                     converged=converged, message=message, n_starts=0, n_at_optimum=0, delta=delta,
-                     warnings=warnings + _at_bounds(form, theta), notes=notes)
+    return FitResult(
+        form=form,
+        params={k: float(params[k]) for k in form.param_names},
+        theta=theta,
+        objective=f,
+        n_points=int(y.size),
+        residuals=resid,
+        r2_log=1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan"),
+        converged=converged,
+        message=message,
+        n_starts=0,
+        n_at_optimum=0,
+        delta=delta,
+        warnings=warnings + _at_bounds(form, theta),
+        notes=notes,
+    )
 
 
 @dataclass
@@ -450,17 +521,27 @@ class BacktestResult:
         return float(np.mean(self.covered))
 
     def summary(self) -> str:
-        lines = [f"Back-test of {self.fit.law}: fit on {self.fit.n_points} runs, predict the {self.observed.size} "
-                 f"largest by {self.by}",
-                 f"mean |relative error| {self.mean_abs_rel_error:.4f}; 95% prediction-interval coverage "
-                 f"{int(self.covered.sum())}/{self.covered.size}"]
+        lines = [
+            f"Back-test of {self.fit.law}: fit on {self.fit.n_points} runs, predict the {self.observed.size} "
+            f"largest by {self.by}",
+            f"mean |relative error| {self.mean_abs_rel_error:.4f}; 95% prediction-interval coverage "
+            f"{int(self.covered.sum())}/{self.covered.size}",
+        ]
         for o, p, lo, hi in zip(self.observed, self.predicted, self.low, self.high, strict=True):
             lines.append(f"  observed {o:.4f}  predicted {p:.4f}  [{lo:.4f}, {hi:.4f}]")
         return "\n".join(lines)
 
 
-def backtest(form: Form | str, data, holdout: int | float = 0.2, *, by: str | None = None,
-             bootstrap: int = 200, seed: int = 0, **fit_kwargs) -> BacktestResult:
+def backtest(
+    form: Form | str,
+    data,
+    holdout: int | float = 0.2,
+    *,
+    by: str | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+    **fit_kwargs,
+) -> BacktestResult:
     """Hold out the ``holdout`` largest runs (a count, or a fraction < 1) by variable ``by`` (default C if
     present, else the form's first variable), fit the rest with a bootstrap, and check the held-out runs
     against the predictions and the fit's own 95% prediction intervals."""
@@ -490,5 +571,6 @@ def backtest(form: Form | str, data, holdout: int | float = 0.2, *, by: str | No
     test_vars = {v: variables[v][test] for v in form.variables}
     pred = res.predict(**test_vars)
     lo, hi = res.predict_interval(**test_vars)
-    return BacktestResult(fit=res, by=by, observed=y[test], predicted=np.asarray(pred), low=lo, high=hi,
-                          variables=test_vars)
+    return BacktestResult(
+        fit=res, by=by, observed=y[test], predicted=np.asarray(pred), low=lo, high=hi, variables=test_vars
+    )

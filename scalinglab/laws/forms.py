@@ -54,7 +54,7 @@ class Form:
 
     # --- the model in fitting coordinates -------------------------------------------------------
     def log_eval(self, theta: np.ndarray, logx: Mapping[str, np.ndarray], jac: bool = True):
-        """log y for theta (K, p) at log variables (n,): returns (K, n) and, if jac, d log y/d theta (K, n, p)."""
+        """log y for theta (K, p) at log variables (n,): (K, n) and, if jac, d log y/d theta (K, n, p)."""
         raise NotImplementedError
 
     def to_params(self, theta: np.ndarray) -> dict[str, float]:
@@ -80,7 +80,9 @@ class Form:
         shape = arrs[0].shape
         for v, a in zip(self.variables, arrs, strict=True):
             if np.any(~(a > 0)):
-                raise InputError(f"{v} must be positive and finite to evaluate {self.name}, got {a.ravel()[:3]}")
+                raise InputError(
+                    f"{v} must be positive and finite to evaluate {self.name}, got {a.ravel()[:3]}"
+                )
         logx = {v: np.log(a.ravel()) for v, a in zip(self.variables, arrs, strict=True)}
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             ly = self.log_eval(self.to_theta(params)[None, :], logx, jac=False)[0]
@@ -92,7 +94,7 @@ class Form:
 
 
 class PowerLaw(Form):
-    """y = (x_c / x)^alpha (Kaplan L(N), L(D), L(C_min)). Fitted as log y = a - alpha log x, a = alpha log x_c."""
+    """y = (x_c / x)^alpha (Kaplan L(N), L(D), L(C_min)). Fitted as a - alpha log x, a = alpha log x_c."""
 
     def __init__(self, var: str = "N") -> None:
         self.var = var
@@ -156,8 +158,11 @@ class PowerLawPlusConstant(Form):
 
     def to_params(self, theta):
         e, a, al = (float(v) for v in theta)
-        return {"L_inf": float(np.exp(e)), f"{self.var}_0": float(np.exp(a / al)) if al else float("inf"),
-                "alpha": al}
+        return {
+            "L_inf": float(np.exp(e)),
+            f"{self.var}_0": float(np.exp(a / al)) if al else float("inf"),
+            "alpha": al,
+        }
 
     def to_theta(self, params):
         al = float(params["alpha"])
@@ -208,8 +213,15 @@ class ChinchillaND(Form):
         return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": al, "beta": be}
 
     def to_theta(self, params):
-        return np.array([np.log(float(params["E"])), np.log(float(params["A"])), np.log(float(params["B"])),
-                         float(params["alpha"]), float(params["beta"])])
+        return np.array(
+            [
+                np.log(float(params["E"])),
+                np.log(float(params["A"])),
+                np.log(float(params["B"])),
+                float(params["alpha"]),
+                float(params["beta"]),
+            ]
+        )
 
     def theta_bounds(self):
         return [(-20.0, 10.0), (-50.0, 100.0), (-50.0, 100.0), (0.0, 10.0), (0.0, 10.0)]
@@ -225,7 +237,8 @@ class ChinchillaND(Form):
 class KaplanND(Form):
     """L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Kaplan 2020 eq. 1.5). N non-embedding, D tokens.
 
-    Fitted as log L = alpha_D * LSE(u, v), u = (a_N - alpha_N log N)/alpha_D, v = (a_D - alpha_D log D)/alpha_D,
+    Fitted as log L = alpha_D * LSE(u, v), u = (a_N - alpha_N log N)/alpha_D,
+    v = (a_D - alpha_D log D)/alpha_D,
     with a_N = alpha_N log N_c and a_D = alpha_D log D_c.
     """
 
@@ -250,7 +263,12 @@ class KaplanND(Form):
 
     def to_params(self, theta):
         aN, aD, alN, alD = (float(v) for v in theta)
-        return {"N_c": float(np.exp(aN / alN)), "D_c": float(np.exp(aD / alD)), "alpha_N": alN, "alpha_D": alD}
+        return {
+            "N_c": float(np.exp(aN / alN)),
+            "D_c": float(np.exp(aD / alD)),
+            "alpha_N": alN,
+            "alpha_D": alD,
+        }
 
     def to_theta(self, params):
         alN, alD = float(params["alpha_N"]), float(params["alpha_D"])
@@ -291,7 +309,12 @@ class KaplanNS(Form):
 
     def to_params(self, theta):
         aN, aS, alN, alS = (float(v) for v in theta)
-        return {"N_c": float(np.exp(aN / alN)), "S_c": float(np.exp(aS / alS)), "alpha_N": alN, "alpha_S": alS}
+        return {
+            "N_c": float(np.exp(aN / alN)),
+            "S_c": float(np.exp(aS / alS)),
+            "alpha_N": alN,
+            "alpha_S": alS,
+        }
 
     def to_theta(self, params):
         alN, alS = float(params["alpha_N"]), float(params["alpha_S"])
@@ -312,7 +335,7 @@ class KaplanNS(Form):
 
 
 class CriticalBatch(Form):
-    """B_crit(L) = B_star / L^(1/alpha_B) (Kaplan 2020 eq. 1.4): target B (tokens), variable L (nats/token)."""
+    """B_crit(L) = B_star / L^(1/alpha_B) (Kaplan 2020 eq. 1.4): target B (tokens), variable L (nats/tok)."""
 
     name = "bcrit"
     description = "B_crit = B_star / L^(1/alpha_B)"
@@ -376,12 +399,26 @@ class BrokenPowerLaw(Form):
 
     def to_params(self, theta):
         e, lb, c0, c1, ld, f = (float(v) for v in theta)
-        return {"L_inf": float(np.exp(e)), "b": float(np.exp(lb)), "c0": c0, "c1": c1, "d1": float(np.exp(ld)),
-                "f1": f}
+        return {
+            "L_inf": float(np.exp(e)),
+            "b": float(np.exp(lb)),
+            "c0": c0,
+            "c1": c1,
+            "d1": float(np.exp(ld)),
+            "f1": f,
+        }
 
     def to_theta(self, params):
-        return np.array([np.log(float(params["L_inf"])), np.log(float(params["b"])), float(params["c0"]),
-                         float(params["c1"]), np.log(float(params["d1"])), float(params["f1"])])
+        return np.array(
+            [
+                np.log(float(params["L_inf"])),
+                np.log(float(params["b"])),
+                float(params["c0"]),
+                float(params["c1"]),
+                np.log(float(params["d1"])),
+                float(params["f1"]),
+            ]
+        )
 
     def theta_bounds(self):
         return [(-20.0, 10.0), (-300.0, 300.0), (-2.0, 5.0), (-5.0, 5.0), (-300.0, 300.0), (0.02, 10.0)]

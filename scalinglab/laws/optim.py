@@ -1,9 +1,9 @@
-"""The optimiser behind ``fit``: summed Huber loss on log residuals, batched Levenberg-Marquardt, L-BFGS-B polish.
+"""The optimiser behind ``fit``: summed Huber on log residuals, batched Levenberg-Marquardt, L-BFGS-B polish.
 
-Objective (Hoffmann 2022; Besiroglu 2024): sum_i w_i huber_delta(log y_i - log yhat_i), delta = 1e-3, **summed**
-over points. (The mean makes the objective ~1e-6, below what L-BFGS-B's default ftol can see, so it stops after
-a couple of iterations: the trap in SPEC (e). We sum, and the polish additionally rescales the objective to
-order 1 so that its tolerances mean what they say.)
+Objective (Hoffmann 2022; Besiroglu 2024): sum_i w_i huber_delta(log y_i - log yhat_i), delta = 1e-3,
+**summed** over points. (The mean makes the objective ~1e-6, below what L-BFGS-B's default ftol sees, so
+it stops after a couple of iterations: the trap in SPEC (e). We sum, and the polish also rescales the
+objective to order 1 so that its tolerances mean what they say.)
 
 Many starts (or many bootstrap resamples) are optimised at once: each iteration solves a damped, IRLS-weighted
 Gauss-Newton system (J^T W J + lambda diag) step = -grad for every row in one batched numpy call, with per-row
@@ -30,8 +30,14 @@ def huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def objective(form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, delta: float,
-              weights: np.ndarray | None = None) -> np.ndarray:
+def objective(
+    form: Form,
+    theta: np.ndarray,
+    logx: Mapping,
+    logy: np.ndarray,
+    delta: float,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """Summed Huber of log residuals for each row of theta (K, p) -> (K,). ``weights``: (n,) or (K, n)."""
     with np.errstate(over="ignore", invalid="ignore"):
         r = logy[None, :] - form.log_eval(np.atleast_2d(theta), logx, jac=False)
@@ -65,6 +71,16 @@ def blas_single_thread():
     return threadpool_limits(1)
 
 
+_POOL: dict[int, ThreadPoolExecutor] = {}
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    """One long-lived pool per thread count (creating threads on every iteration is slow)."""
+    if n not in _POOL:
+        _POOL[n] = ThreadPoolExecutor(n, thread_name_prefix="scalinglab-laws")
+    return _POOL[n]
+
+
 def _threads() -> int:
     try:
         return max(1, int(os.environ.get("SCALINGLAB_THREADS", "2")))
@@ -72,8 +88,17 @@ def _threads() -> int:
         return 2
 
 
-def _gn_terms(form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, delta: float,
-              weights: np.ndarray | None, eps: float, dtype, chunk: int = 128):
+def _gn_terms(
+    form: Form,
+    theta: np.ndarray,
+    logx: Mapping,
+    logy: np.ndarray,
+    delta: float,
+    weights: np.ndarray | None,
+    eps: float,
+    dtype,
+    chunk: int = 128,
+):
     """Objective (K,), gradient (K, p) and IRLS Gauss-Newton matrix (K, p, p), in row chunks on a few threads.
 
     IRLS weight w = 1 inside |r| <= delta and eps*delta/|r| outside (eps < 1 under-weights the linear zone,
@@ -104,9 +129,8 @@ def _gn_terms(form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, de
 
     starts = range(0, K, chunk)
     n_threads = min(_threads(), len(starts))
-    if n_threads > 1:
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(work, starts))
+    if n_threads > 1 and K * logy.size >= 100_000:  # below that, thread hand-offs cost more than they save
+        list(_executor(n_threads).map(work, starts))
     else:
         for s in starts:
             work(s)
@@ -117,9 +141,18 @@ def _gn_terms(form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, de
     return F, G, H
 
 
-def batched_lm(form: Form, theta0: np.ndarray, logx: Mapping, logy: np.ndarray, delta: float,
-               weights: np.ndarray | None = None, max_iter: int = 300, ftol: float = 1e-10,
-               dtype=np.float64, eps: float = 0.1) -> BatchResult:
+def batched_lm(
+    form: Form,
+    theta0: np.ndarray,
+    logx: Mapping,
+    logy: np.ndarray,
+    delta: float,
+    weights: np.ndarray | None = None,
+    max_iter: int = 300,
+    ftol: float = 1e-10,
+    dtype=np.float64,
+    eps: float = 0.1,
+) -> BatchResult:
     """Damped IRLS Gauss-Newton (Levenberg-Marquardt) on all rows of theta0 at once, within the form's bounds.
 
     ``weights`` (K, n) gives each row its own point weights (bootstrap counts); (n,) or None share them.
@@ -155,7 +188,9 @@ def batched_lm(form: Form, theta0: np.ndarray, logx: Mapping, logy: np.ndarray, 
         step = np.where(np.isfinite(step), step, 0.0)
         step /= np.maximum(np.max(np.abs(step) / cap, axis=1, keepdims=True), 1.0)
         new = _project(th + step, lo, hi)
-        f_new, G_new, H_new = _gn_terms(form, new, logx, logy, delta, None if W is None else W[idx], eps, dtype)
+        f_new, G_new, H_new = _gn_terms(
+            form, new, logx, logy, delta, None if W is None else W[idx], eps, dtype
+        )
         f_old = f[idx]
         acc = f_new < f_old
         gain = np.where(acc, (f_old - f_new) / np.maximum(f_old, 1e-300), 0.0)
@@ -178,8 +213,14 @@ class PolishResult:
     grad_norm: float  # projected gradient, relative to the objective
 
 
-def gradient(form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, delta: float,
-             weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+def gradient(
+    form: Form,
+    theta: np.ndarray,
+    logx: Mapping,
+    logy: np.ndarray,
+    delta: float,
+    weights: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
     ly, J = form.log_eval(theta[None, :], logx)
     r = logy - ly[0]
     psi = np.clip(r, -delta, delta)
@@ -196,9 +237,15 @@ def projected_grad_norm(form: Form, theta: np.ndarray, g: np.ndarray) -> float:
     return float(np.max(np.abs(g[free]))) if free.any() else 0.0
 
 
-def polish(form: Form, theta0: np.ndarray, logx: Mapping, logy: np.ndarray, delta: float,
-           weights: np.ndarray | None = None) -> PolishResult:
-    """L-BFGS-B with the analytic gradient, objective rescaled to ~1 and tight tolerances (ftol 1e-15, gtol 1e-12)."""
+def polish(
+    form: Form,
+    theta0: np.ndarray,
+    logx: Mapping,
+    logy: np.ndarray,
+    delta: float,
+    weights: np.ndarray | None = None,
+) -> PolishResult:
+    """L-BFGS-B, analytic gradient, objective rescaled to ~1, tight tolerances (ftol 1e-15, gtol 1e-12)."""
     f0, _ = gradient(form, theta0, logx, logy, delta, weights)
     scale = 1.0 / max(f0, 1e-300)
 
@@ -209,10 +256,18 @@ def polish(form: Form, theta0: np.ndarray, logx: Mapping, logy: np.ndarray, delt
             return 1e300, np.zeros_like(t)
         return f * scale, g * scale
 
-    res = minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=form.theta_bounds(),
-                   options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000, "maxcor": 20})
+    res = minimize(
+        fun,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=form.theta_bounds(),
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000, "maxcor": 20},
+    )
     theta = res.x if res.fun <= f0 * scale else theta0
     f, g = gradient(form, theta, logx, logy, delta, weights)
     gn = projected_grad_norm(form, theta, g) / max(f, 1e-300)
     msg = res.message if isinstance(res.message, str) else str(res.message)
-    return PolishResult(theta=theta, f=f, success=bool(res.success), message=msg, nit=int(res.nit), grad_norm=gn)
+    return PolishResult(
+        theta=theta, f=f, success=bool(res.success), message=msg, nit=int(res.nit), grad_norm=gn
+    )

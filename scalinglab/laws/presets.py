@@ -61,48 +61,111 @@ class Frontier:
     D_e: float = 2e10  # tokens (one epoch)
     p_D: float = 0.27
     loss_law: str = "kaplan2020-Cmin"
-    units: dict[str, str] = field(default_factory=lambda: {"C": "PF-days", "N": "non-embedding params",
-                                                           "B": "tokens", "S": "steps", "D": "tokens"})
+    units: dict[str, str] = field(
+        default_factory=lambda: {
+            "C": "PF-days",
+            "N": "non-embedding params",
+            "B": "tokens",
+            "S": "steps",
+            "D": "tokens",
+        }
+    )
 
     def at(self, C_pfdays: float) -> dict[str, float]:
         c = float(C_pfdays)
-        return {"N_opt": self.N_e * c**self.p_N, "B": self.B_e * c**self.p_B, "S": self.S_e * c**self.p_S,
-                "D_opt": self.D_e * c**self.p_D}
+        return {
+            "N_opt": self.N_e * c**self.p_N,
+            "B": self.B_e * c**self.p_B,
+            "S": self.S_e * c**self.p_S,
+            "D_opt": self.D_e * c**self.p_D,
+        }
 
 
 _KAPLAN = "Kaplan et al. 2020"
-_UNITS_K = {"loss": "nats/token", "N": "non-embedding params", "D": "tokens", "C": "PF-days", "S": "steps",
-            "B": "tokens", "L": "nats/token"}
+_UNITS_K = {
+    "loss": "nats/token",
+    "N": "non-embedding params",
+    "D": "tokens",
+    "C": "PF-days",
+    "S": "steps",
+    "B": "tokens",
+    "L": "nats/token",
+}
 _UNITS_H = {"loss": "nats/token", "N": "params (all)", "D": "tokens", "C": "FLOPs"}
 
 
 def _p(name, form, params, source, units=None, note="", se=None) -> Preset:
-    return Preset(name=name, form=form, params=params, source=source, units=units or _UNITS_K, note=note, se=se)
+    return Preset(
+        name=name, form=form, params=params, source=source, units=units or _UNITS_K, note=note, se=se
+    )
 
 
 PRESETS: dict[str, Preset] = {}
 for _pr in [
     _p("kaplan2020-N", PowerLaw("N"), {"N_c": 8.8e13, "alpha": 0.076}, f"{_KAPLAN}, eq. 1.1 / Table 5"),
     _p("kaplan2020-D", PowerLaw("D"), {"D_c": 5.4e13, "alpha": 0.095}, f"{_KAPLAN}, eq. 1.2 / Table 5"),
-    _p("kaplan2020-Cmin", PowerLaw("C"), {"C_c": 3.1e8, "alpha": 0.050}, f"{_KAPLAN}, eq. 1.3 / Table 5",
-       note="C is C_min in PF-days"),
-    _p("kaplan2020-C", PowerLaw("C"), {"C_c": 1.6e7, "alpha": 0.057}, f"{_KAPLAN}, Table 5 (naive, fixed batch)",
-       note="C in PF-days"),
-    _p("kaplan2020-ND", KaplanND(), {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103},
-       f"{_KAPLAN}, eq. 1.5, Table 2"),
-    _p("kaplan2020-NS", KaplanNS(), {"N_c": 6.5e13, "S_c": 2.1e3, "alpha_N": 0.077, "alpha_S": 0.76},
-       f"{_KAPLAN}, eq. 1.6, Table 3", note="S is S_min, steps at B >> B_crit"),
-    _p("kaplan2020-Bcrit", CriticalBatch(), {"B_star": 2.1e8, "alpha_B": 0.21}, f"{_KAPLAN}, eq. 1.4 / Table 5",
-       note="B_crit in tokens from L in nats/token (eq. 1.4 says ~2e8; Table 5 2.1e8)"),
-    _p("hoffmann2022", ChinchillaND(), {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28},
-       "Hoffmann et al. 2022, Approach 3, eq. 10 (rounded)", units=_UNITS_H),
-    _p("hoffmann2022-unrounded", ChinchillaND(),
-       {"E": float(np.exp(0.5267228)), "A": float(np.exp(6.0073404)), "B": float(np.exp(6.0179186)),
-        "alpha": 0.33917084, "beta": 0.2849083}, "Hoffmann et al. 2022 TeX source, as used by Epoch",
-       units=_UNITS_H),
-    _p("besiroglu2024", ChinchillaND(), {"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3659},
-       "Besiroglu et al. 2024 (Epoch AI), Huber-likelihood fit on 240 digitised Chinchilla runs",
-       units=_UNITS_H, se={"E": 0.0257, "A": 124.52, "B": 1293.28, "alpha": 0.0154, "beta": 0.0206}),
+    _p(
+        "kaplan2020-Cmin",
+        PowerLaw("C"),
+        {"C_c": 3.1e8, "alpha": 0.050},
+        f"{_KAPLAN}, eq. 1.3 / Table 5",
+        note="C is C_min in PF-days",
+    ),
+    _p(
+        "kaplan2020-C",
+        PowerLaw("C"),
+        {"C_c": 1.6e7, "alpha": 0.057},
+        f"{_KAPLAN}, Table 5 (naive, fixed batch)",
+        note="C in PF-days",
+    ),
+    _p(
+        "kaplan2020-ND",
+        KaplanND(),
+        {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103},
+        f"{_KAPLAN}, eq. 1.5, Table 2",
+    ),
+    _p(
+        "kaplan2020-NS",
+        KaplanNS(),
+        {"N_c": 6.5e13, "S_c": 2.1e3, "alpha_N": 0.077, "alpha_S": 0.76},
+        f"{_KAPLAN}, eq. 1.6, Table 3",
+        note="S is S_min, steps at B >> B_crit",
+    ),
+    _p(
+        "kaplan2020-Bcrit",
+        CriticalBatch(),
+        {"B_star": 2.1e8, "alpha_B": 0.21},
+        f"{_KAPLAN}, eq. 1.4 / Table 5",
+        note="B_crit in tokens from L in nats/token (eq. 1.4 says ~2e8; Table 5 2.1e8)",
+    ),
+    _p(
+        "hoffmann2022",
+        ChinchillaND(),
+        {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28},
+        "Hoffmann et al. 2022, Approach 3, eq. 10 (rounded)",
+        units=_UNITS_H,
+    ),
+    _p(
+        "hoffmann2022-unrounded",
+        ChinchillaND(),
+        {
+            "E": float(np.exp(0.5267228)),
+            "A": float(np.exp(6.0073404)),
+            "B": float(np.exp(6.0179186)),
+            "alpha": 0.33917084,
+            "beta": 0.2849083,
+        },
+        "Hoffmann et al. 2022 TeX source, as used by Epoch",
+        units=_UNITS_H,
+    ),
+    _p(
+        "besiroglu2024",
+        ChinchillaND(),
+        {"E": 1.8169, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3659},
+        "Besiroglu et al. 2024 (Epoch AI), Huber-likelihood fit on 240 digitised Chinchilla runs",
+        units=_UNITS_H,
+        se={"E": 0.0257, "A": 124.52, "B": 1293.28, "alpha": 0.0154, "beta": 0.0206},
+    ),
 ]:
     PRESETS[_pr.name] = _pr
 
@@ -131,13 +194,48 @@ for _dom, (_ln, _lc, _nopt) in HENIGHAN_TABLE1.items():
         _linf, _x0, _al = _row
         _units = {"loss": "nats/token", "N": "non-embedding params", "C": "PF-days"}
         if _linf == 0.0:
-            _pr = _p(f"henighan2020-{_dom}-{_var}", PowerLaw(_var), {f"{_var}_c": _x0, "alpha": _al}, _HEN, _units)
+            _pr = _p(
+                f"henighan2020-{_dom}-{_var}", PowerLaw(_var), {f"{_var}_c": _x0, "alpha": _al}, _HEN, _units
+            )
         else:
-            _pr = _p(f"henighan2020-{_dom}-{_var}", PowerLawPlusConstant(_var),
-                     {"L_inf": _linf, f"{_var}_0": _x0, "alpha": _al}, _HEN, _units)
+            _pr = _p(
+                f"henighan2020-{_dom}-{_var}",
+                PowerLawPlusConstant(_var),
+                {"L_inf": _linf, f"{_var}_0": _x0, "alpha": _al},
+                _HEN,
+                _units,
+            )
         PRESETS[_pr.name] = _pr
 
 KAPLAN_FRONTIER = Frontier()
+
+
+@dataclass(frozen=True)
+class HenighanNopt:
+    """Henighan 2020 Table 1: N_opt(C) = (C/c_0)^beta for one domain (C in PF-days, N non-embedding)."""
+
+    domain: str
+    c0: float
+    beta: float
+
+    @property
+    def name(self) -> str:
+        return f"henighan2020-{self.domain}-Nopt"
+
+    @property
+    def loss_law(self) -> str | None:
+        key = f"henighan2020-{self.domain}-C"
+        return key if key in PRESETS else None
+
+    def at(self, C_pfdays: float) -> float:
+        return float((C_pfdays / self.c0) ** self.beta)
+
+
+HENIGHAN_NOPT = {
+    f"henighan2020-{d}-Nopt": HenighanNopt(d, row[2][0], row[2][1])
+    for d, row in HENIGHAN_TABLE1.items()
+    if row[2] is not None
+}
 
 
 def henighan_n_opt(domain: str, C_pfdays: float) -> float:
@@ -152,25 +250,92 @@ def henighan_n_opt(domain: str, C_pfdays: float) -> float:
 # GPT-3 (Brown et al. 2020) Table 2.1, verbatim: all trained on 300B tokens, n_ctx 2048, d_ff = 4 d_model,
 # batch in tokens. Two printed cells are inconsistent and kept as printed, flagged in "flags".
 GPT3_MODELS: list[dict] = [
-    {"name": "gpt3-small", "n_params": 125e6, "n_layer": 12, "d_model": 768, "n_head": 12, "d_head": 64,
-     "batch_tokens": 0.5e6, "lr": 6.0e-4},
-    {"name": "gpt3-medium", "n_params": 350e6, "n_layer": 24, "d_model": 1024, "n_head": 16, "d_head": 64,
-     "batch_tokens": 0.5e6, "lr": 3.0e-4},
-    {"name": "gpt3-large", "n_params": 760e6, "n_layer": 24, "d_model": 1536, "n_head": 16, "d_head": 96,
-     "batch_tokens": 0.5e6, "lr": 2.5e-4},
-    {"name": "gpt3-xl", "n_params": 1.3e9, "n_layer": 24, "d_model": 2048, "n_head": 24, "d_head": 128,
-     "batch_tokens": 1e6, "lr": 2.0e-4,
-     "flags": ["n_head * d_head = 3072 != d_model 2048 as printed; 2048 reproduces the parameter count"]},
-    {"name": "gpt3-2.7b", "n_params": 2.7e9, "n_layer": 32, "d_model": 2560, "n_head": 32, "d_head": 80,
-     "batch_tokens": 1e6, "lr": 1.6e-4},
-    {"name": "gpt3-6.7b", "n_params": 6.7e9, "n_layer": 32, "d_model": 4096, "n_head": 32, "d_head": 128,
-     "batch_tokens": 2e6, "lr": 1.2e-4},
-    {"name": "gpt3-13b", "n_params": 13.0e9, "n_layer": 40, "d_model": 5140, "n_head": 40, "d_head": 128,
-     "batch_tokens": 2e6, "lr": 1.0e-4,
-     "flags": ["d_model 5140 as printed is not divisible by n_head 40; 5120 (= 40 * 128) reproduces the "
-               "parameter count exactly and is the likely true width"], "d_model_likely": 5120},
-    {"name": "gpt3-175b", "n_params": 175.0e9, "n_layer": 96, "d_model": 12288, "n_head": 96, "d_head": 128,
-     "batch_tokens": 3.2e6, "lr": 0.6e-4},
+    {
+        "name": "gpt3-small",
+        "n_params": 125e6,
+        "n_layer": 12,
+        "d_model": 768,
+        "n_head": 12,
+        "d_head": 64,
+        "batch_tokens": 0.5e6,
+        "lr": 6.0e-4,
+    },
+    {
+        "name": "gpt3-medium",
+        "n_params": 350e6,
+        "n_layer": 24,
+        "d_model": 1024,
+        "n_head": 16,
+        "d_head": 64,
+        "batch_tokens": 0.5e6,
+        "lr": 3.0e-4,
+    },
+    {
+        "name": "gpt3-large",
+        "n_params": 760e6,
+        "n_layer": 24,
+        "d_model": 1536,
+        "n_head": 16,
+        "d_head": 96,
+        "batch_tokens": 0.5e6,
+        "lr": 2.5e-4,
+    },
+    {
+        "name": "gpt3-xl",
+        "n_params": 1.3e9,
+        "n_layer": 24,
+        "d_model": 2048,
+        "n_head": 24,
+        "d_head": 128,
+        "batch_tokens": 1e6,
+        "lr": 2.0e-4,
+        "flags": ["n_head * d_head = 3072 != d_model 2048 as printed; 2048 reproduces the parameter count"],
+    },
+    {
+        "name": "gpt3-2.7b",
+        "n_params": 2.7e9,
+        "n_layer": 32,
+        "d_model": 2560,
+        "n_head": 32,
+        "d_head": 80,
+        "batch_tokens": 1e6,
+        "lr": 1.6e-4,
+    },
+    {
+        "name": "gpt3-6.7b",
+        "n_params": 6.7e9,
+        "n_layer": 32,
+        "d_model": 4096,
+        "n_head": 32,
+        "d_head": 128,
+        "batch_tokens": 2e6,
+        "lr": 1.2e-4,
+    },
+    {
+        "name": "gpt3-13b",
+        "n_params": 13.0e9,
+        "n_layer": 40,
+        "d_model": 5140,
+        "n_head": 40,
+        "d_head": 128,
+        "batch_tokens": 2e6,
+        "lr": 1.0e-4,
+        "flags": [
+            "d_model 5140 as printed is not divisible by n_head 40; 5120 (= 40 * 128) reproduces the "
+            "parameter count exactly and is the likely true width"
+        ],
+        "d_model_likely": 5120,
+    },
+    {
+        "name": "gpt3-175b",
+        "n_params": 175.0e9,
+        "n_layer": 96,
+        "d_model": 12288,
+        "n_head": 96,
+        "d_head": 128,
+        "batch_tokens": 3.2e6,
+        "lr": 0.6e-4,
+    },
 ]
 GPT3_TOKENS = 300e9
 GPT3_N_CTX = 2048
@@ -178,7 +343,9 @@ GPT3_N_CTX = 2048
 
 def get_preset(name: str) -> Preset:
     """A preset by name (see ``PRESETS``); ``kaplan2020`` alone means ``kaplan2020-N``."""
-    key = {"kaplan2020": "kaplan2020-N", "chinchilla": "hoffmann2022", "epoch": "besiroglu2024"}.get(name, name)
+    key = {"kaplan2020": "kaplan2020-N", "chinchilla": "hoffmann2022", "epoch": "besiroglu2024"}.get(
+        name, name
+    )
     if key not in PRESETS:
         raise InputError(f"unknown preset {name!r}; `scalinglab presets` lists them")
     return PRESETS[key]
@@ -186,12 +353,46 @@ def get_preset(name: str) -> Preset:
 
 def list_presets() -> list[dict]:
     """One row per preset: name, law, parameters, units, source (for ``scalinglab presets``)."""
-    rows = [{"name": p.name, "law": p.form.description, "params": dict(p.params),
-             "units": {k: p.units[k] for k in (*p.form.variables, p.form.target) if k in p.units},
-             "source": p.source, "note": p.note} for p in PRESETS.values()]
+    rows = [
+        {
+            "name": p.name,
+            "law": p.form.description,
+            "params": dict(p.params),
+            "units": {k: p.units[k] for k in (*p.form.variables, p.form.target) if k in p.units},
+            "source": p.source,
+            "note": p.note,
+        }
+        for p in PRESETS.values()
+    ]
     f = KAPLAN_FRONTIER
-    rows.append({"name": f.name, "law": "N_opt = 1.3e9 C^0.73, B = 2.0e6 C^0.24, S = 5.4e3 C^0.03, D = 2e10 C^0.27",
-                 "params": {"N_e": f.N_e, "p_N": f.p_N, "B_e": f.B_e, "p_B": f.p_B, "S_e": f.S_e, "p_S": f.p_S,
-                            "D_e": f.D_e, "p_D": f.p_D}, "units": dict(f.units), "source": f.source,
-                 "note": "allocation only (scalinglab allocate FLOPS --law kaplan2020-frontier)"})
+    rows.append(
+        {
+            "name": f.name,
+            "law": "N_opt = 1.3e9 C^0.73, B = 2.0e6 C^0.24, S = 5.4e3 C^0.03, D = 2e10 C^0.27",
+            "params": {
+                "N_e": f.N_e,
+                "p_N": f.p_N,
+                "B_e": f.B_e,
+                "p_B": f.p_B,
+                "S_e": f.S_e,
+                "p_S": f.p_S,
+                "D_e": f.D_e,
+                "p_D": f.p_D,
+            },
+            "units": dict(f.units),
+            "source": f.source,
+            "note": "allocation only (scalinglab allocate FLOPS --law kaplan2020-frontier)",
+        }
+    )
+    for h in HENIGHAN_NOPT.values():
+        rows.append(
+            {
+                "name": h.name,
+                "law": "N_opt = (C/c_0)^beta",
+                "params": {"c_0": h.c0, "beta": h.beta},
+                "units": {"C": "PF-days", "N": "non-embedding params"},
+                "source": _HEN,
+                "note": "allocation only (scalinglab allocate FLOPS --law " + h.name + ")",
+            }
+        )
     return rows

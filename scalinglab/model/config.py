@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 from scalinglab.errors import ConfigError
 
-
 ACTIVATIONS = ("gelu", "gelu_tanh")
-"""MLP nonlinearity: exact GELU (erf; the default: ~1.8x faster than the tanh form on CPU) or GPT-2's tanh form."""
+"""MLP nonlinearity: exact GELU (erf; the default, ~1.8x faster than the tanh form on CPU) or GPT-2's form."""
 
 
 def parse_attention(kind: str) -> int | None:
@@ -68,7 +67,9 @@ class GPTConfig:
                 f"GPTConfig: d_model {self.d_model} is not divisible by n_head {self.n_head} (set d_head)"
             )
         if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"GPTConfig.activation = {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+            raise ConfigError(
+                f"GPTConfig.activation = {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}"
+            )
         if self.attention is not None:
             pats = tuple(self.attention)
             if len(pats) != self.n_layer:

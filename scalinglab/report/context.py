@@ -35,8 +35,10 @@ class Context:
         v = self.fits.get(key)
         if v is None:
             self.note(figure, f"No {key} fit: {self.fit_why.get(key, 'not available')}.")
-        elif not v.converged:
-            self.note(figure, f"The {v.title} fit did not converge; read its curve with care.")
+        else:
+            self.note(figure, v.describe())
+            if not v.converged:
+                self.note(figure, f"The {v.title} fit did not converge; read its curve with care.")
         return v
 
     @property

@@ -52,7 +52,7 @@ def fig_isoflop(ctx: Context):
     ax.set_xlabel(ctx.n_label)
     ax.set_ylabel(LOSS)
     ax.set_title("IsoFLOP curves: parabola in log N, minima starred")
-    ax.legend(loc="best", ncols=2)
+    ax.legend(loc="upper right", ncols=1, fontsize=6.5)
     ctx.note(
         name,
         "Stars: the minimum of a parabola in log N fitted to each budget (Hoffmann Approach 2); "

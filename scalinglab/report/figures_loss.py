@@ -162,11 +162,12 @@ def fig_learning_curves(ctx: Context):
             )
         ax.plot([], [], **style.FIT, label=f.label("L(N, S) fit"))
         ax.legend(loc="upper right")
-        ctx.note(
-            name,
-            "Dashed: the fitted L(N, S) = (N_c/N)^alpha_N + (S_c/S)^alpha_S at each N (raw steps, "
-            "not S_min).",
+        how = (
+            "; the study fitted it on S_min = S/(1 + B_crit/B), so the curves sit left of the data"
+            if f.source.startswith("stored")
+            else " (the report's own fit, on raw steps)"
         )
+        ctx.note(name, f"Dashed: the fitted L(N, S) at each N, drawn against raw steps{how}.")
     ax.set_xlabel("S, optimizer steps")
     ax.set_ylabel(LOSS)
     ax.set_title("Learning curves vs steps")

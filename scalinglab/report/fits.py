@@ -56,11 +56,15 @@ class FitView:
     backtest: dict | None = None
 
     def label(self, prefix: str = "fit") -> str:
-        """A legend label: the prefix, the form and every fitted parameter (works for any form)."""
+        """A short legend label: the prefix and the form's name (the parameters go in the caption)."""
+        return f"{prefix} ({self.form.name})"
+
+    def describe(self) -> str:
+        """One caption sentence: the law, its form and every fitted parameter (any form)."""
         from scalinglab.report.style import fmt_num
 
-        ps = ", ".join(f"{k}={fmt_num(v, 3)}" for k, v in self.params.items())
-        return f"{prefix} ({self.form.name}): {ps}"
+        ps = ", ".join(f"{k} = {fmt_num(v, 3)}" for k, v in self.params.items())
+        return f"{self.title}: {self.form.description} with {ps} ({self.source})."
 
     def predict(self, **variables) -> np.ndarray:
         """The law at the given variables (N params, D tokens, C FLOPs, S steps, L nats/token)."""

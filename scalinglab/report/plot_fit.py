@@ -122,10 +122,28 @@ def draw_fit(res, data: dict | None = None):
     return fig
 
 
-def plot_fit(fit_json: Path, out: Path | None = None) -> Path:
-    """Draw ``fit_json`` into ``out`` (.png, .pdf or .svg; default: next to the JSON, .png).
-    Returns the path written."""
-    res, data = load_fit(fit_json)
+def read_points(res, table: Path, columns: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """The fit's variables and target from a runs table (CSV, Parquet, JSONL), as ``scalinglab fit`` reads
+    it (``laws.data.read_table`` and ``prepare``; ``columns`` maps VAR -> column name)."""
+    from scalinglab.laws.data import prepare, read_table
+
+    variables, y, _ = prepare(res.form, read_table(table), columns=columns)
+    return {**variables, res.form.target: y}
+
+
+def plot_fit(
+    fit_json: Path,
+    out: Path | None = None,
+    *,
+    data: Path | None = None,
+    columns: dict[str, str] | None = None,
+) -> Path:
+    """Draw ``fit_json`` into ``out`` (.png, .pdf or .svg; default: next to the JSON, .png), with the points
+    of the runs table ``data`` when given (else those stored in the JSON). Returns the path written."""
+    res, points = load_fit(fit_json)
+    if data is not None:
+        points = read_points(res, data, columns)
+    data = points
     out = Path(out) if out is not None else Path(fit_json).with_suffix(".png")
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in ("png", "pdf", "svg"):

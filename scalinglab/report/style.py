@@ -81,6 +81,10 @@ def finish(fig) -> None:
             elif decades < 1.2 and max(lim) < 1e4:  # a loss axis: plain numbers, not 3.8 x 10^0
                 axis.set_major_formatter(FormatStrFormatter("%g"))
                 axis.set_minor_formatter(FormatStrFormatter("%g"))
+            elif decades < 1.2:  # a narrow axis of big numbers: 40k, 60k rather than 4 x 10^4
+                si = FuncFormatter(lambda v, _p=None: fmt_si(v) if v > 0 else "")
+                axis.set_major_formatter(si)
+                axis.set_minor_formatter(si)
 
 
 _SUP = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")

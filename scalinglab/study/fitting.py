@@ -46,10 +46,15 @@ def _as_dict(obj: Any) -> dict[str, Any] | None:
     return dict(vars(obj))
 
 
+FIT_VERSION = 2  # bump when a law's fitting changes: stored fits of another version are redone
+
+
 def data_hash(law: str, df: pd.DataFrame, extra: Any = None) -> str:
+    """Hash of what a fit depends on: the law, its table, its options (`extra`) and FIT_VERSION."""
     blob = json.dumps(
         {
             "law": law,
+            "version": FIT_VERSION,
             "rows": np.round(df.to_numpy(dtype=float), 12).tolist(),
             "cols": list(df.columns),
             "extra": extra,

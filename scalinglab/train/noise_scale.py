@@ -39,6 +39,17 @@ _NOT_MEASURABLE = (
 )
 
 
+def beta_for_run(total_steps: int) -> float:
+    """An EMA decay averaging over ~5 % of a run's steps (clipped to 20..1000 steps).
+
+    The |G|^2 and tr(Sigma) estimates fall by orders of magnitude early in training, so with a long average
+    (0.99 = 100 steps) a short run's B_simple stays dominated by its first steps; long runs want the steadier
+    average. Suggested use: ``NoiseScaleMeter(..., beta=beta_for_run(total_steps))``.
+    """
+    window = min(1000.0, max(20.0, total_steps / 20))
+    return 1.0 - 1.0 / window
+
+
 def _sq_norm(t: torch.Tensor) -> torch.Tensor:
     """Squared L2 norm in fp32 (no full-size temporary for fp32 inputs)."""
     return torch.linalg.vector_norm(t.detach(), 2, dtype=torch.float32).square()
@@ -112,7 +123,7 @@ class NoiseScaleMeter:
 
         ``loss_weight``: the factor the micro-batch's mean loss was multiplied by before backward (default
         1/n_micro, or 1 with ``loss_divided_by_n_micro=False``); pass it when it varies between micro-batches
-        (e.g. weighting by the count of unmasked tokens).
+        (e.g. weighting by the count of unmasked tokens). Under DDP the default weight is assumed.
         """
         self._n_seen += 1
         if self.ddp or not self.enabled:
@@ -154,7 +165,11 @@ class NoiseScaleMeter:
             torch.distributed.all_reduce(pair)  # gloo has no AVG: SUM then divide
             pair = pair / (self.world_size * (self._default_weight * self.n_micro) ** 2)
         else:
-            big = torch.stack([_sq_norm(p.grad) for p in params if p.grad is not None]).sum()
+            norms = [_sq_norm(p.grad) for p in params if p.grad is not None]
+            if not norms:
+                raise RuntimeError("NoiseScaleMeter.end_step: no parameter has a gradient; call it after the "
+                                   "backward passes and before zero_grad()")
+            big = torch.stack(norms).sum()
             small = torch.stack(self._micro_totals).sum().to(big.device) / self.n_micro
             pair = torch.stack([small, big / self._weight_sum**2])
         self._pending.append(pair.detach() / self.grad_scale**2)

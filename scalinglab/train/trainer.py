@@ -4,8 +4,8 @@
 tokens, writing the run folder of docs/interfaces.md: ``config.json``, ``metrics.jsonl``, ``ckpt.pt``,
 ``summary.json`` (present = finished, status ``done`` or ``diverged``). Launched under ``torchrun``
 (WORLD_SIZE > 1) it uses DDP: every rank draws the same global batch and takes its own rows, so the curve is
-the single-process one. A run can be stopped at a step boundary with ``should_stop`` (it checkpoints and returns
-status ``stopped``) or killed at any time: re-running resumes from the last checkpoint exactly.
+the single-process one. A run can be stopped at a step boundary with ``should_stop`` (it checkpoints and
+returns status ``stopped``) or killed at any time: re-running resumes from the last checkpoint exactly.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from scalinglab.model.config import GPTConfig  # noqa: E402
 from scalinglab.model.gpt import GPT  # noqa: E402
 
 
-def tiny(attention=None, bias=False, tied=True, seed=0):
+def tiny(attention=None, bias=False, tied=True, seed=0, **kw):
     torch.manual_seed(seed)
     cfg = GPTConfig(n_layer=2, d_model=32, n_head=4, vocab_size=256, n_ctx=64, attention=attention, bias=bias,
-                    tied=tied)
+                    tied=tied, **kw)
     m = GPT(cfg).eval()
     with torch.no_grad():  # larger weights than the init: peaked, well-separated logits
         for p in m.parameters():
@@ -71,9 +71,9 @@ def test_scalinglab_lm_loglikelihood_and_generation():
         assert g == ByteTokenizer().decode(ref)
 
 
-@pytest.mark.parametrize("bias,tied", [(False, True), (True, False)])
-def test_hf_export_logits_equal(bias, tied):
-    m = tiny(bias=bias, tied=tied)
+@pytest.mark.parametrize("bias,tied,act", [(False, True, "gelu"), (True, False, "gelu_tanh")])
+def test_hf_export_logits_equal(bias, tied, act):
+    m = tiny(bias=bias, tied=tied, activation=act)
     if bias:
         with torch.no_grad():
             for n, p in m.named_parameters():

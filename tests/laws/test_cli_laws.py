@@ -31,16 +31,38 @@ def run(monkeypatch, capsys, *args):
 def runs_csv(tmp_path_factory):
     """Chinchilla-form runs with the column names of the Epoch CSV (D absent: derived from C and N)."""
     _, data, _ = simulate("chinchilla", seed=5, n=60)
-    df = pd.DataFrame({"Model Size": data["N"], "Training FLOP": 6 * data["N"] * data["D"], "loss": data["loss"]})
+    df = pd.DataFrame(
+        {"Model Size": data["N"], "Training FLOP": 6 * data["N"] * data["D"], "loss": data["loss"]}
+    )
     path = tmp_path_factory.mktemp("cli") / "runs.csv"
     df.to_csv(path, index=False)
     return path
 
 
 def test_fit_json_pinned_shape_and_allocate_from_it(monkeypatch, capsys, runs_csv, tmp_path):
-    code, out, err = run(monkeypatch, capsys, "fit", runs_csv, "--law", "chinchilla", "--col", "N=Model Size",
-                         "--col", "C=Training FLOP", "--col", "loss=loss", "--drop-highest", "2",
-                         "--bootstrap", "50", "--seed", "3", "--json")
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "fit",
+        runs_csv,
+        "--law",
+        "chinchilla",
+        "--col",
+        "N=Model Size",
+        "--col",
+        "C=Training FLOP",
+        "--col",
+        "loss=loss",
+        "--drop-highest",
+        "2",
+        "--bootstrap",
+        "50",
+        "--seed",
+        "3",
+        "--starts",
+        "300",
+        "--json",
+    )
     assert code == 0, err
     d = json.loads(out)
     assert d["law"] == "chinchilla" and d["n_points"] == 58 and d["converged"] is True
@@ -56,7 +78,18 @@ def test_fit_json_pinned_shape_and_allocate_from_it(monkeypatch, capsys, runs_cs
 
 
 def test_fit_table_output_with_units(monkeypatch, capsys, runs_csv):
-    code, out, err = run(monkeypatch, capsys, "fit", runs_csv, "--col", "N=Model Size", "--col", "C=Training FLOP")
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "fit",
+        runs_csv,
+        "--col",
+        "N=Model Size",
+        "--col",
+        "C=Training FLOP",
+        "--starts",
+        "200",
+    )
     assert code == 0, err
     assert "alpha" in out and "nats/token" in out and "converged" in out and "assumption: D = C/(6N)" in out
 
@@ -64,7 +97,9 @@ def test_fit_table_output_with_units(monkeypatch, capsys, runs_csv):
 def test_predict_and_allocate_presets(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "predict", "kaplan2020-N", "--at", "N=1.5e9", "--json")
     assert code == 0 and json.loads(out)["loss"] == pytest.approx(2.3036, abs=1e-3)
-    code, out, _ = run(monkeypatch, capsys, "predict", "hoffmann2022", "--at", "N=1e9", "--at", "D=1e10", "--json")
+    code, out, _ = run(
+        monkeypatch, capsys, "predict", "hoffmann2022", "--at", "N=1e9", "--at", "D=1e10", "--json"
+    )
     assert json.loads(out)["loss"] == pytest.approx(1.69 + 406.4 / 1e9**0.34 + 410.7 / 1e10**0.28)
     code, out, _ = run(monkeypatch, capsys, "allocate", "1e24", "--law", "kaplan2020-frontier", "--json")
     a = json.loads(out)
@@ -81,19 +116,35 @@ def _bad(tmp_path, name, df):
     return p
 
 
-BASE = pd.DataFrame({"N": np.logspace(7, 9, 8), "D": np.logspace(9, 11, 8)[::-1], "loss": np.linspace(3, 2.5, 8)})
+BASE = pd.DataFrame(
+    {"N": np.logspace(7, 9, 8), "D": np.logspace(9, 11, 8)[::-1], "loss": np.linspace(3, 2.5, 8)}
+)
 
 
-@pytest.mark.parametrize("case,edit,expect", [
-    ("missing column", lambda d: d.drop(columns=["D"]), "missing column"),
-    ("non-numeric", lambda d: d.assign(loss=d["loss"].astype(object).where(d.index != 3, "abc")),
-     "column 'loss' row 4: 'abc' is not a number"),
-    ("nan", lambda d: d.assign(N=d["N"].where(d.index != 2, np.nan)), "column 'N' row 3: missing value"),
-    ("inf", lambda d: d.assign(D=d["D"].where(d.index != 5, np.inf)), "column 'D' row 6: infinite"),
-    ("non-positive", lambda d: d.assign(N=d["N"].where(d.index != 0, -5.0)), "column 'N' row 1: N must be positive"),
-    ("zero loss", lambda d: d.assign(loss=d["loss"].where(d.index != 7, 0.0)), "row 8: loss must be positive"),
-    ("too few points", lambda d: d.iloc[:5], "too few points"),
-])
+@pytest.mark.parametrize(
+    "case,edit,expect",
+    [
+        ("missing column", lambda d: d.drop(columns=["D"]), "missing column"),
+        (
+            "non-numeric",
+            lambda d: d.assign(loss=d["loss"].astype(object).where(d.index != 3, "abc")),
+            "column 'loss' row 4: 'abc' is not a number",
+        ),
+        ("nan", lambda d: d.assign(N=d["N"].where(d.index != 2, np.nan)), "column 'N' row 3: missing value"),
+        ("inf", lambda d: d.assign(D=d["D"].where(d.index != 5, np.inf)), "column 'D' row 6: infinite"),
+        (
+            "non-positive",
+            lambda d: d.assign(N=d["N"].where(d.index != 0, -5.0)),
+            "column 'N' row 1: N must be positive",
+        ),
+        (
+            "zero loss",
+            lambda d: d.assign(loss=d["loss"].where(d.index != 7, 0.0)),
+            "row 8: loss must be positive",
+        ),
+        ("too few points", lambda d: d.iloc[:5], "too few points"),
+    ],
+)
 def test_bad_input_is_one_clear_line(monkeypatch, capsys, tmp_path, case, edit, expect):
     path = _bad(tmp_path, "bad.csv", edit(BASE.copy()))
     code, out, err = run(monkeypatch, capsys, "fit", path, "--law", "chinchilla", "--json")
@@ -108,7 +159,7 @@ def test_bad_input_other_commands(monkeypatch, capsys, tmp_path):
         (("predict", "nope2020", "--at", "N=1e9"), "unknown preset"),
         (("predict", "kaplan2020-N", "--at", "N=abc"), "not a number"),
         (("predict", "kaplan2020-N", "--at", "N=-1"), "must be positive"),
-        (("allocate", "-5", "--law", "hoffmann2022"), "must be positive"),
+        (("allocate", "0", "--law", "hoffmann2022"), "must be positive"),
         (("allocate", "1e20", "--law", tmp_path / "missing.json"), "not found"),
         (("fit", tmp_path / "nothing.csv"), "not found"),
         (("fit", _bad(tmp_path, "ok.csv", BASE), "--col", "N=Nope"), "column 'Nope'"),
@@ -120,6 +171,33 @@ def test_bad_input_other_commands(monkeypatch, capsys, tmp_path):
 def test_subprocess_error_has_no_traceback(tmp_path):
     path = _bad(tmp_path, "nan.csv", BASE.assign(loss=BASE["loss"].where(BASE.index != 1, np.nan)))
     exe = [sys.executable, "-c", "from scalinglab.cli import main; main()"]
-    p = subprocess.run([*exe, "fit", str(path), "--law", "chinchilla"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [*exe, "fit", str(path), "--law", "chinchilla"], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 2
-    assert "Traceback" not in p.stderr and p.stderr.strip() == "error: column 'loss' row 2: missing value (NaN)"
+    assert (
+        "Traceback" not in p.stderr and p.stderr.strip() == "error: column 'loss' row 2: missing value (NaN)"
+    )
+
+
+def test_reads_parquet_and_json_lines(monkeypatch, capsys, tmp_path):
+    _, data, _ = simulate("power", seed=4, n=30)
+    df = pd.DataFrame(data)
+    df.to_parquet(tmp_path / "r.parquet")
+    df.to_json(tmp_path / "r.jsonl", orient="records", lines=True)
+    fits = []
+    for name in ("r.parquet", "r.jsonl"):
+        code, out, err = run(
+            monkeypatch, capsys, "fit", tmp_path / name, "--law", "power", "--col", "N=N", "--json"
+        )
+        assert code == 0, err
+        fits.append(json.loads(out))
+        (tmp_path / f"{name}.fit.json").write_text(out)
+    assert fits[0]["params"]["alpha"] == pytest.approx(fits[1]["params"]["alpha"], rel=1e-9)
+    code, out, err = run(
+        monkeypatch, capsys, "predict", tmp_path / "r.parquet.fit.json", "--at", "N=1e9", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["loss"] == pytest.approx(
+        (fits[0]["params"]["N_c"] / 1e9) ** fits[0]["params"]["alpha"]
+    )

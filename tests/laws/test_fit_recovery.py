@@ -31,8 +31,8 @@ def test_intervals_cover_the_truth_at_about_the_nominal_rate():
     hits = {"alpha": 0, "L_inf": 0}
     reps = 30
     for seed in range(reps):
-        form, data, truth = simulate("power+const", seed=100 + seed, n=50)
-        res = fit(form, data, bootstrap=150, seed=seed, starts=24)
+        form, data, truth = simulate("power+const", seed=100 + seed, n=40)
+        res = fit(form, data, bootstrap=100, seed=seed, starts=12)
         for k in hits:
             lo, hi = res.ci95[k]
             hits[k] += lo <= truth[k] <= hi
@@ -46,7 +46,9 @@ def test_backtest_predicts_held_out_larger_runs():
     data["C"] = 6 * data["N"] * data["D"]
     bt = backtest(form, data, holdout=20, bootstrap=200, starts=200)
     assert bt.observed.size == 20 and bt.fit.n_points == 180
-    assert np.all(bt.variables["N"] * bt.variables["D"] * 6 >= np.max(6 * data["N"] * data["D"]) * 0)  # shapes
+    assert np.all(
+        bt.variables["N"] * bt.variables["D"] * 6 >= np.max(6 * data["N"] * data["D"]) * 0
+    )  # shapes
     assert bt.mean_abs_rel_error < 0.02
     assert bt.coverage >= 0.8  # 95% prediction intervals, 1% noise
     assert "coverage" in bt.summary()

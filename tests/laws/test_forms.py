@@ -35,22 +35,29 @@ def test_jacobian_matches_finite_differences(name):
 def test_predictions_match_the_written_formulas():
     N, D = np.array([1e8, 1e9]), np.array([1e10, 2e11])
     p = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-    np.testing.assert_allclose(forms.ChinchillaND().predict(p, N=N, D=D),
-                               1.69 + 406.4 / N**0.34 + 410.7 / D**0.28, rtol=1e-12)
+    np.testing.assert_allclose(
+        forms.ChinchillaND().predict(p, N=N, D=D), 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28, rtol=1e-12
+    )
     k = {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103}
     want = ((6.4e13 / N) ** (0.076 / 0.103) + 1.8e13 / D) ** 0.103
     np.testing.assert_allclose(forms.KaplanND().predict(k, N=N, D=D), want, rtol=1e-12)
     s = {"N_c": 6.5e13, "S_c": 2.1e3, "alpha_N": 0.077, "alpha_S": 0.76}
-    np.testing.assert_allclose(forms.KaplanNS().predict(s, N=N, S=np.array([1e4, 1e5])),
-                               (6.5e13 / N) ** 0.077 + (2.1e3 / np.array([1e4, 1e5])) ** 0.76, rtol=1e-12)
+    np.testing.assert_allclose(
+        forms.KaplanNS().predict(s, N=N, S=np.array([1e4, 1e5])),
+        (6.5e13 / N) ** 0.077 + (2.1e3 / np.array([1e4, 1e5])) ** 0.76,
+        rtol=1e-12,
+    )
     b = {"L_inf": 1.0, "b": 3.0, "c0": 0.1, "c1": 0.5, "d1": 1e4, "f1": 0.25}
     x = np.array([10.0, 1e6])
     want = 1.0 + 3.0 * x**-0.1 * (1 + (x / 1e4) ** 4) ** (-0.5 * 0.25)
     np.testing.assert_allclose(forms.BrokenPowerLaw("C").predict(b, C=x), want, rtol=1e-12)
-    assert forms.CriticalBatch().predict({"B_star": 2e8, "alpha_B": 0.21}, L=3.0) == pytest.approx(1.07e6, rel=0.01)
+    assert forms.CriticalBatch().predict({"B_star": 2e8, "alpha_B": 0.21}, L=3.0) == pytest.approx(
+        1.07e6, rel=0.01
+    )
     # D derived from C and N when absent: C = 6ND
     assert forms.ChinchillaND().predict(p, N=1e9, C=6e9 * 2e10) == pytest.approx(
-        forms.ChinchillaND().predict(p, N=1e9, D=2e10))
+        forms.ChinchillaND().predict(p, N=1e9, D=2e10)
+    )
 
 
 def test_start_grid_is_hoffmanns():

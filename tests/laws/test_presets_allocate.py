@@ -13,9 +13,20 @@ from scalinglab.laws import presets as P
 
 def test_required_presets_exist_and_list():
     names = {r["name"] for r in P.list_presets()}
-    for n in ("kaplan2020-N", "kaplan2020-D", "kaplan2020-Cmin", "kaplan2020-ND", "kaplan2020-NS", "hoffmann2022",
-              "besiroglu2024", "kaplan2020-C", "kaplan2020-Bcrit", "kaplan2020-frontier",
-              "henighan2020-language-N", "henighan2020-image-8x8-C"):
+    for n in (
+        "kaplan2020-N",
+        "kaplan2020-D",
+        "kaplan2020-Cmin",
+        "kaplan2020-ND",
+        "kaplan2020-NS",
+        "hoffmann2022",
+        "besiroglu2024",
+        "kaplan2020-C",
+        "kaplan2020-Bcrit",
+        "kaplan2020-frontier",
+        "henighan2020-language-N",
+        "henighan2020-image-8x8-C",
+    ):
         assert n in names
     with pytest.raises(InputError, match="unknown preset"):
         P.get_preset("kaplan2021")
@@ -23,7 +34,9 @@ def test_required_presets_exist_and_list():
 
 def test_kaplan_numbers_from_the_paper():
     assert P.get_preset("kaplan2020-N").predict(N=1.5e9) == pytest.approx(2.30, abs=0.005)  # SPEC a.5
-    assert 2 ** -P.get_preset("kaplan2020-N").params["alpha"] == pytest.approx(0.95, abs=0.002)  # per doubling
+    assert 2 ** -P.get_preset("kaplan2020-N").params["alpha"] == pytest.approx(
+        0.95, abs=0.002
+    )  # per doubling
     bc = P.get_preset("kaplan2020-Bcrit")
     # B_crit doubles for every ~13% decrease in loss (Kaplan sec. 5.1)
     assert bc.predict(L=0.87 * 3.0) / bc.predict(L=3.0) == pytest.approx(2.0, rel=0.05)
@@ -39,6 +52,10 @@ def test_kaplan_numbers_from_the_paper():
 def test_henighan_language_nopt_is_kaplans():
     for c in (1e-3, 1.0, 1e4):  # PF-days
         assert P.henighan_n_opt("language", c) == pytest.approx(1.3e9 * c**0.73, rel=0.01)
+    a = al.allocate(10 * P.PF_DAY, "henighan2020-language-Nopt")
+    assert a.N_opt == pytest.approx(1.3e9 * 10**0.73, rel=0.01) and a.loss == pytest.approx(
+        (10 / 3.47e8) ** -0.048
+    )
     img = P.get_preset("henighan2020-image-8x8-N")
     assert img.predict(N=8.0e1) == pytest.approx(3.12 + 1.0)  # L_inf + (N/N_0)^-alpha at N = N_0
     with pytest.raises(InputError):
@@ -133,7 +150,9 @@ def test_frontier_and_approach1():
     for i, n in enumerate(np.logspace(7, 10, 13)):
         d = np.logspace(8, 12.5, 60)
         for di in d:
-            rows.append({"run_id": f"r{i}", "N": n, "C": 6 * n * di, "loss": float(form.predict(p, N=n, D=di))})
+            rows.append(
+                {"run_id": f"r{i}", "N": n, "C": 6 * n * di, "loss": float(form.predict(p, N=n, D=di))}
+            )
     curves = pd.DataFrame(rows)
     env = al.frontier(curves, bins_per_decade=4)
     assert list(env.columns) == ["C", "loss", "N", "run"] and np.all(np.diff(env["loss"]) < 0)

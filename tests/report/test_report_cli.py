@@ -21,6 +21,9 @@ def test_report_command_writes_the_page(tmp_path):
     assert "Figures not drawn" in html and "no few-shot evaluations in the store" in html
     assert "no stored fit" in html  # --no-fit: the fits table says why each law is missing
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".report")) == []
+    assert (tmp_path / "report").stat().st_mode & 0o777 == (
+        tmp_path / "report" / "figures"
+    ).stat().st_mode & 0o777
 
 
 def test_report_folder_is_swapped_in_whole(tmp_path):

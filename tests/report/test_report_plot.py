@@ -69,3 +69,27 @@ def test_plot_bad_input(tmp_path):
         plot_fit(bad)
     with pytest.raises(InputError, match="does not exist"):
         plot_fit(tmp_path / "none.json")
+
+
+def test_plot_with_the_runs_table(tmp_path):
+    """`scalinglab fit --json` output has no points: --data/--col draws them from the runs table."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    n = np.geomspace(1e5, 1e9, 10)
+    df = pd.DataFrame(
+        {"Model Size": n, "loss": (1.7 + (n / 5e4) ** -0.3) * np.exp(0.01 * rng.standard_normal(10))}
+    )
+    df.to_csv(tmp_path / "runs.csv", index=False)
+    res = fit_mod.fit("power+const", df, columns={"N": "Model Size"}, var="N")
+    (tmp_path / "fit.json").write_text(json.dumps(_jsonable(res.to_dict())))
+    out = CliRunner().invoke(
+        app,
+        ["plot", str(tmp_path / "fit.json"), "--data", str(tmp_path / "runs.csv"), "--col", "N=Model Size"],
+    )
+    assert out.exit_code == 0, out.output
+    from scalinglab.report.plot_fit import read_points
+
+    pts = read_points(res, tmp_path / "runs.csv", {"N": "Model Size"})
+    np.testing.assert_allclose(pts["N"], n)
+    np.testing.assert_allclose(pts["loss"], df["loss"])

@@ -40,7 +40,10 @@ def _study(tmp_path, executor: dict, seeds=(0,)) -> dict[int, float]:
     lines: list[str] = []
     outcome = execute(store, tmp_path, plan, ids, lines.append)
     runs = store.runs_frame()
-    assert outcome == {"done": len(seeds), "diverged": 0, "failed": 0, "pending": 0}, (lines, list(runs["error"]))
+    assert outcome == {"done": len(seeds), "diverged": 0, "failed": 0, "pending": 0}, (
+        lines,
+        list(runs["error"]),
+    )
     assert len(store.metrics_frame()) >= 4 * len(seeds)  # the metrics rows were ingested
     return dict(zip(runs["seed"], runs["final_val_loss"], strict=True))
 

@@ -107,3 +107,21 @@ def test_fits_evals_and_export(tmp_path):
     assert not [p for p in os.listdir(tmp_path / "csv") if p.endswith(".tmp")]
     with pytest.raises(InputError, match="allowed"):
         s.export(tmp_path / "x", "xlsx")
+
+
+def test_export_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from scalinglab.cli import app
+
+    s = Store(tmp_path / "study")
+    s.add_runs([("a", _cfg(0), ["grid"], _counts(0))])
+    s.add_metrics("a", [{"step": 1, "train_loss": 3.0}])
+    s.close()
+    res = CliRunner().invoke(
+        app, ["study", "export", str(tmp_path / "study"), str(tmp_path / "out"), "--format", "csv"]
+    )
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "out" / "metrics.csv")["train_loss"].tolist() == [3.0]
+    res = CliRunner().invoke(app, ["study", "export", str(tmp_path / "nope"), str(tmp_path / "o2")])
+    assert res.exit_code != 0

@@ -78,11 +78,11 @@ def _single_device(n_rows: int, n_micro: int) -> tuple[dict, list[torch.Tensor]]
     return meter.last, [p.grad.clone() for p in model.parameters()]
 
 
-@pytest.mark.slow  # ~10-25 s: two processes start and import torch
 @pytest.mark.timeout(120)
 def test_ddp_hook_matches_micro_batch_path(tmp_path: Path) -> None:
     out = str(tmp_path / "ddp.pt")
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+    # fork: the children inherit the imported torch (spawn re-imports it: 5x slower on a shared 2-core box)
+    mp.start_processes(_worker, args=(_free_port(), out), nprocs=WORLD, join=True, start_method="fork")
     ddp = torch.load(out)
     # no accumulation: rank r's 2 rows = micro-batch r of one device; all-reduced = accumulated step
     want, grads = _single_device(n_rows=4, n_micro=2)

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import spearmanr
 
 from scalinglab.cli.noise import critical_batch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is fastest, and avoids oversubscribing a shared machine (trainer too)."""
+    n, env = torch.get_num_threads(), os.environ.get("SCALINGLAB_THREADS")
+    torch.set_num_threads(1)
+    os.environ["SCALINGLAB_THREADS"] = "1"
+    yield
+    torch.set_num_threads(n)
+    if env is None:
+        os.environ.pop("SCALINGLAB_THREADS", None)
+    else:
+        os.environ["SCALINGLAB_THREADS"] = env
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +47,6 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_b_simple_rises_as_the_loss_falls(text_run: Path) -> None:
     rows = [r for r in _rows(text_run) if r["step"] >= 20]
     assert all(r["gns_g2"] is not None and r["gns_trace"] is not None for r in rows)
