@@ -1,4 +1,4 @@
-"""Benchmark: a small ladder trained sequentially (1 worker x all cores) vs a process pool (k workers x 1 thread).
+"""Benchmark: a small ladder trained sequentially (1 worker x all cores) vs a process pool (k x 1 thread).
 
     python bench/bench_study_executors.py [--runs 4] [--tokens 60000]
 

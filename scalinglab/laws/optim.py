@@ -124,8 +124,10 @@ def _gn_terms(
                 wt = weights[sl].astype(dtype)
                 h, psi, w = h * wt, psi * wt, w * wt
             F[sl] = h.sum(axis=1, dtype=np.float64)
-            G[sl] = -np.matmul(psi[:, None, :], J)[:, 0]
-            H[sl] = np.matmul((J * w[..., None]).transpose(0, 2, 1), J)
+            # (K, p, n) copy: batched matmuls on contiguous operands are ~4x faster than on transposed views
+            Jt = np.ascontiguousarray(J.transpose(0, 2, 1))
+            G[sl] = -np.matmul(Jt, psi[:, :, None])[..., 0]
+            H[sl] = np.matmul(Jt * w[:, None, :], J)
 
     starts = range(0, K, chunk)
     n_threads = min(_threads(), len(starts))

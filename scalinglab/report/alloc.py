@@ -121,3 +121,67 @@ def published_allocation(c: np.ndarray) -> dict[str, pd.DataFrame]:
         {"C": c, "N_opt": [a.N_opt for a in al], "D_opt": [a.D_opt for a in al]}
     )
     return out
+
+
+def approach1(ctx: Context) -> Any:
+    """Hoffmann Approach 1 on the study's learning curves (``laws.allocate.approach1``), or None."""
+    if "approach1" not in ctx.cache:
+        ctx.cache["approach1"] = None
+        if len(ctx.cur):
+            try:
+                from scalinglab.laws.allocate import approach1 as a1
+
+                ctx.cache["approach1"] = a1(ctx.cur[["C", "loss", "N", "run_id"]])
+            except Exception as e:  # too few envelope points, laws missing: the table says why
+                ctx.cache["approach1_why"] = f"{type(e).__name__}: {e}"
+    return ctx.cache["approach1"]
+
+
+def exponents(ctx: Context) -> list[dict]:
+    """N_opt ~ C^a from the three Chinchilla approaches, with 95% intervals, and the published values.
+    Rows: approach, a, lo, hi, note."""
+    rows = []
+    a1 = approach1(ctx)
+    if a1 is not None:
+        rows.append(
+            dict(
+                approach="1: envelope of learning curves",
+                a=a1.a,
+                lo=a1.a_ci95[0],
+                hi=a1.a_ci95[1],
+                note=f"{a1.n} envelope points",
+            )
+        )
+    if len(isoflop_table(ctx)):
+        _, res = isoflop_minima(ctx)
+        if res is not None:
+            rows.append(
+                dict(
+                    approach="2: isoFLOP minima",
+                    a=res.a,
+                    lo=res.a_ci95[0],
+                    hi=res.a_ci95[1],
+                    note=f"{len(res.budgets)} budgets",
+                )
+            )
+    v = ctx.fits.get("lnd")
+    if v is not None and {"alpha", "beta"} <= set(v.params):
+        a = v.params["beta"] / (v.params["alpha"] + v.params["beta"])
+        lo = hi = float("nan")
+        s = getattr(v.result, "samples", None)
+        if s is not None and len(s):
+            names = list(v.form.param_names)
+            al, be = s[:, names.index("alpha")], s[:, names.index("beta")]
+            lo, hi = np.percentile(be / (al + be), [2.5, 97.5])
+        rows.append(dict(approach="3: L(N, D) fit, beta/(alpha+beta)", a=a, lo=lo, hi=hi, note=v.source))
+    rows.append(dict(approach="Kaplan 2020 (published)", a=0.73, lo=np.nan, hi=np.nan, note="Table 6"))
+    rows.append(
+        dict(
+            approach="Hoffmann 2022 (published)",
+            a=0.49,
+            lo=np.nan,
+            hi=np.nan,
+            note="Table 2: Approaches 1, 2, 3 gave 0.50, 0.49, 0.46",
+        )
+    )
+    return rows

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scalinglab.report import alloc, style
 from scalinglab.report import figures_alloc as fa
 from scalinglab.report import figures_batch as fb
 from scalinglab.report import figures_eval as fe
 from scalinglab.report import figures_loss as fl
-from scalinglab.report import style
 from scalinglab.report.advice import advice
 from scalinglab.report.context import Context, build_context
 from scalinglab.report.data import StudyData, load_study
@@ -125,6 +125,7 @@ class ReportResult:
     fits: dict = field(default_factory=dict)  # key -> FitView (see report.fits.SPECS)
     predictions: object = None  # tables.Predictions
     advice: list[str] = field(default_factory=list)
+    exponents: list[dict] = field(default_factory=list)  # N_opt ~ C^a by approach (alloc.exponents)
 
 
 def _write_figure(fig, name: str, fig_dir: Path) -> bytes:
@@ -196,7 +197,7 @@ def render_report(
                 FigureOut(spec.name, spec.title, spec.caption, png, ctx.notes.get(spec.name, []), wide)
             )
             timings[spec.name] = time.process_time() - t  # CPU seconds: robust to a shared machine
-        adv, pred = advice(ctx), predictions(ctx)
+        adv, pred, expo = advice(ctx), predictions(ctx), alloc.exponents(ctx)
         page = render_page(
             name=data.name,
             generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -206,6 +207,7 @@ def render_report(
             figures=outs,
             skipped=ctx.skipped,
             fit_rows=fit_rows(ctx),
+            exponents=expo,
             runs=data.runs,
             n_col=data.n_col,
         )
@@ -217,7 +219,7 @@ def render_report(
         raise
     timings["total"] = time.perf_counter() - t0
     return ReportResult(
-        out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings, ctx.fits, pred, adv
+        out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings, ctx.fits, pred, adv, expo
     )
 
 

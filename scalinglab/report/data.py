@@ -106,22 +106,38 @@ def normalise_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
-    """Evaluations as run_id, task, shots, seed, accuracy, scorer (store rows: ``value``/``metric``)."""
-    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer"]
+    """Evaluations as one row per (run_id, task, shots, seed): accuracy (fraction), scorer, se_docs.
+
+    Accepts rows with ``accuracy`` or the store's ``value``/``metric``; rows of the evals module
+    (``EvalResult`` dicts: ``seeds`` and ``acc_per_seed`` lists, ``acc_se``) are expanded to one row per
+    seed, and ``se_docs`` keeps the binomial standard error over documents (NaN when absent)."""
+    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer", "se_docs"]
     if evals is None or len(evals) == 0:
         return pd.DataFrame(columns=cols)
     e = evals.copy()
+    for col in ("run_id", "task", "shots"):
+        if col not in e.columns:
+            raise InputError(f"evals table has no {col!r} column (columns: {list(e.columns)})")
     if "accuracy" not in e.columns:
         if "value" not in e.columns:
             raise InputError(f"evals table has neither 'accuracy' nor 'value' (columns: {list(e.columns)})")
         e["accuracy"] = e["value"]
     if "scorer" not in e.columns:
         e["scorer"] = e["metric"] if "metric" in e.columns else ""
+    e["se_docs"] = pd.to_numeric(e["acc_se"], errors="coerce") if "acc_se" in e.columns else np.nan
+    if "acc_per_seed" in e.columns and "seed" not in e.columns:
+        per = [_json(v) if isinstance(v, str) else v for v in e["acc_per_seed"]]
+        seeds = [_json(v) if isinstance(v, str) else v for v in e.get("seeds", [None] * len(e))]
+        rows = []
+        for (_, r), accs, sd in zip(e.iterrows(), per, seeds, strict=True):
+            if isinstance(accs, (list, tuple)) and len(accs):
+                sd = sd if isinstance(sd, (list, tuple)) and len(sd) == len(accs) else range(len(accs))
+                rows += [{**r.to_dict(), "seed": s, "accuracy": a} for s, a in zip(sd, accs, strict=True)]
+            else:
+                rows.append({**r.to_dict(), "seed": 0})
+        e = pd.DataFrame(rows)
     if "seed" not in e.columns:
         e["seed"] = 0
-    for col in ("run_id", "task", "shots"):
-        if col not in e.columns:
-            raise InputError(f"evals table has no {col!r} column")
     e = e[cols].dropna(subset=["run_id", "task", "shots", "accuracy"])
     e["shots"] = e["shots"].astype(int)
     e["accuracy"] = pd.to_numeric(e["accuracy"], errors="coerce")

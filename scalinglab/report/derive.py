@@ -175,15 +175,24 @@ def noise_points(data: StudyData) -> pd.DataFrame:
 
 
 def eval_points(data: StudyData) -> pd.DataFrame:
-    """Few-shot accuracy per (task, shots, run): mean and standard error over seeds, with N and loss."""
+    """Few-shot accuracy per (task, shots, run): the mean over seeds and its standard error (over seeds
+    when there are several, else the binomial error over documents, ``se_docs``), with N and loss."""
     e = data.evals
     if len(e) == 0:
         return pd.DataFrame(columns=["task", "shots", "run_id", "acc", "sem", "n_seeds", "N", "loss"])
-    g = e.groupby(["task", "shots", "run_id"])["accuracy"]
-    out = pd.DataFrame({"acc": g.mean(), "sd": g.std(ddof=1), "n_seeds": g.count()}).reset_index()
-    out["sem"] = (out["sd"] / np.sqrt(out["n_seeds"])).fillna(0.0)
+    g = e.groupby(["task", "shots", "run_id"])
+    out = pd.DataFrame(
+        {
+            "acc": g["accuracy"].mean(),
+            "sd": g["accuracy"].std(ddof=1),
+            "n_seeds": g["accuracy"].count(),
+            "se_docs": g["se_docs"].mean(),
+        }
+    ).reset_index()
+    over_seeds = out["sd"] / np.sqrt(out["n_seeds"])
+    out["sem"] = over_seeds.where(out["n_seeds"] > 1, out["se_docs"]).fillna(0.0)
     out = out.merge(final_points(data)[["run_id", "N", "loss"]], on="run_id", how="inner")
-    return out.drop(columns="sd")
+    return out.drop(columns=["sd", "se_docs"])
 
 
 def budgets(pts: pd.DataFrame, factors: tuple[int, ...] = (10, 100, 1000)) -> list[tuple[int, float]]:

@@ -72,6 +72,7 @@ def fig_optimal_allocation(ctx: Context):
         return ctx.skip(name, f"neither an L(N, D) allocation nor isoFLOP minima ({why})")
     fig, (axn, axd) = style.figure(2)
     pub = alloc.published_allocation(c)
+    a1 = alloc.approach1(ctx)
     for ax, col, lab in ((axn, "N_opt", "N_opt, parameters"), (axd, "D_opt", "D_opt, tokens")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -95,6 +96,8 @@ def fig_optimal_allocation(ctx: Context):
                 )
             else:
                 ax.plot(minima["budget"], y, "*", ms=9, color="C3", label="isoFLOP minima (Approach 2)")
+        if col == "N_opt" and a1 is not None:
+            ax.plot(a1.x, a1.y, ".", ms=3, color="C2", alpha=0.6, label="envelope points (Approach 1)")
         for (pname, df), ls in zip(pub.items(), (":", "-."), strict=False):
             ax.plot(df["C"], df[col], color="0.45", ls=ls, lw=1.3, label=f"{pname} (published)")
         ax.axvspan(cmin, cmax, color="C0", alpha=0.06, lw=0)

@@ -50,11 +50,12 @@ def fig_fewshot(ctx: Context):
     axes[0].set_ylabel("accuracy (fraction correct)")
     axes[-1].legend(loc="lower right", title="shots")
     n_seeds = int(ev["n_seeds"].max())
-    ctx.note(
-        name,
-        f"Error bars: standard error over {n_seeds} few-shot seed(s); one point per model size "
-        "(runs of equal N averaged).",
+    how = (
+        f"standard error over {n_seeds} few-shot seeds"
+        if n_seeds > 1
+        else "binomial standard error over the evaluated documents (one seed)"
     )
+    ctx.note(name, f"Error bars: {how}; one point per model size (runs of equal N averaged).")
     return fig
 
 

@@ -109,11 +109,32 @@ def _predictions(p: Predictions) -> str:
             f"<td class=num>{r['D_opt'] / r['N_opt']:.3g}</td>"
             f"<td class=num>{_interval(r['loss'], r['loss_lo'], r['loss_hi'], _loss)}</td></tr>"
         )
-    out.append(
-        "</table><p>" + _e(p.sentence) + " Intervals are 95% bootstrap intervals of the L(N, D) fit "
-        "(parameter uncertainty only; the form itself is assumed).</p>"
-    )
+    if p.table["N_lo"].notna().any():
+        note = (
+            " Intervals: 95% over the L(N, D) fit's bootstrap refits for N_opt and D_opt, and the fit's 95% "
+            "prediction interval for the loss of a new run; the functional form itself is assumed."
+        )
+    else:
+        note = " No intervals: the L(N, D) fit carries no bootstrap samples (fit it with bootstrap > 0)."
+    out.append("</table><p>" + _e(p.sentence + note) + "</p>")
     return "".join(out)
+
+
+def _exponents(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    out = ["<table><tr><th>N_opt &prop; C<sup>a</sup></th><th>a [95% interval]</th><th>basis</th></tr>"]
+    for r in rows:
+        out.append(
+            f"<tr><td>{_e(r['approach'])}</td><td class=num>{_interval(r['a'], r['lo'], r['hi'], _a)}</td>"
+            f"<td>{_e(r['note'])}</td></tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _a(x: float) -> str:
+    return f"{x:.3f}"
 
 
 def _runs_table(runs: pd.DataFrame, n_col: str) -> str:
@@ -143,6 +164,7 @@ def render_page(
     fit_rows: list[FitRow],
     runs: pd.DataFrame,
     n_col: str,
+    exponents: list[dict] | None = None,
 ) -> str:
     nav = " ".join(f'<a href="#fig-{_e(f.name)}">{_e(f.title)}</a>' for f in figures)
     skipped_html = ""
@@ -162,7 +184,7 @@ def render_page(
 <nav><a href="#next">What next?</a> <a href="#predictions">Predictions</a> {nav} <a href="#fits">Fits</a>
 <a href="#runs">Runs</a></nav>
 <h2 id=next>What should I train next?</h2><ul class=advice>{adv}</ul>
-<h2 id=predictions>Predictions</h2>{_predictions(predictions)}
+<h2 id=predictions>Predictions</h2>{_predictions(predictions)}{_exponents(exponents or [])}
 <h2 id=figures>Figures</h2><div class=figs>{"".join(_figure(f) for f in figures)}</div>
 {skipped_html}
 <h2 id=fits>Fits</h2>{_fits_table(fit_rows)}

@@ -115,6 +115,9 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
     if not todo:
         return {}
     ex = make_executor(plan.executor, study_dir)
+    if ex.capacity > 1:  # several at once: longest first, so the last slot is not one big run alone
+        cost = {r: (store.run(r)["flops_6n"] or 0.0) for r in todo}
+        todo.sort(key=lambda r: -cost[r])
     threads = threads_per_run(plan.executor)
     tail = MetricsTail(store, study_dir)
     inflight: dict[str, Any] = {}

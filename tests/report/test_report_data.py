@@ -98,3 +98,40 @@ def test_load_from_the_study_store(tmp_path):
     assert len(d.metrics) == len(s.metrics)
     assert len(d.evals) == len(s.evals)
     np.testing.assert_allclose(np.sort(d.evals["accuracy"]), np.sort(s.evals["accuracy"]))
+
+
+def test_evals_module_records_expand_per_seed(study):
+    """Rows as `scalinglab eval` stores them (EvalResult dicts: one row per K with acc_per_seed) become one
+    row per seed; with a single seed the error bar is the binomial error over documents."""
+    rid = study.runs["run_id"].iloc[0]
+    rows = pd.DataFrame(
+        [
+            dict(
+                run_id=rid,
+                task="arith",
+                shots=0,
+                metric="exact_match",
+                value=0.5,
+                seeds=[0, 1],
+                acc_per_seed=[0.4, 0.6],
+                acc_se=0.05,
+            ),
+            dict(
+                run_id=rid,
+                task="arith",
+                shots=1,
+                metric="exact_match",
+                value=0.7,
+                seeds=[3],
+                acc_per_seed=[0.7],
+                acc_se=0.04,
+            ),
+        ]
+    )
+    d = StudyData.from_frames(study.runs, study.metrics, evals=rows)
+    assert sorted(d.evals["seed"]) == [0, 1, 3]
+    ev = derive.eval_points(d).set_index("shots")
+    assert ev.loc[0, "acc"] == pytest.approx(0.5) and ev.loc[0, "sem"] == pytest.approx(
+        0.1
+    )  # sd 0.1414/sqrt 2
+    assert ev.loc[1, "acc"] == pytest.approx(0.7) and ev.loc[1, "sem"] == pytest.approx(0.04)

@@ -1,0 +1,96 @@
+"""After the runs, on a store filled from a known law (Hoffmann et al. 2022's L(N, D)): the three approaches
+recover N_opt ~ C^(beta/(alpha+beta)), fits are stored with their back-tests, unchanged data is not re-fitted,
+and diverged runs are left out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scalinglab.study import fitting
+from scalinglab.study.plan import parse_plan, run_id
+from scalinglab.study.store import Store
+
+pytest.importorskip("scalinglab.laws.allocate", reason="the laws engine is not installed")
+
+TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+A_TRUE = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])  # 0.4516
+
+
+def law(n, d):
+    return TRUE["E"] + TRUE["A"] / n ** TRUE["alpha"] + TRUE["B"] / d ** TRUE["beta"]
+
+
+def _add(store: Store, n: float, d: float, roles: list[str], status: str = "done", seed: int = 0) -> str:
+    cfg = {"n": n, "tokens": int(d), "seed": seed, "batch_size": 8, "n_ctx": 128, "n_layer": 1, "d_model": 8}
+    rid = run_id(cfg)
+    steps = 20
+    store.add_runs([(rid, cfg, roles, {"params": {"kaplan": n}, "flops_per_token": {"6n": 6 * n}})])
+    rows = []
+    for k in range(1, steps + 1):  # a learning curve: the law at the tokens seen so far
+        t = d * k / steps
+        rows.append({"step": k, "tokens": t, "flops_6n": 6 * n * t, "val_loss": law(n, t), "train_loss": law(n, t)})
+    store.add_metrics(rid, rows)
+    noise = 1 + 0.001 * np.sin(1e3 * np.log(n * d))  # +-0.1 %: measured losses are never exact
+    loss = float("nan") if status == "diverged" else law(n, d) * noise
+    store.finish_run(rid, status, {"final_val_loss": loss, "steps": steps, "wall_s": 1.0})
+    return rid
+
+
+@pytest.fixture
+def study(tmp_path):
+    store = Store(tmp_path)
+    ids = []
+    for c in (1e18, 1e19, 1e20):  # isoFLOP sets around the optimum
+        n_opt = 0.6 * (c / 6) ** A_TRUE  # near Chinchilla's G (C/6)^a
+        for f in np.geomspace(1 / 6, 6, 7):
+            n = n_opt * f
+            ids.append(_add(store, n, c / (6 * n), [f"isoflop:{c:.3g}"]))
+    for n in np.geomspace(1e7, 1e9, 5):  # a Kaplan L(N) set at one large D
+        ids.append(_add(store, n, 3e10, ["L(N)"]))
+    ids.append(_add(store, 5e7, 3e10, ["L(N)"], status="diverged", seed=9))
+    plan = parse_plan({"model": {"n_params": [1e7]}, "tokens": {"absolute": [1e9]},
+                       "fit": {"laws": ["L(N)", "isoflop", "L(N,D)", "L(C_min)"], "l_n_form": "power+const"}})
+    return store, plan, ids
+
+
+def test_three_approaches_recover_the_exponent(study):
+    store, plan, ids = study
+    lines: list[str] = []
+    fits = fitting.fit_study(store, plan, ids, lines.append)
+    assert {f["law"] for f in fits} == {"L(N)", "isoflop", "L(N,D)", "L(C_min)"}, lines
+    ex = fitting.nopt_exponents(fits)
+    assert ex["approach3_parametric"] == pytest.approx(A_TRUE, abs=0.01)
+    assert ex["approach2_isoflop"] == pytest.approx(A_TRUE, abs=0.03)
+    assert 0.2 < ex["approach1_envelope"] < 0.8  # the envelope of a 24-run grid: the right ballpark only
+    rows = {r["law"]: r for r in fitting.fit_rows(fits)}
+    ln = rows["L(N)"]
+    assert ln["converged"] and ln["r2_log"] > 0.99
+    assert abs(ln["backtest"]["rel_error"]) < 0.01 and ln["backtest"]["covered"] in (True, False)
+    nd = next(f for f in fits if f["law"] == "L(N,D)")["result"]
+    assert nd["params"]["alpha"] == pytest.approx(TRUE["alpha"], rel=0.02)
+    assert next(f for f in fits if f["law"] == "L(N)")["result"]["n_points"] == 5  # the diverged run is out
+    a = fitting.allocation(store, plan, ids, fits)
+    c = a["C"]
+    assert a["N_opt"] * a["D_opt"] * 6 == pytest.approx(c, rel=1e-6) and c == pytest.approx(10 * 6 * 1e9 * 3e10)
+    out: list[str] = []
+    fitting.print_summary(store, plan, ids, fits, out.append)
+    assert any("Approach 1" in x and "isoFLOP" in x for x in out) and any("allocation" in x for x in out)
+
+
+def test_unchanged_data_is_not_refitted(study, monkeypatch):
+    store, plan, ids = study
+    plan.fit.laws = ["L(N)"]
+    first = fitting.fit_study(store, plan, ids, print)[0]
+    import scalinglab.laws.fit as lf
+
+    def boom(*a, **k):
+        raise AssertionError("re-fitted unchanged data")
+
+    monkeypatch.setattr(lf, "fit", boom)
+    again = fitting.fit_study(store, plan, ids, print)[0]
+    assert again["created_at"] == first["created_at"]
+    _add(store, 5e8, 3e10, ["L(N)"])  # new data: the fit is redone (and here it fails loudly, reported)
+    lines: list[str] = []
+    fitting.fit_study(store, plan, ids + [store.run_ids()[-1]], lines.append)
+    assert any("re-fitted unchanged data" in x for x in lines)
