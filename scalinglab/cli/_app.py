@@ -11,8 +11,23 @@ import math
 import sys
 from typing import Any
 
-import click
 import typer
+
+
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(ClickException types, Abort types): typer >= 0.29 vendors its own click beside the click package."""
+    usage: list[type] = []
+    abort: list[type] = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            mod = __import__(name, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        if hasattr(mod, "ClickException"):
+            usage.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            abort.append(mod.Abort)
+    return tuple(usage), tuple(abort)
 
 app = typer.Typer(
     name="scalinglab",
@@ -58,18 +73,18 @@ def fail(message: str, code: int = 2) -> None:
 
 def main() -> None:
     """Console-script entry point: run the app; user errors become one line on stderr and exit 2."""
+    from scalinglab import cli as _register  # noqa: F401  (imports every command module)
     from scalinglab.errors import ScalingLabError
 
-    from scalinglab import cli as _register  # noqa: F401  (imports every command module)
-
+    click_errors, click_aborts = _click_exception_types()
     try:
         rv = app(standalone_mode=False)
     except ScalingLabError as e:
         fail(str(e))
-    except click.exceptions.Abort:
+    except click_aborts:
         sys.stderr.write("aborted\n")
         raise SystemExit(130) from None
-    except click.exceptions.ClickException as e:
+    except click_errors as e:
         e.show()
         raise SystemExit(e.exit_code) from None
     except KeyboardInterrupt:

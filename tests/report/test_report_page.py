@@ -6,7 +6,7 @@ import html
 import re
 
 import pytest
-from conftest import chromium_binary, run_chromium
+from report_chromium import chromium_binary, run_chromium
 
 from scalinglab.report.build import FIGURES
 
