@@ -350,6 +350,7 @@ class IsoFlopResult:
     warnings: list[str]
     n_lo: np.ndarray | None = None  # 95% delta-method interval of each parabola minimum (NaN: <= 4 sizes)
     n_hi: np.ndarray | None = None
+    coef: np.ndarray | None = None  # (n_budgets, 3): loss = c2 (ln N)^2 + c1 ln N + c0 per budget
 
     @property
     def minima(self) -> list[dict[str, float]]:
@@ -375,6 +376,7 @@ class IsoFlopResult:
             "N_opt": self.n_opt.tolist(),
             "loss_opt": self.loss_opt.tolist(),
             "minima": self.minima,
+            "coef": None if self.coef is None else self.coef.tolist(),
             **self.fit.to_dict(),
             "warnings": list(self.warnings),
         }
@@ -401,7 +403,7 @@ def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: fl
             groups.append([])
             last = c
         groups[-1].append(i)
-    budgets, nopt, lopt, nlo, nhi, warnings = [], [], [], [], [], []
+    budgets, nopt, lopt, nlo, nhi, coefs, warnings = [], [], [], [], [], [], []
     for g in groups:
         sub = df.loc[g]
         if sub[N].nunique() < 3:
@@ -428,6 +430,7 @@ def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: fl
         nlo.append(float(np.exp(x0 - 1.96 * sd)))
         nhi.append(float(np.exp(x0 + 1.96 * sd)))
         lopt.append(float(c0 - c1 * c1 / (4 * c2)))
+        coefs.append((float(c2), float(c1), float(c0)))
     if len(budgets) < 3:
         raise FitError(f"isoflop: need at least 3 budgets with >= 3 model sizes each, got {len(budgets)}")
     pf = _loglog(np.array(budgets), np.array(nopt))
@@ -439,4 +442,5 @@ def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: fl
         warnings=warnings + pf.warnings,
         n_lo=np.array(nlo),
         n_hi=np.array(nhi),
+        coef=np.array(coefs),
     )

@@ -137,7 +137,7 @@ class FitResult:
             "description": self.form.description,
             "params": dict(self.params),
             "theta": [float(t) for t in self.theta],
-            "converged": self.converged,
+            "converged": bool(self.converged),
             "message": self.message,
             "objective": self.objective,
             "delta": self.delta,

@@ -208,6 +208,87 @@ class ChinchillaND(Form):
         np.multiply(wD, -lD, out=J[..., 4])
         return ly, J
 
+    # Gauss-Newton terms without the (K, n, 5) Jacobian. With softmax weights s_e, s_N, s_D the Jacobian
+    # columns are [s_e, s_N, s_D, -s_N lN, -s_D lD], so sum_n w J_p J_q only needs the six (K, n) arrays
+    # w s_i s_j and the gradient the three psi s_i, each contracted with the data features
+    # [1, lN, lD, lN^2, lN lD, lD^2] in one (9K, n) @ (n, 6) GEMM.
+    # _GN_MAP[k] = (array, feature, sign) for entry k of the upper triangle of H, then the gradient.
+    _GN_H = [
+        ((0, 0), 0, 0, 1.0), ((0, 1), 1, 0, 1.0), ((0, 2), 2, 0, 1.0), ((0, 3), 1, 1, -1.0),
+        ((0, 4), 2, 2, -1.0), ((1, 1), 3, 0, 1.0), ((1, 2), 4, 0, 1.0), ((1, 3), 3, 1, -1.0),
+        ((1, 4), 4, 2, -1.0), ((2, 2), 5, 0, 1.0), ((2, 3), 4, 1, -1.0), ((2, 4), 5, 2, -1.0),
+        ((3, 3), 3, 3, 1.0), ((3, 4), 4, 4, 1.0), ((4, 4), 5, 5, 1.0),
+    ]  # arrays: 0 w se se, 1 w se sN, 2 w se sD, 3 w sN sN, 4 w sN sD, 5 w sD sD
+    _GN_G = [(6, 0, -1.0), (7, 0, -1.0), (8, 0, -1.0), (7, 1, 1.0), (8, 2, 1.0)]  # 6-8: psi s_e, s_N, s_D
+
+    def gn_terms(self, theta, logx, logy, delta, weights=None, eps=0.1):
+        """Summed Huber objective (K,), its gradient (K, 5) and the IRLS Gauss-Newton matrix (K, 5, 5).
+
+        Same maths as ``optim``'s general path (IRLS weight 1 inside |r| <= delta, eps delta/|r| outside;
+        ``weights`` (K, n) or (n,) scale each point), computed in theta's dtype.
+        """
+        dt = theta.dtype
+        K = theta.shape[0]
+        lN, lD = logx["N"].astype(dt, copy=False), logx["D"].astype(dt, copy=False)
+        n = lN.size
+        e, a, b, al, be = (theta[:, i : i + 1] for i in range(5))
+        tN = a - al * lN
+        tD = b - be * lD
+        m = np.maximum(np.maximum(tN, tD), e)
+        X = np.empty((9, K, n), dtype=dt)
+        se, sN, sD = X[6], X[7], X[8]
+        np.subtract(e, m, out=se)
+        np.exp(se, out=se)
+        np.subtract(tN, m, out=sN)
+        np.exp(sN, out=sN)
+        np.subtract(tD, m, out=sD)
+        np.exp(sD, out=sD)
+        S = se + sN
+        S += sD
+        inv = np.reciprocal(S)
+        se *= inv
+        sN *= inv
+        sD *= inv
+        np.log(S, out=S)
+        S += m
+        r = np.subtract(logy.astype(dt, copy=False), S, out=S)
+        psi = np.clip(r, -delta, delta)
+        h = r - 0.5 * psi
+        h *= psi
+        w = np.abs(r, out=tN)
+        np.divide(eps * delta, w, out=w)
+        np.copyto(w, 1.0, where=psi == r)
+        if weights is not None:
+            wt = weights.astype(dt, copy=False)
+            h *= wt
+            psi *= wt
+            w *= wt
+        F = h.sum(axis=1, dtype=np.float64)
+        np.multiply(w, se, out=tD)  # w s_e
+        np.multiply(tD, se, out=X[0])
+        np.multiply(tD, sN, out=X[1])
+        np.multiply(tD, sD, out=X[2])
+        np.multiply(w, sN, out=tD)  # w s_N
+        np.multiply(tD, sN, out=X[3])
+        np.multiply(tD, sD, out=X[4])
+        np.multiply(w, sD, out=tD)
+        np.multiply(tD, sD, out=X[5])
+        se *= psi
+        sN *= psi
+        sD *= psi
+        feats = np.stack([np.ones_like(lN), lN, lD, lN * lN, lN * lD, lD * lD], axis=1)  # (n, 6)
+        R = (X.reshape(9 * K, n) @ feats).reshape(9, K, 6)
+        H = np.empty((K, 5, 5))
+        for (p, q), arr, ft, sg in self._GN_H:
+            H[:, p, q] = R[arr, :, ft]
+            if sg < 0:
+                H[:, p, q] *= -1.0
+            H[:, q, p] = H[:, p, q]
+        G = np.empty((K, 5))
+        for j, (arr, ft, sg) in enumerate(self._GN_G):
+            G[:, j] = R[arr, :, ft] * sg
+        return F, G, H
+
     def to_params(self, theta):
         e, a, b, al, be = (float(v) for v in theta)
         return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": al, "beta": be}

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -277,7 +278,9 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
                 continue
             if sleep:
                 time.sleep(sleep)
-            res, bt = thunk()
+            with warnings.catch_warnings(), np.errstate(all="ignore"):  # overflow in far-off starts: harmless
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res, bt = thunk()
         except Exception as e:  # one law failing never stops the others
             echo(f"fit {law}: failed ({type(e).__name__}: {e})")
             continue
