@@ -5,9 +5,9 @@ problems ``\\n\\nQ: What is 48 plus 76?\\n\\nA: 124`` (the released files' layou
 for 2D+ (and/or 2D-), with every problem of the evaluation split left out (checked by the contamination
 test: the script exits 1 if any evaluated problem is in the training text). Then evaluates each model on
 ``arithmetic.2d+`` (and/or ``2d-``) for each K, by exact match of the greedy generation, and prints the
-accuracy table against N (non-embedding parameters). Takes ~20 minutes on 2 busy CPU cores.
+accuracy table against N (non-embedding parameters). Takes ~25 minutes on 2 busy CPU cores.
 
-    python bench/bench_evals_ladder.py [--sizes 1x32,2x64,3x96] [--tokens 1000000] [--limit 500]
+    python bench/bench_evals_ladder.py [--sizes 1x32,2x64,3x96] [--tokens 3000000] [--limit 500]
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def training_text(path: Path, n_docs: int, per_doc: int, excluded: set[str], ops
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1x32,2x64,3x96", help="LAYERSxD_MODEL, comma-separated")
-    ap.add_argument("--tokens", type=int, default=1_000_000, help="training tokens (bytes) per model")
+    ap.add_argument("--tokens", type=int, default=3_000_000, help="training tokens (bytes) per model")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--n-ctx", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--tasks", default="arithmetic.2d+", help="arithmetic.2d+ and/or arithmetic.2d-")
-    ap.add_argument("--shots", default="0,1,3")
+    ap.add_argument("--shots", default="0,1")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--limit", type=int, default=500, help="evaluated problems per task")
     ap.add_argument("--out", type=Path, default=None, help="folder for data and runs (default: a temp dir)")

@@ -88,7 +88,73 @@ def _threads() -> int:
         return 2
 
 
-_FAST = os.environ.get("SCALINGLAB_LAWS_FASTPATH", "1") != "0"
+def _map_chunks(work, K: int, chunk: int, size: int) -> None:
+    """Run work(slice) over row chunks of K rows, on threads when ``size`` (the elements to process) is big
+    enough. Each thread task takes a run of consecutive chunks: few hand-offs, each of which can wait a time
+    slice on a loaded machine."""
+    slices = [slice(s, min(s + chunk, K)) for s in range(0, K, chunk)]
+    n_threads = min(_threads(), len(slices))
+    if n_threads > 1 and size >= 100_000:  # below that, thread hand-offs cost more than they save
+        groups = [g for g in np.array_split(np.arange(len(slices)), 2 * n_threads) if g.size]
+        list(_executor(n_threads).map(lambda g: [work(slices[i]) for i in g], groups))
+    else:
+        for sl in slices:
+            work(sl)
+
+
+def _fast_path(form: Form) -> bool:
+    """Whether to use the form's structured Gauss-Newton terms (``gn_objective``/``gn_matrices``): no
+    (K, n, p) Jacobian. SCALINGLAB_LAWS_FASTPATH=0 forces the general path (for checks and benchmarks)."""
+    return (
+        os.environ.get("SCALINGLAB_LAWS_FASTPATH", "1") != "0"
+        and hasattr(form, "gn_objective")
+        and hasattr(form, "gn_matrices")
+    )
+
+
+_CHUNK_FAST = 128  # rows per chunk: (128, 9, n) float32 scratch stays near the core's cache
+
+
+def _gn_objective_fast(form, theta, lx, ly, delta, weights, dtype):
+    """Fast path, step 1: objective (K,) of every row and the per-chunk states for ``_gn_matrices_fast``."""
+    K = theta.shape[0]
+    F = np.empty(K)
+    states: dict[int, np.ndarray] = {}
+
+    def work(sl: slice) -> None:
+        wt = None if weights is None else weights[sl]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            F[sl], states[sl.start] = form.gn_objective(theta[sl].astype(dtype), lx, ly, delta, wt)
+
+    _map_chunks(work, K, _CHUNK_FAST, K * ly.size)
+    F[~np.isfinite(F)] = np.inf
+    return F, states
+
+
+def _gn_matrices_fast(form, states, rows, K, p, lx, delta, weights, eps):
+    """Fast path, step 2: gradient and Gauss-Newton matrix of the rows ``rows`` (bool (K,)) only; zeros
+    elsewhere. Returns (G, H, ok) with ok False where G or H is not finite."""
+    G = np.zeros((K, p))
+    H = np.zeros((K, p, p))
+
+    def work(sl: slice) -> None:
+        m = rows[sl]
+        if not m.any():
+            return
+        st, wt = states[sl.start], None if weights is None else weights[sl]
+        if not m.all():
+            st, wt = st[m], None if wt is None else wt[m]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            g, h = form.gn_matrices(st, lx, delta, wt, eps)
+        ix = np.arange(sl.start, sl.stop)[m]
+        G[ix], H[ix] = g, h
+
+    n = next(iter(states.values())).shape[-1] if states else 0
+    _map_chunks(work, K, _CHUNK_FAST, int(rows.sum()) * n)
+    ok = np.all(np.isfinite(G), axis=1) & np.all(np.isfinite(H), axis=(1, 2))
+    G[~ok] = 0.0
+    H[~ok] = 0.0
+    return G, H, ok
 
 
 def _gn_terms(
@@ -100,29 +166,27 @@ def _gn_terms(
     weights: np.ndarray | None,
     eps: float,
     dtype,
-    chunk: int = 128,
+    chunk: int = 64,
 ):
     """Objective (K,), gradient (K, p) and IRLS Gauss-Newton matrix (K, p, p), in row chunks on a few threads.
 
     IRLS weight w = 1 inside |r| <= delta and eps*delta/|r| outside (eps < 1 under-weights the linear zone,
     which converges faster than the pure majoriser eps = 1; steps are still accepted only when f decreases).
+    Uses the form's structured terms when it has them (``_fast_path``), else the Jacobian from ``log_eval``.
     """
     K, p = theta.shape
+    lx = {k: v.astype(dtype) for k, v in logx.items()}
+    ly = logy.astype(dtype)
+    if _fast_path(form):
+        F, states = _gn_objective_fast(form, theta, lx, ly, delta, weights, dtype)
+        G, H, ok = _gn_matrices_fast(form, states, np.ones(K, bool), K, p, lx, delta, weights, eps)
+        F[~ok] = np.inf
+        return F, G, H
     F = np.empty(K)
     G = np.empty((K, p))
     H = np.empty((K, p, p))
-    lx = {k: v.astype(dtype) for k, v in logx.items()}
-    ly = logy.astype(dtype)
 
-    fast = getattr(form, "gn_terms", None) if _FAST else None
-
-    def work(s: int) -> None:
-        sl = slice(s, min(s + chunk, K))
-        if fast is not None:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-                wt = None if weights is None else weights[sl]
-                F[sl], G[sl], H[sl] = fast(theta[sl].astype(dtype), lx, ly, delta, wt, eps)
-            return
+    def work(sl: slice) -> None:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             lyh, J = form.log_eval(theta[sl].astype(dtype), lx)
             r = ly - lyh
@@ -139,13 +203,7 @@ def _gn_terms(
             G[sl] = -np.matmul(Jt, psi[:, :, None])[..., 0]
             H[sl] = np.matmul(Jt * w[:, None, :], J)
 
-    starts = range(0, K, chunk)
-    n_threads = min(_threads(), len(starts))
-    if n_threads > 1 and K * logy.size >= 100_000:  # below that, thread hand-offs cost more than they save
-        list(_executor(n_threads).map(work, starts))
-    else:
-        for s in starts:
-            work(s)
+    _map_chunks(work, K, chunk, K * logy.size)
     bad = ~np.isfinite(F) | ~np.all(np.isfinite(G), axis=1) | ~np.all(np.isfinite(H), axis=(1, 2))
     F[bad] = np.inf
     G[bad] = 0.0
@@ -179,6 +237,9 @@ def batched_lm(
     K, p = theta.shape
     W = None if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), (K, logy.size))
     f, G, H = _gn_terms(form, theta, logx, logy, delta, W, eps, dtype)
+    fast = _fast_path(form)
+    lx = {k: v.astype(dtype) for k, v in logx.items()}
+    ly = logy.astype(dtype)
     lam = np.full(K, 1e-2)
     done = ~np.isfinite(f)
     eye = np.eye(p)
@@ -200,11 +261,17 @@ def batched_lm(
         step = np.where(np.isfinite(step), step, 0.0)
         step /= np.maximum(np.max(np.abs(step) / cap, axis=1, keepdims=True), 1.0)
         new = _project(th + step, lo, hi)
-        f_new, G_new, H_new = _gn_terms(
-            form, new, logx, logy, delta, None if W is None else W[idx], eps, dtype
-        )
+        Wk = None if W is None else W[idx]
         f_old = f[idx]
-        acc = f_new < f_old
+        if fast:  # the trial's objective first; G and H only where the step is accepted
+            f_new, states = _gn_objective_fast(form, new, lx, ly, delta, Wk, dtype)
+            acc = f_new < f_old
+            G_new, H_new, ok = _gn_matrices_fast(form, states, acc, idx.size, p, lx, delta, Wk, eps)
+            acc &= ok
+            del states
+        else:
+            f_new, G_new, H_new = _gn_terms(form, new, logx, logy, delta, Wk, eps, dtype)
+            acc = f_new < f_old
         gain = np.where(acc, (f_old - f_new) / np.maximum(f_old, 1e-300), 0.0)
         ia = idx[acc]
         theta[ia], f[ia], G[ia], H[ia] = new[acc], f_new[acc], G_new[acc], H_new[acc]

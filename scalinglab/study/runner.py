@@ -140,7 +140,12 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
                 )
                 store.mark_running(rid)
-                inflight[rid] = ex.submit(study_dir, rid)
+                try:
+                    inflight[rid] = ex.submit(study_dir, rid)
+                except Exception as e:  # e.g. a broken process pool: recorded, retried on the next run
+                    store.finish_run(rid, "failed", None, error=f"submit: {type(e).__name__}: {e}"[:500])
+                    outcome["failed"] += 1
+                    echo(f"{rid}: could not be submitted ({type(e).__name__}: {e})")
             time.sleep(POLL_S if inflight else 0)
             for rid, h in list(inflight.items()):
                 if not h.done():
@@ -178,9 +183,7 @@ def _finish(store: Store, rid: str, handle: Any) -> str:
         store.finish_run(rid, "failed", None, error=msg)
         return "failed"
     summary = res.get("summary") or {}
-    if (
-        summary.get("status") == "stopped"
-    ):  # asked to stop (shutdown): it resumes from its checkpoint next time
+    if summary.get("status") == "stopped":  # asked to stop (shutdown): it resumes from its checkpoint later
         store.finish_run(rid, "pending", None)
         return "pending"
     status = "diverged" if summary.get("status") == "diverged" else "done"

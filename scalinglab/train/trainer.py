@@ -188,12 +188,14 @@ def train(
     summary_path, ckpt_path, metrics_path = out / "summary.json", out / ckio.CKPT_NAME, out / "metrics.jsonl"
     if resume and summary_path.is_file():
         return json.loads(summary_path.read_text())
+    threads = torch.get_num_threads()
     _set_threads()
     d = _Dist()
     try:
         return _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path, metrics_path)
     finally:
         d.close()
+        torch.set_num_threads(threads)  # no process-wide state left behind
 
 
 def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path, metrics_path) -> dict:

@@ -7,6 +7,12 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny models: one torch thread (the trainer reads SCALINGLAB_THREADS; no OpenMP oversubscription)."""
+    monkeypatch.setenv("SCALINGLAB_THREADS", "1")
+
+
 @pytest.fixture(scope="session")
 def text_data(tmp_path_factory) -> str:
     """A prepared folder of ``text:default`` (the bundled real corpus, byte-level)."""
