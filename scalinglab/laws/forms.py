@@ -271,9 +271,15 @@ class ChinchillaND(Form):
             np.maximum(cD - be * lD.min(), cD - be * lD.max()),
         )
         if big.size and np.max(big) < self._EXP_MAX[dt.itemsize]:
-            # [tN - e | tD - e] = [cN, -alpha, cD, -beta] @ [[1, 0], [lN, 0], [0, 1], [0, lD]]: one GEMM
-            coef = np.concatenate([cN, -al, cD, -be], axis=1)
-            u = np.matmul(coef, self._gn_lin(lN, lD), out=state[:, 1:3].reshape(K, 2 * n))
+            u = state[:, 1:3].reshape(K, 2 * n)  # a view: s_N, s_D side by side
+            if dt == np.float32:  # [tN - e | tD - e] = [cN, -alpha, cD, -beta] @ [[1, 0], [lN, 0], ...]
+                coef = np.concatenate([cN, -al, cD, -be], axis=1)
+                np.matmul(coef, self._gn_lin(lN, lD), out=u)
+            else:  # (OpenBLAS's dgemm is slower than two passes here)
+                np.multiply(al, lN, out=sN)
+                np.subtract(cN, sN, out=sN)
+                np.multiply(be, lD, out=sD)
+                np.subtract(cD, sD, out=sD)
             np.exp(u, out=u)
             np.add(sN, sD, out=r)
             r += 1.0
