@@ -198,6 +198,18 @@ def train(
         torch.set_num_threads(threads)  # no process-wide state left behind
 
 
+def _default_micro(cfg, per_rank: int, world: int) -> int:
+    """Micro-batch size when the config leaves it open (sequences per rank per backward).
+
+    Under DDP one micro-batch per rank: the noise scale comes from per-rank vs all-reduced gradients. On one
+    device with the noise scale on, two micro-batches per step, so that B_small = B/2 and B_big = B give the
+    McCandlish two-batch estimate on every run (a single backward would leave it unmeasured).
+    """
+    if world == 1 and cfg.noise_scale and per_rank >= 2 and per_rank % 2 == 0:
+        return per_rank // 2
+    return per_rank
+
+
 def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path, metrics_path) -> dict:
     api = _data_api()
     ds_path = Path(api.ensure_dataset(cfg.data))
@@ -209,7 +221,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
             f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}"
         )
     T, B = cfg.n_ctx, cfg.batch_size
-    micro = cfg.micro_batch_size or B
+    micro = cfg.micro_batch_size or _default_micro(cfg, B // max(1, d.world), d.world)
     if B % d.world or (B // d.world) % micro:
         raise ConfigError(
             f"batch_size {B} must be a multiple of world_size {d.world} x micro_batch_size {micro}"
