@@ -47,7 +47,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=3_000_000, help="training tokens (bytes) per model")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--n-ctx", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--tasks", default="arithmetic.2d+", help="arithmetic.2d+ and/or arithmetic.2d-")
     ap.add_argument("--shots", default="0,1")
     ap.add_argument("--seeds", type=int, default=2)

@@ -9,6 +9,10 @@ Many starts (or many bootstrap resamples) are optimised at once: each iteration 
 Gauss-Newton system (J^T W J + lambda diag) step = -grad for every row in one batched numpy call, with per-row
 acceptance and damping. IRLS weights w = min(1, delta/|r|) make the quadratic model a majoriser of the Huber
 loss in the residuals, which keeps the steps sane far from the data. Rows stop when their objective stalls.
+
+Forms with structured Gauss-Newton terms (``gn_objective`` / ``gn_matrices``, e.g. ``ChinchillaND``) skip the
+(K, n, p) Jacobian: each trial step's objective is computed first, and G, H only for the rows that accept it.
+``SCALINGLAB_LAWS_FASTPATH=0`` forces the general path (same maths; used to check the fast one).
 """
 
 from __future__ import annotations
