@@ -120,6 +120,8 @@ class Store:
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0):
         path = Path(path)
         if path.is_dir() or path.suffix != ".db":
+            if path.exists() and not path.is_dir():
+                raise InputError(f"{path} is a file, not a study folder or a .db file")
             path.mkdir(parents=True, exist_ok=True)
             path = path / DB_NAME
         self.path = path
