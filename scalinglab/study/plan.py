@@ -115,8 +115,13 @@ class BatchPlan(_Strict):
 
 
 class LRPlan(_Strict):
-    rule: Literal["fixed", "kaplan"] = "fixed"  # kaplan: LR(N) = 0.003239 - 0.0001395 ln N (trainer)
+    """Peak learning rate per run. fixed: ``value`` for every size; kaplan: LR(N) = 0.003239 - 0.0001395 ln N
+    (the trainer's default); width: ``value * base_width / d_model``, the muP rule for Adam (peak LR of the
+    hidden matrices scales as 1/width), which keeps wide models of a small ladder from training too hot."""
+
+    rule: Literal["fixed", "kaplan", "width"] = "fixed"
     value: float = Field(1e-3, gt=0)
+    base_width: int = Field(64, ge=1)
 
 
 class SeedsPlan(_Strict):
@@ -332,7 +337,7 @@ def _config(
         tokens=int(round(tokens)),
         seed=int(seed),
         batch_size=int(batch),
-        lr=plan.lr.value if plan.lr.rule == "fixed" else None,
+        lr=_peak_lr(plan.lr, d_model),
     )
     if plan.batch.micro_size:
         cfg["micro_batch_size"] = plan.batch.micro_size
@@ -431,6 +436,15 @@ def plan_hash(plan: Plan) -> str:
     """A hash of the validated plan (what was asked, not where it is written)."""
     d = plan.model_dump(exclude={"out", "executor"})
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _peak_lr(lr: LRPlan, d_model: int) -> float | None:
+    """The run's peak learning rate under the plan's rule (None: the trainer's Kaplan LR(N))."""
+    if lr.rule == "fixed":
+        return lr.value
+    if lr.rule == "width":
+        return lr.value * lr.base_width / d_model
+    return None
 
 
 def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:

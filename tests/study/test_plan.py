@@ -39,7 +39,7 @@ def test_errors_name_the_key_the_value_and_what_is_allowed():
         )
     msg = str(e.value)
     assert "model.shapes.0.n_layer = 0" in msg and "greater than or equal to 1" in msg
-    assert "lr.rule = 'cosmic'" in msg and "'fixed' or 'kaplan'" in msg
+    assert "lr.rule = 'cosmic'" in msg and "'fixed', 'kaplan' or 'width'" in msg
     assert "executor.kind = 'k8s'" in msg and "typo = 1: unknown key" in msg
     with pytest.raises(ConfigError, match="unknown laws"):
         _plan(fit={"laws": ["L(X)"]})
@@ -137,3 +137,18 @@ def test_bundled_plans_validate():
             assert make_runs(plan, V)
     with pytest.raises(ConfigError, match="not found"):
         load_plan(HERE / "nope.toml")
+
+
+def test_lr_rules_fixed_kaplan_and_width():
+    """fixed: one LR; kaplan: left to the trainer (None = LR(N)); width: value * base_width / d_model."""
+    lrs = {
+        rule: {r.config["d_model"]: r.config["lr"] for r in make_runs(_plan(lr=lr), V)}
+        for rule, lr in {
+            "fixed": {"rule": "fixed", "value": 2e-3},
+            "kaplan": {"rule": "kaplan"},
+            "width": {"rule": "width", "value": 3e-3, "base_width": 32},
+        }.items()
+    }
+    assert lrs["fixed"] == {16: 2e-3, 32: 2e-3}
+    assert lrs["kaplan"] == {16: None, 32: None}
+    assert lrs["width"][32] == pytest.approx(3e-3) and lrs["width"][16] == pytest.approx(6e-3)
