@@ -116,8 +116,9 @@ class BatchPlan(_Strict):
 
 class LRPlan(_Strict):
     """Peak learning rate per run. fixed: ``value`` for every size; kaplan: LR(N) = 0.003239 - 0.0001395 ln N
-    (the trainer's default); width: ``value * base_width / d_model``, the muP rule for Adam (peak LR of the
-    hidden matrices scales as 1/width), which keeps wide models of a small ladder from training too hot."""
+    (the trainer's default); width: ``value`` up to ``base_width``, ``value * base_width / d_model`` above
+    it (muP's 1/width rule for Adam, for models wider than the one the LR was tuned on), which keeps the
+    wide models of a small ladder from training too hot."""
 
     rule: Literal["fixed", "kaplan", "width"] = "fixed"
     value: float = Field(1e-3, gt=0)
@@ -443,7 +444,7 @@ def _peak_lr(lr: LRPlan, d_model: int) -> float | None:
     if lr.rule == "fixed":
         return lr.value
     if lr.rule == "width":
-        return lr.value * lr.base_width / d_model
+        return lr.value * min(1.0, lr.base_width / d_model)
     return None
 
 

@@ -140,15 +140,15 @@ def test_bundled_plans_validate():
 
 
 def test_lr_rules_fixed_kaplan_and_width():
-    """fixed: one LR; kaplan: left to the trainer (None = LR(N)); width: value * base_width / d_model."""
+    """fixed: one LR; kaplan: the trainer's LR(N) (None); width: value * min(1, base_width / d_model)."""
     lrs = {
         rule: {r.config["d_model"]: r.config["lr"] for r in make_runs(_plan(lr=lr), V)}
         for rule, lr in {
             "fixed": {"rule": "fixed", "value": 2e-3},
             "kaplan": {"rule": "kaplan"},
-            "width": {"rule": "width", "value": 3e-3, "base_width": 32},
+            "width": {"rule": "width", "value": 3e-3, "base_width": 16},
         }.items()
     }
     assert lrs["fixed"] == {16: 2e-3, 32: 2e-3}
     assert lrs["kaplan"] == {16: None, 32: None}
-    assert lrs["width"][32] == pytest.approx(3e-3) and lrs["width"][16] == pytest.approx(6e-3)
+    assert lrs["width"][16] == pytest.approx(3e-3) and lrs["width"][32] == pytest.approx(1.5e-3)
