@@ -355,6 +355,7 @@ def fit_rows(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "params": r.get("params", {}),
                 "converged": r.get("converged"),
                 "r2_log": r.get("r2_log"),
+                "warnings": list(r.get("warnings") or []),
                 "backtest": {
                     "rel_error": bt.get("rel_error"),
                     "covered": bt.get("covered"),
@@ -411,6 +412,8 @@ def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str,
             f"  {row['law']:10s} {ps}{r2}{btxt}"
             + ("" if row["converged"] in (True, None) else "  [NOT CONVERGED]")
         )
+        for w in row["warnings"]:
+            echo(f"      warning: {w}")
     ex = nopt_exponents(fits)
     if any(v is not None for v in ex.values()):
         a1, a2, a3 = ("-" if v is None else f"{v:.3f}" for v in ex.values())

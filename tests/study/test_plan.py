@@ -135,6 +135,10 @@ def test_bundled_plans_validate():
         if path.is_file():
             plan = load_plan(path)
             assert make_runs(plan, V)
+    # the demo's ladder: at least 5 sizes spanning at least 1.5 decades of Kaplan N (issue 6)
+    runs = make_runs(load_plan(REPO / "examples" / "demo.toml"), V)
+    n = sorted({12 * r.config["n_layer"] * r.config["d_model"] ** 2 for r in runs if "L(N)" in r.roles})
+    assert len(n) >= 5 and math.log10(n[-1] / n[0]) >= 1.5
     with pytest.raises(ConfigError, match="not found"):
         load_plan(HERE / "nope.toml")
 
