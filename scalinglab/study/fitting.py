@@ -272,7 +272,8 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
                 echo(f"fit {law}: skipped (too few finished runs for it)")
                 continue
             df, thunk, extra = out
-            h = data_hash(law, df, extra)
+            # the plan's [fit] options (bootstrap, forms, hold-outs) are part of what a stored fit depends on
+            h = data_hash(law, df, [extra, plan.fit.model_dump(mode="json")])
             if store.fit_hash(law) == h:  # fitted before on the same table (e.g. before a kill)
                 fitted[law] = next(f for f in store.fits() if f["law"] == law)
                 continue
