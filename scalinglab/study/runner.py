@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab.errors import ConfigError
+from scalinglab.io import atomic_write_json
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
     BatchFor,
@@ -42,15 +43,6 @@ def study_dir_for(plan: Plan, plan_path: Path, out: str | Path | None = None) ->
         p = Path(plan.out)
         return p if p.is_absolute() else plan_path.parent / p
     return Path("runs") / plan.name
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def vocab_size_of(spec: str) -> int:
@@ -135,7 +127,7 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                 d = run_dir(study_dir, rid)
                 d.mkdir(parents=True, exist_ok=True)
                 run = store.run(rid)
-                _atomic_json(
+                atomic_write_json(
                     d / "spec.json",
                     {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
                 )

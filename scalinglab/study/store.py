@@ -30,26 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab.errors import InputError
+from scalinglab.model.counting import FLOP_CONVENTIONS
+from scalinglab.train.metric_keys import VALUE_KEYS
 
 PARAM_KEYS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
-FLOP_KEYS = ("6n", "kaplan", "palm", "chinchilla")
-METRIC_KEYS = (
-    "tokens",
-    "flops_6n",
-    "flops_kaplan",
-    "flops_palm",
-    "flops_chinchilla",
-    "train_loss",
-    "val_loss",
-    "val_bpb",
-    "lr",
-    "grad_norm",
-    "tokens_per_s",
-    "mfu",
-    "gns_g2",
-    "gns_trace",
-    "gns_b_simple_tokens",
-)
+FLOP_KEYS = FLOP_CONVENTIONS
+METRIC_KEYS = VALUE_KEYS  # one column per trainer metric (the step is the key)
 STATUSES = ("pending", "running", "done", "diverged", "failed")
 EVAL_KEYS = ("task", "shots", "metric", "value", "n")
 

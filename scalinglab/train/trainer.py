@@ -31,22 +31,6 @@ from scalinglab.train.config import OPERATIONAL_FIELDS, TrainConfig
 from scalinglab.train.hardware import mfu, peak_flops
 from scalinglab.train.schedule import lr_at
 
-METRIC_KEYS = (
-    "step",
-    "tokens",
-    *(f"flops_{c}" for c in FLOP_CONVENTIONS),
-    "train_loss",
-    "val_loss",
-    "val_bpb",
-    "lr",
-    "grad_norm",
-    "tokens_per_s",
-    "mfu",
-    "gns_g2",
-    "gns_trace",
-    "gns_b_simple_tokens",
-)
-
 
 def _data_api():
     """The data layer (``scalinglab.data``): ensure_dataset, open_dataset, Sampler, eval_batches."""

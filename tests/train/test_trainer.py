@@ -12,7 +12,8 @@ import torch
 from scalinglab.errors import ConfigError
 from scalinglab.model.counting import count_params
 from scalinglab.train.checkpoint import load_checkpoint, load_model
-from scalinglab.train.trainer import METRIC_KEYS, train
+from scalinglab.train.metric_keys import METRIC_KEYS
+from scalinglab.train.trainer import train
 
 from .conftest import tiny
 
