@@ -116,7 +116,7 @@ def _fast_path(form: Form) -> bool:
     )
 
 
-_CHUNK_FAST = 128  # rows per chunk: (128, 9, n) float32 scratch stays near the core's cache
+_CHUNK_FAST = 256  # rows per chunk: fewer numpy calls per thread (less GIL contention); 256 measured best
 
 
 def _gn_objective_fast(form, theta, lx, ly, delta, weights, dtype):
