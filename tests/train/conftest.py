@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny models: one torch thread (the trainer reads SCALINGLAB_THREADS; no OpenMP oversubscription)."""
-    monkeypatch.setenv("SCALINGLAB_THREADS", "1")
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest and avoids OpenMP oversubscription on a shared machine. Sets both
+    torch's threads (for in-test forward/backward) and SCALINGLAB_THREADS (read by the trainer); module scope
+    so that module-scoped runs (e.g. a trained text run) are covered too."""
+    n, env = torch.get_num_threads(), os.environ.get("SCALINGLAB_THREADS")
+    torch.set_num_threads(1)
+    os.environ["SCALINGLAB_THREADS"] = "1"
+    yield
+    torch.set_num_threads(n)
+    if env is None:
+        os.environ.pop("SCALINGLAB_THREADS", None)
+    else:
+        os.environ["SCALINGLAB_THREADS"] = env
 
 
 @pytest.fixture(scope="session")

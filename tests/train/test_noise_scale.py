@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 
 import pytest
 import torch
 
 from scalinglab.train.noise_scale import NoiseScaleMeter
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest, and avoids oversubscribing a shared machine (trainer too)."""
-    n, env = torch.get_num_threads(), os.environ.get("SCALINGLAB_THREADS")
-    torch.set_num_threads(1)
-    os.environ["SCALINGLAB_THREADS"] = "1"
-    yield
-    torch.set_num_threads(n)
-    if env is None:
-        os.environ.pop("SCALINGLAB_THREADS", None)
-    else:
-        os.environ["SCALINGLAB_THREADS"] = env
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:

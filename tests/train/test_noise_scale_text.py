@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import spearmanr
 
 from scalinglab.cli.noise import critical_batch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is fastest, and avoids oversubscribing a shared machine (trainer too)."""
-    n, env = torch.get_num_threads(), os.environ.get("SCALINGLAB_THREADS")
-    torch.set_num_threads(1)
-    os.environ["SCALINGLAB_THREADS"] = "1"
-    yield
-    torch.set_num_threads(n)
-    if env is None:
-        os.environ.pop("SCALINGLAB_THREADS", None)
-    else:
-        os.environ["SCALINGLAB_THREADS"] = env
 
 
 @pytest.fixture(scope="module")
