@@ -137,20 +137,22 @@ def steps_to_targets(cur: pd.DataFrame, sweep: pd.DataFrame, n_targets: int = 4)
 
 
 def sweep_fits(tab: pd.DataFrame) -> pd.DataFrame:
-    """Per target loss: S_min, E_min and B_crit = E_min/S_min from S = S_min (1 + B_crit/B), which is linear
-    in 1/B (McCandlish 2018 eq. 2.11; Kaplan eq. 5.1): least squares of S on (1, 1/B), intercept S_min,
-    slope E_min. Needs three batch sizes per target; targets with a non-positive S_min or E_min are
-    dropped."""
+    """Per target loss: S_min, E_min and B_crit = E_min/S_min from S = S_min (1 + B_crit/B) (McCandlish 2018
+    eq. 2.11; Kaplan eq. 5.1), fitted by ``scalinglab.laws.batch.fit_tradeoff``. Needs three batch sizes per
+    target; targets without a positive (S_min, E_min) are dropped."""
+    from scalinglab.errors import InputError
+    from scalinglab.laws.batch import fit_tradeoff
+
     rows = []
     for t, g in tab.groupby("target"):
         if g["B"].nunique() < 3:
             continue
-        A = np.column_stack([np.ones(len(g)), 1.0 / g["B"].to_numpy(float)])
-        (s_min, e_min), *_ = np.linalg.lstsq(A, g["S"].to_numpy(float), rcond=None)
-        if s_min > 0 and e_min > 0:
-            rows.append(
-                dict(target=float(t), S_min=float(s_min), E_min=float(e_min), B_crit=float(e_min / s_min))
-            )
+        try:
+            f = fit_tradeoff(g["B"].to_numpy(float), g["S"].to_numpy(float))
+        except InputError:
+            continue
+        rows.append(dict(target=float(t), S_min=float(f["S_min"]), E_min=float(f["E_min"]),
+                         B_crit=float(f["B_crit"])))
     return pd.DataFrame(rows, columns=["target", "S_min", "E_min", "B_crit"])
 
 
