@@ -40,6 +40,9 @@ def train_cmd(
     log_every: int = typer.Option(0, "--log-every", help="Steps (0 = ~200 rows)."),
     ckpt_every: int = typer.Option(0, "--ckpt-every", help="Steps (0 = ~10 checkpoints)."),
     noise_scale: bool = typer.Option(True, "--noise-scale/--no-noise-scale"),
+    noise_scale_every: int = typer.Option(
+        4, "--noise-scale-every", help="One device: measure the noise scale on every k-th step."
+    ),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
@@ -77,6 +80,7 @@ def train_cmd(
         log_every=log_every,
         ckpt_every=ckpt_every,
         noise_scale=noise_scale,
+        noise_scale_every=noise_scale_every,
         device=device,
         dtype=dtype,
         compile=compile_,

@@ -459,6 +459,7 @@ def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
         if not plan.batch.micro_size:  # the single-device estimator needs >= 2 micro-batches per step
             cfg["micro_batch_size"] = max(1, cfg["batch_size"] // 2)
         cfg["noise_scale"] = True
+        cfg["noise_scale_every"] = 1  # a pilot exists to measure: every step
         out.append(RunSpec(cfg, {"pilot"}))
     return out
 

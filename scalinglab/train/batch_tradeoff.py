@@ -120,7 +120,7 @@ def run_tradeoff(out_dir: str | Path, *, batch_sizes=(2, 4, 8, 16, 32), steps_te
     for B in batch_sizes:
         T = cfg0["n_ctx"]
         seqs = steps_term * B + examples_term
-        cfg = dict(cfg0, batch_size=B, micro_batch_size=max(1, B // 2), tokens=seqs * T,
+        cfg = dict(cfg0, batch_size=B, micro_batch_size=max(1, B // 2), noise_scale_every=1, tokens=seqs * T,
                    lr=lr_ref * math.sqrt(B / b_ref), log_every=1, eval_every=10**9, eval_batches=1,
                    ckpt_every=10**9, warmup_tokens=5 * B * T)
         train(cfg, out / f"B{B}")

@@ -57,6 +57,10 @@ class TrainConfig(BaseModel):
     log_every: int = Field(0, ge=0)
     ckpt_every: int = Field(0, ge=0)
     noise_scale: bool = True
+    # one device: measure B_simple on every k-th step (steps 0, k, 2k, ...); only those steps are split into
+    # two micro-batches when micro_batch_size is unset, so the split and the meter cost 1/k of their price.
+    # Under DDP the per-rank gradients give the measurement without a split: every step.
+    noise_scale_every: int = Field(4, ge=1)
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False

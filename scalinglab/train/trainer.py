@@ -111,30 +111,43 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 class _Meter:
-    """The noise-scale meter (scalinglab.train.noise_scale) or a no-op when switched off."""
+    """The noise-scale meter (scalinglab.train.noise_scale) or a no-op when switched off.
 
-    def __init__(self, cfg: TrainConfig, b_micro: int, n_micro: int, world: int, ddp_model) -> None:
+    ``on``: the run measures (noise scale enabled and measurable); the trainer calls begin/micro/end on the
+    measured steps only and reads ``metrics()`` (the EMAs) on the others.
+    """
+
+    def __init__(self, cfg: TrainConfig, b_micro: int, n_micro: int, world: int, ddp_model,
+                 measured_steps: int) -> None:
         self.m = None
         if not cfg.noise_scale:
             return
-        from scalinglab.train.noise_scale import NoiseScaleMeter, attach_ddp_hook
+        from scalinglab.train.noise_scale import NoiseScaleMeter, attach_ddp_hook, beta_for_run
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "not measurable" (1 micro-batch, 1 process): gns_* stay None
-            self.m = NoiseScaleMeter(b_micro=b_micro, n_micro=n_micro, world_size=world, seq_len=cfg.n_ctx)
+            self.m = NoiseScaleMeter(b_micro=b_micro, n_micro=n_micro, world_size=world, seq_len=cfg.n_ctx,
+                                     beta=beta_for_run(measured_steps))
         if ddp_model is not None:
             attach_ddp_hook(ddp_model, self.m)
+
+    @property
+    def on(self) -> bool:
+        return self.m is not None and self.m.enabled
 
     def begin(self) -> None:
         if self.m is not None:
             self.m.begin_step()
 
-    def micro(self, params) -> None:
+    def micro(self, params, loss_weight: float) -> None:
         if self.m is not None:
-            self.m.after_micro_backward(params)
+            self.m.after_micro_backward(params, loss_weight=loss_weight)
 
     def end(self, params, report: bool) -> dict:
         return (self.m.end_step(params, report=report) or {}) if self.m is not None else {}
+
+    def metrics(self) -> dict:
+        return self.m.metrics() if self.m is not None else {}
 
     def close(self) -> None:
         if self.m is not None:
@@ -183,11 +196,12 @@ def train(
 
 
 def _default_micro(cfg, per_rank: int, world: int) -> int:
-    """Micro-batch size when the config leaves it open (sequences per rank per backward).
+    """Micro-batch size of a *measured* step when the config leaves it open (sequences per rank per backward).
 
     Under DDP one micro-batch per rank: the noise scale comes from per-rank vs all-reduced gradients. On one
-    device with the noise scale on, two micro-batches per step, so that B_small = B/2 and B_big = B give the
-    McCandlish two-batch estimate on every run (a single backward would leave it unmeasured).
+    device with the noise scale on, two micro-batches, so that B_small = B/2 and B_big = B give the
+    McCandlish two-batch estimate on every run (a single backward would leave it unmeasured). Steps that do
+    not measure (see ``noise_scale_every``) run one micro-batch.
     """
     if world == 1 and cfg.noise_scale and per_rank >= 2 and per_rank % 2 == 0:
         return per_rank // 2
@@ -205,12 +219,15 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
             f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}"
         )
     T, B = cfg.n_ctx, cfg.batch_size
-    micro = cfg.micro_batch_size or _default_micro(cfg, B // max(1, d.world), d.world)
-    if B % d.world or (B // d.world) % micro:
+    per_rank = B // max(1, d.world)
+    micro = cfg.micro_batch_size or per_rank  # a plain step
+    micro_gns = cfg.micro_batch_size or _default_micro(cfg, per_rank, d.world)  # a noise-measuring step
+    if B % d.world or per_rank % micro or per_rank % micro_gns:
         raise ConfigError(
             f"batch_size {B} must be a multiple of world_size {d.world} x micro_batch_size {micro}"
         )
-    n_micro = B // d.world // micro
+    n_micro, n_micro_gns = per_rank // micro, per_rank // micro_gns
+    gns_every = cfg.noise_scale_every if d.world == 1 else 1
     steps = max(1, cfg.tokens // (B * T))
     warmup = max(1, round(0.01 * steps)) if cfg.warmup_tokens is None else cfg.warmup_tokens // (B * T)
     log_every = cfg.log_every or max(1, steps // 200)
@@ -286,7 +303,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None)
-    meter = _Meter(cfg, micro, n_micro, d.world, model if d.on else None)
+    meter = _Meter(cfg, micro_gns, n_micro_gns, d.world, model if d.on else None, -(-steps // gns_every))
     if ck is not None:
         meter.load_state_dict(ck.get("noise_scale"))
     fwd = torch.compile(model) if cfg.compile else model
@@ -388,21 +405,29 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         x = torch.from_numpy(gx[rows]).to(device, non_blocking=True)
         y = torch.from_numpy(gy[rows]).to(device, non_blocking=True)
         msk = None if gm is None else torch.from_numpy(gm[rows]).to(device, non_blocking=True)
-        meter.begin()
+        measure = meter.on and step % gns_every == 0
+        mb, n_mb = (micro_gns, n_micro_gns) if measure else (micro, n_micro)
+        if measure:
+            meter.begin()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        for i in range(n_micro):
-            sl = slice(i * micro, (i + 1) * micro)
+        for i in range(n_mb):
+            sl = slice(i * mb, (i + 1) * mb)
             mm = None if msk is None else msk[sl]
-            n_m = float(micro * T if mm is None else mm.sum())
-            sync = contextlib.nullcontext() if (not d.on or i == n_micro - 1) else model.no_sync()
+            n_m = float(mb * T if mm is None else mm.sum())
+            weight = n_m * d.world / max(n_global, 1.0)
+            sync = contextlib.nullcontext() if (not d.on or i == n_mb - 1) else model.no_sync()
             with sync:
                 with torch.autocast(device.type, torch.bfloat16, enabled=amp):
                     _, loss = fwd(x[sl], y[sl], mm)
                 # weight so that the summed (and DDP-averaged) gradient is that of the global-batch mean loss
-                (loss * (n_m * d.world / max(n_global, 1.0))).backward()
+                (loss * weight).backward()
             loss_sum += loss.detach().double() * n_m
-            meter.micro(params)
-        gns = meter.end(params, report=(step + 1) % log_every == 0 or step + 1 == steps)
+            if measure:
+                meter.micro(params, weight if weight > 0 else 1.0 / n_mb)
+        report = (step + 1) % log_every == 0 or step + 1 == steps
+        gns = meter.end(params, report=report) if measure else (meter.metrics() if report else {})
+        if measure and gns_every > 1:
+            meter.close()  # no hooks on the steps in between (re-installed by the next measured step)
         train_loss = (d.all_sum(loss_sum) / max(n_global, 1.0)).item()
         gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         gnorm = float(gnorm)

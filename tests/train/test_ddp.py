@@ -17,7 +17,7 @@ from .conftest import tiny
 
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(text_data, tmp_path):
-    cfg = tiny(text_data, tokens=8 * 32 * 6, eval_every=3)
+    cfg = tiny(text_data, tokens=8 * 32 * 6, eval_every=3, noise_scale_every=1)  # DDP measures every step
     single = tmp_path / "single"
     train(cfg, single)  # 8 sequences per step as 2 micro-batches of 4
 

@@ -65,6 +65,30 @@ def test_micro_batch_norms_match_plain_autograd(divide: bool) -> None:
     assert set(m) == {"gns_g2", "gns_trace", "gns_b_simple_tokens"}
 
 
+def test_unequal_loss_weights_are_undone() -> None:
+    """Micro-batches weighted by their share of the tokens (masked data): |g_i|^2 of each micro-batch's mean-loss
+    gradient and |sum_i w_i g_i|^2 of the step's gradient."""
+    model = tiny_model()
+    xs, ys = fixed_batch(6)
+    chunks = [(xs[:1], ys[:1]), (xs[1:3], ys[1:3]), (xs[3:], ys[3:])]
+    weights = [0.1, 0.3, 0.6]
+    grads = []
+    for x, y in chunks:
+        model.zero_grad(set_to_none=True)
+        model(x, y)[1].backward()
+        grads.append(torch.cat([p.grad.flatten().double() for p in model.parameters()]))
+    big = sum(w * g for w, g in zip(weights, grads, strict=True))
+    meter = NoiseScaleMeter(b_micro=2, n_micro=3, seq_len=16)
+    model.zero_grad(set_to_none=True)
+    meter.begin_step()
+    for (x, y), w in zip(chunks, weights, strict=True):
+        (model(x, y)[1] * w).backward()
+        meter.after_micro_backward(model.parameters(), loss_weight=w)
+    meter.end_step(model.parameters())
+    assert meter.last["sq_norm_small"] == pytest.approx(sum(float(g @ g) for g in grads) / 3, rel=1e-5)
+    assert meter.last["sq_norm_big"] == pytest.approx(float(big @ big), rel=1e-5)
+
+
 def test_parameters_identical_with_and_without_measurement() -> None:
     final = []
     for measure in (False, True):

@@ -122,6 +122,18 @@ def test_noise_scale_measures_without_touching_parameters(text_data, tmp_path):
     assert load_checkpoint(on)["noise_scale"]["ema"] is not None
 
 
+def test_noise_scale_every_k_steps_measures_those_steps_only(text_data, tmp_path):
+    """Default micro-batching: only the measured steps (0, 3, 6) are split in two; the others run one backward
+    and report the running averages."""
+    run = tmp_path / "every3"
+    train(tiny(text_data, tokens=8 * 32 * 7, micro_batch_size=None, noise_scale_every=3), run)
+    assert load_checkpoint(run)["noise_scale"]["ema"]["n_updates"] == 3
+    r = rows(run)
+    assert [x["step"] for x in r] == list(range(1, 8))
+    assert all(x["gns_trace"] is not None for x in r)  # step 1 reports the EMA of step 0's measurement
+    assert r[1]["gns_trace"] == r[2]["gns_trace"] != r[3]["gns_trace"]  # unchanged until step 3 measures
+
+
 def test_divergence_stops_cleanly_and_keeps_last_good_checkpoint(text_data, tmp_path):
     run = tmp_path / "div"
     s = train(tiny(text_data, lr=1e30, grad_clip=0.0, ckpt_every=1, noise_scale=False), run)
