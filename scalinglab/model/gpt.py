@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scalinglab.model.config import GPTConfig
+from scalinglab.model.loss import linear_cross_entropy
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor] | None]
 
@@ -53,6 +54,17 @@ class _FlexBand:
 
 
 _flex_band = _FlexBand()
+
+
+def _fused_loss_ok(h: torch.Tensor) -> bool:
+    """The chunked head + loss (timed on CPU: many small chunks would be launch-bound on a GPU) runs in fp32
+    eager mode; on a GPU, under autocast or under torch.compile the plain path is kept."""
+    return (
+        h.device.type == "cpu"
+        and h.dtype == torch.float32
+        and not torch.is_autocast_enabled(h.device.type)
+        and not torch.compiler.is_compiling()
+    )
 
 
 class CausalSelfAttention(nn.Module):
@@ -146,9 +158,14 @@ class GPT(nn.Module):
         *,
         kv_cache: KVCache | None = None,
         use_cache: bool = False,
+        return_logits: bool = True,
     ):
         """Logits [B, T, V] for every position and, with ``targets``, the mean loss in nats/token over
-        positions where ``loss_mask`` is 1 (all when None). ``use_cache``: (logits, loss, new_cache)."""
+        positions where ``loss_mask`` is 1 (all when None). ``use_cache``: (logits, loss, new_cache).
+
+        ``return_logits=False`` with ``targets`` (the trainer's call): logits are None and, on CPU in fp32
+        eager mode, the loss comes from ``model.loss.linear_cross_entropy``, which never forms the [B, T, V]
+        logits (same value and gradients up to float rounding; faster on CPU, O(chunk x V) memory)."""
         B, T = idx.shape
         past = 0 if not kv_cache or kv_cache[0] is None else kv_cache[0][0].size(2)
         if past + T > self.cfg.n_ctx:
@@ -159,7 +176,10 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x, c = block(x, kv_cache[i] if kv_cache else None, use_cache)
             new_cache.append(c)
-        logits = self.lm_head(self.ln_f(x))
+        h = self.ln_f(x)
+        if targets is not None and not return_logits and not use_cache and _fused_loss_ok(h):
+            return None, linear_cross_entropy(h, self.lm_head.weight, targets, loss_mask)
+        logits = self.lm_head(h)
         loss = None
         if targets is not None:
             flat = logits.view(-1, logits.size(-1))

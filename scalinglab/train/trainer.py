@@ -325,7 +325,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
                             if b.mask is None
                             else torch.from_numpy(np.asarray(b.mask[i : i + micro])).to(device)
                         )
-                        _, loss = raw(x, y, m)
+                        _, loss = raw(x, y, m, return_logits=False)
                         n = float(x.numel() if m is None else m.sum())
                         tot += torch.tensor([float(loss) * n, n], dtype=torch.float64)
             raw.train()
@@ -418,7 +418,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
             sync = contextlib.nullcontext() if (not d.on or i == n_mb - 1) else model.no_sync()
             with sync:
                 with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                    _, loss = fwd(x[sl], y[sl], mm)
+                    _, loss = fwd(x[sl], y[sl], mm, return_logits=False)
                 # weight so that the summed (and DDP-averaged) gradient is that of the global-batch mean loss
                 (loss * weight).backward()
             loss_sum += loss.detach().double() * n_m

@@ -66,8 +66,8 @@ def test_micro_batch_norms_match_plain_autograd(divide: bool) -> None:
 
 
 def test_unequal_loss_weights_are_undone() -> None:
-    """Micro-batches weighted by their share of the tokens (masked data): |g_i|^2 of each micro-batch's mean-loss
-    gradient and |sum_i w_i g_i|^2 of the step's gradient."""
+    """Micro-batches weighted by their share of the tokens (masked data): |g_i|^2 of each micro-batch's
+    mean-loss gradient and |sum_i w_i g_i|^2 of the step's gradient."""
     model = tiny_model()
     xs, ys = fixed_batch(6)
     chunks = [(xs[:1], ys[:1]), (xs[1:3], ys[1:3]), (xs[3:], ys[3:])]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,6 @@ import torch.multiprocessing as mp
 from scalinglab.train.noise_scale import NoiseScaleMeter, attach_ddp_hook
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model() -> torch.nn.Module:
@@ -45,9 +39,11 @@ def _ddp_step(ddp, meter, x, y, n_micro: int) -> None:
     meter.end_step(ddp.parameters())
 
 
-def _worker(rank: int, port: int, out: str) -> None:
+def _worker(rank: int, rendezvous: str, out: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    # a file rendezvous (no port to race for) and a timeout: a lost peer fails the test instead of hanging it
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=60))
     try:
         results = {}
         for n_micro in (1, 2):  # 2 sequences per micro-batch per rank; no accumulation, then 2 under no_sync
@@ -81,8 +77,10 @@ def _single_device(n_rows: int, n_micro: int) -> tuple[dict, list[torch.Tensor]]
 @pytest.mark.timeout(120)
 def test_ddp_hook_matches_micro_batch_path(tmp_path: Path) -> None:
     out = str(tmp_path / "ddp.pt")
-    # fork: the children inherit the imported torch (spawn re-imports it: 5x slower on a shared 2-core box)
-    mp.start_processes(_worker, args=(_free_port(), out), nprocs=WORLD, join=True, start_method="fork")
+    # spawn, not fork: a forked child inherits the state of the threads of the tests run before it in this
+    # process (OpenMP, gloo, tokenizers), and a fork-started run of this test was seen to hang
+    rendezvous = str(tmp_path / "rendezvous")
+    mp.start_processes(_worker, args=(rendezvous, out), nprocs=WORLD, join=True, start_method="spawn")
     ddp = torch.load(out)
     # no accumulation: rank r's 2 rows = micro-batch r of one device; all-reduced = accumulated step
     want, grads = _single_device(n_rows=4, n_micro=2)
