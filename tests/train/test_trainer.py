@@ -31,7 +31,7 @@ def same_weights(a: dict, b: dict) -> bool:
 
 
 def test_exact_resume_stop_and_crash(text_data, tmp_path):
-    cfg = tiny(text_data)
+    cfg = tiny(text_data, noise_scale_every=2)  # measured and plain steps on both sides of the resume
     straight = tmp_path / "straight"
     s0 = train(cfg, straight)
     assert s0["status"] == "done" and s0["steps"] == 8
@@ -57,14 +57,13 @@ def test_exact_resume_stop_and_crash(text_data, tmp_path):
 
     ref = rows(straight)
     assert [r["step"] for r in ref] == list(range(1, 9))
+    assert all(r["gns_trace"] is not None for r in ref)  # so that the comparison below compares numbers
     for run in (stopped, crashed):
         got = rows(run)
         assert [r["step"] for r in got] == list(range(1, 9))
         for a, b in zip(ref, got, strict=True):
-            for k in ("train_loss", "val_loss", "grad_norm", "lr", "flops_6n"):
+            for k in ("train_loss", "val_loss", "grad_norm", "lr", "flops_6n", "gns_g2", "gns_trace"):
                 assert a[k] == b[k], (k, a["step"])  # bit-identical, not approximately equal
-            for k in ("gns_g2", "gns_trace"):  # the meter sums per-parameter norms in another order on resume
-                assert a[k] == pytest.approx(b[k], rel=1e-6), (k, a["step"])
         assert same_weights(weights(straight), weights(run))
 
 
