@@ -53,7 +53,7 @@ def step(model, opt, batch, n_micro: int, meter: NoiseScaleMeter | None, params)
     if meter is not None:
         meter.begin_step()
     for xm, ym in zip(x.chunk(n_micro), y.chunk(n_micro), strict=True):
-        (model(xm, ym)[1] / n_micro).backward()
+        (model(xm, ym, return_logits=False)[1] / n_micro).backward()  # as the trainer calls it
         if meter is not None:
             meter.after_micro_backward(params)
     if meter is not None:

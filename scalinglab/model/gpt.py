@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scalinglab.model.config import GPTConfig
-from scalinglab.model.loss import linear_cross_entropy
+from scalinglab.model.loss import MIN_VOCAB, linear_cross_entropy
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor] | None]
 
@@ -56,11 +56,13 @@ class _FlexBand:
 _flex_band = _FlexBand()
 
 
-def _fused_loss_ok(h: torch.Tensor) -> bool:
+def _fused_loss_ok(h: torch.Tensor, vocab_size: int) -> bool:
     """The chunked head + loss (timed on CPU: many small chunks would be launch-bound on a GPU) runs in fp32
-    eager mode; on a GPU, under autocast or under torch.compile the plain path is kept."""
+    eager mode from a vocabulary of ``MIN_VOCAB``; on a GPU, under autocast or torch.compile, or for a small
+    vocabulary, the plain path is kept."""
     return (
-        h.device.type == "cpu"
+        vocab_size >= MIN_VOCAB
+        and h.device.type == "cpu"
         and h.dtype == torch.float32
         and not torch.is_autocast_enabled(h.device.type)
         and not torch.compiler.is_compiling()
@@ -163,9 +165,10 @@ class GPT(nn.Module):
         """Logits [B, T, V] for every position and, with ``targets``, the mean loss in nats/token over
         positions where ``loss_mask`` is 1 (all when None). ``use_cache``: (logits, loss, new_cache).
 
-        ``return_logits=False`` with ``targets`` (the trainer's call): logits are None and, on CPU in fp32
-        eager mode, the loss comes from ``model.loss.linear_cross_entropy``, which never forms the [B, T, V]
-        logits (same value and gradients up to float rounding; faster on CPU, O(chunk x V) memory)."""
+        ``return_logits=False`` (the trainer's call): the logits returned are None and, with ``targets`` on
+        CPU in fp32 eager mode and a vocabulary of at least ``model.loss.MIN_VOCAB``, the loss comes from
+        ``model.loss.linear_cross_entropy``, which never forms the [B, T, V] logits (same value and gradients
+        up to float rounding; faster on CPU, O(chunk x V) memory)."""
         B, T = idx.shape
         past = 0 if not kv_cache or kv_cache[0] is None else kv_cache[0][0].size(2)
         if past + T > self.cfg.n_ctx:
@@ -177,7 +180,8 @@ class GPT(nn.Module):
             x, c = block(x, kv_cache[i] if kv_cache else None, use_cache)
             new_cache.append(c)
         h = self.ln_f(x)
-        if targets is not None and not return_logits and not use_cache and _fused_loss_ok(h):
+        fused = targets is not None and not return_logits and not use_cache
+        if fused and _fused_loss_ok(h, self.cfg.vocab_size):
             return None, linear_cross_entropy(h, self.lm_head.weight, targets, loss_mask)
         logits = self.lm_head(h)
         loss = None
@@ -189,6 +193,8 @@ class GPT(nn.Module):
                 m = loss_mask.reshape(-1).to(flat.dtype)
                 per = F.cross_entropy(flat, targets.reshape(-1), reduction="none")
                 loss = (per * m).sum() / m.sum().clamp_min(1)
+        if not return_logits:
+            logits = None
         if use_cache:
             return logits, loss, new_cache
         return logits, loss

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from scalinglab.model.config import GPTConfig
 from scalinglab.model.gpt import GPT
-from scalinglab.model.loss import linear_cross_entropy
+from scalinglab.model.loss import MIN_VOCAB, linear_cross_entropy
 
 
 def reference(h, w, t, mask):
@@ -53,10 +53,11 @@ def test_all_masked_is_zero_and_no_grad_gives_the_loss_only() -> None:
 @pytest.mark.parametrize("tied", [True, False])
 def test_gpt_training_call_equals_the_logits_path(tied: bool) -> None:
     """Same loss and the same gradient for every parameter (the tied embedding gets both contributions)."""
-    cfg = GPTConfig(n_layer=2, d_model=32, n_head=2, vocab_size=97, n_ctx=16, tied=tied)
+    v = MIN_VOCAB + 7  # the fused path is taken from MIN_VOCAB on
+    cfg = GPTConfig(n_layer=2, d_model=32, n_head=2, vocab_size=v, n_ctx=16, tied=tied)
     torch.manual_seed(0)
     model = GPT(cfg)
-    x, y = torch.randint(0, 97, (4, 16)), torch.randint(0, 97, (4, 16))
+    x, y = torch.randint(0, v, (4, 16)), torch.randint(0, v, (4, 16))
     mask = (torch.rand(4, 16) > 0.3).float()
     for m in (None, mask):
         grads = []
@@ -64,9 +65,17 @@ def test_gpt_training_call_equals_the_logits_path(tied: bool) -> None:
             model.zero_grad(set_to_none=True)
             logits, loss = model(x, y, m, return_logits=not fused)
             assert (logits is None) == fused
+            assert (loss.grad_fn.name() == "_LinearCrossEntropyBackward") == fused
             loss.backward()
             grads.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
         (l_plain, g_plain), (l_fused, g_fused) = grads
         assert l_fused == pytest.approx(l_plain, rel=1e-6)
         for a, b in zip(g_plain, g_fused, strict=True):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
+
+
+def test_small_vocabulary_keeps_the_plain_path() -> None:
+    model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=1, vocab_size=MIN_VOCAB - 1, n_ctx=8))
+    x = torch.randint(0, MIN_VOCAB - 1, (2, 8))
+    logits, loss = model(x, x, return_logits=False)
+    assert logits is None and loss.grad_fn.name() != "_LinearCrossEntropyBackward"
