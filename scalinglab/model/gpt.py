@@ -180,8 +180,8 @@ class GPT(nn.Module):
             x, c = block(x, kv_cache[i] if kv_cache else None, use_cache)
             new_cache.append(c)
         h = self.ln_f(x)
-        fused = targets is not None and not return_logits and not use_cache
-        if fused and _fused_loss_ok(h, self.cfg.vocab_size):
+        loss_only = targets is not None and not return_logits and not use_cache
+        if loss_only and _fused_loss_ok(h, self.cfg.vocab_size):
             return None, linear_cross_entropy(h, self.lm_head.weight, targets, loss_mask)
         logits = self.lm_head(h)
         loss = None

@@ -128,7 +128,7 @@ class NoiseScaleMeter:
 
     def _hook(self, grad: torch.Tensor) -> None:
         if 0 < self._n_seen < self.n_micro:  # the first micro-batch is read from .grad after its backward
-            self._held.append(torch.linalg.vector_norm(grad.detach(), 2, dtype=torch.float32))
+            self._held += _norms([grad])
 
     def after_micro_backward(self, params: Iterable[torch.nn.Parameter],
                              loss_weight: float | None = None) -> None:
@@ -195,9 +195,12 @@ class NoiseScaleMeter:
     def _flush(self) -> None:
         if not self._pending:
             return
+        # one device-to-host copy for all queued steps, then each step's slice
+        flat = torch.cat([values for _, values, *_ in self._pending]).double().cpu().numpy()
+        offsets = np.cumsum([0] + [len(values) for _, values, *_ in self._pending])
         rows = []
-        for kind, values, *layout in self._pending:
-            v = values.double().cpu().numpy()
+        for (kind, _, *layout), lo, hi in zip(self._pending, offsets[:-1], offsets[1:], strict=True):
+            v = flat[lo:hi]
             if kind == "pair":
                 rows.append((float(v[0]), float(v[1])))
                 continue
