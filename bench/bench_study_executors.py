@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from scalinglab.study.plan import make_runs, parse_plan
-from scalinglab.study.runner import execute, register, vocab_size_of
+from scalinglab.study.runner import data_identity, execute, register
 from scalinglab.study.store import Store
 
 
@@ -40,7 +40,7 @@ def _plan(executor: dict, runs: int, tokens: int):
 def _time(executor: dict, runs: int, tokens: int) -> tuple[float, dict[str, float]]:
     with tempfile.TemporaryDirectory() as d:
         plan = _plan(executor, runs, tokens)
-        vocab = vocab_size_of(plan.data.spec)
+        vocab, _ = data_identity(plan.data.spec)
         store = Store(d)
         specs = make_runs(plan, vocab)[:runs]
         ids = register(store, Path(d), plan, specs, vocab)

@@ -45,10 +45,26 @@ def study_dir_for(plan: Plan, plan_path: Path, out: str | Path | None = None) ->
     return Path("runs") / plan.name
 
 
-def vocab_size_of(spec: str) -> int:
+def data_identity(spec: str) -> tuple[int, str]:
+    """(vocabulary size, content fingerprint) of the prepared data behind ``spec`` (built on first use). The
+    fingerprint hashes the tokens, the tokenizer and the split rule: it changes whenever the data does."""
     from scalinglab.data import ensure_dataset, open_dataset
 
-    return int(open_dataset(ensure_dataset(spec)).vocab_size)
+    ds = open_dataset(ensure_dataset(spec))
+    return int(ds.vocab_size), str(ds.fingerprint)
+
+
+def check_same_data(store: Store, spec: str, fingerprint: str) -> None:
+    """Refuse to continue a study whose data changed since it began: its finished runs were trained on the
+    old data, and mixing them with runs on the new data would fit a law to two datasets at once."""
+    seen = store.get_meta("data_fingerprint")
+    if seen is not None and seen != fingerprint:
+        raise ConfigError(
+            f"the data behind {spec!r} changed since this study began (fingerprint {seen} -> {fingerprint}); "
+            "its finished runs were trained on the old data. Restore the data, or start a new study "
+            "(another --out or name)"
+        )
+    store.set_meta("data_fingerprint", fingerprint)
 
 
 def counts_for(config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
@@ -241,7 +257,8 @@ def run_study(
     if old is not None and old != plan_hash(plan):
         echo("the plan changed since the last run: new runs are added, finished runs are kept")
     echo(f"study {plan.name!r} in {study_dir}")
-    vocab = vocab_size_of(plan.data.spec)
+    vocab, fingerprint = data_identity(plan.data.spec)
+    check_same_data(store, plan.data.spec, fingerprint)
     back = store.reset_interrupted()
     if back:
         echo(f"resuming {len(back)} interrupted or failed run(s): {', '.join(back)}")

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from scalinglab.study.plan import parse_plan
-from scalinglab.study.runner import execute, register, vocab_size_of
+from scalinglab.study.runner import data_identity, execute, register
 from scalinglab.study.store import Store
 
 pytest.importorskip("torch")
@@ -34,7 +34,7 @@ def _study(tmp_path, executor: dict, seeds=(0,)) -> dict[int, float]:
     from scalinglab.study.plan import make_runs
 
     plan = _plan(executor, seeds)
-    vocab = vocab_size_of(plan.data.spec)
+    vocab, _ = data_identity(plan.data.spec)
     store = Store(tmp_path)
     ids = register(store, tmp_path, plan, make_runs(plan, vocab), vocab)
     lines: list[str] = []

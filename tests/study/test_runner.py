@@ -77,3 +77,36 @@ def test_run_study_rejects_a_bad_plan(tmp_path):
     with pytest.raises(ConfigError, match="model"):
         run_study(p, tmp_path / "s", echo=lambda s: None, report=False)
     assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_study_refuses_to_continue_on_changed_data(tmp_path, monkeypatch):
+    """A study began on one text file; the file is edited; continuing would mix runs on two datasets."""
+    from scalinglab.errors import ConfigError
+
+    monkeypatch.setenv("SCALINGLAB_THREADS", "1")
+    monkeypatch.setenv("SCALINGLAB_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus.txt"
+    words = "the quick brown fox jumps over the lazy dog while a cat sleeps in the warm sun. "
+    corpus.write_text(words * 400)
+    plan_path = tmp_path / "p.toml"
+    plan_path.write_text(
+        f'name = "fp"\n[data]\nspec = "text:{corpus}"\nn_ctx = 16\n'
+        "[model]\nshapes = [{n_layer = 1, d_model = 16}]\nhead_dim = 16\n"
+        "[tokens]\nabsolute = [2048]\n[batch]\nsize = 8\n[fit]\nlaws = []\n"
+        "[train]\neval_batches = 1\nlog_every = 4\n"
+    )
+    study = tmp_path / "study"
+    run_study(plan_path, study, echo=lambda s: None, report=False)
+    before = Store(study).runs_frame()[["run_id", "status"]]
+    assert list(before["status"]) == ["done"]
+    fp = Store(study).get_meta("data_fingerprint")
+
+    run_study(plan_path, study, echo=lambda s: None, report=False)  # same data: continues quietly
+    assert Store(study).get_meta("data_fingerprint") == fp
+
+    corpus.write_text(words.upper() * 400)  # same size, other content
+    with pytest.raises(ConfigError, match="changed since this study began"):
+        run_study(plan_path, study, echo=lambda s: None, report=False)
+    store = Store(study)
+    assert store.get_meta("data_fingerprint") == fp  # nothing was recorded against the new data
+    assert store.runs_frame()[["run_id", "status"]].equals(before)
