@@ -133,6 +133,25 @@ def test_noise_scale_every_k_steps_measures_those_steps_only(text_data, tmp_path
     assert r[1]["gns_trace"] == r[2]["gns_trace"] != r[3]["gns_trace"]  # unchanged until step 3 measures
 
 
+def test_compile_and_bf16_paths_agree_with_eager(text_data, tmp_path):
+    """The GPU options also run on CPU, so CI covers them: ``torch.compile`` (with the noise-scale hooks in
+    the compiled backward) gives eager's losses and noise scale to float tolerance, and bf16 autocast trains to
+    eager's loss within bf16 precision."""
+    base = tiny(text_data, tokens=8 * 32 * 4, noise_scale_every=1)
+    runs = {}
+    for name, kw in {"eager": {}, "compiled": {"compile": True}, "bf16": {"dtype": "bfloat16"}}.items():
+        assert train({**base, **kw}, tmp_path / name)["status"] == "done"
+        runs[name] = rows(tmp_path / name)
+    keys = ("train_loss", "val_loss", "grad_norm", "gns_g2", "gns_trace")
+    for a, b in zip(runs["eager"], runs["compiled"], strict=True):
+        for k in keys:
+            assert (a[k] is None) == (b[k] is None), (k, a["step"])  # val_loss only on eval steps
+            assert a[k] is None or b[k] == pytest.approx(a[k], rel=1e-4), (k, a["step"])
+    for a, b in zip(runs["eager"], runs["bf16"], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=0.05)
+        assert b["gns_trace"] > 0 and b["gns_g2"] > 0
+
+
 def test_divergence_stops_cleanly_and_keeps_last_good_checkpoint(text_data, tmp_path):
     run = tmp_path / "div"
     s = train(tiny(text_data, lr=1e30, grad_clip=0.0, ckpt_every=1, noise_scale=False), run)
