@@ -135,8 +135,8 @@ def test_noise_scale_every_k_steps_measures_those_steps_only(text_data, tmp_path
 
 def test_compile_and_bf16_paths_agree_with_eager(text_data, tmp_path):
     """The GPU options also run on CPU, so CI covers them: ``torch.compile`` (with the noise-scale hooks in
-    the compiled backward) gives eager's losses and noise scale to float tolerance, and bf16 autocast trains to
-    eager's loss within bf16 precision."""
+    the compiled backward) gives eager's losses and noise scale to float tolerance, and bf16 autocast trains
+    to eager's loss within bf16 precision."""
     base = tiny(text_data, tokens=8 * 32 * 4, noise_scale_every=1)
     runs = {}
     for name, kw in {"eager": {}, "compiled": {"compile": True}, "bf16": {"dtype": "bfloat16"}}.items():
