@@ -90,3 +90,19 @@ def test_generate_with_kv_cache_matches_full_recompute(kw):
 def test_too_long_input_is_an_error():
     with pytest.raises(ValueError, match="n_ctx"):
         _model()(torch.zeros(1, 25, dtype=torch.long))
+
+
+def test_flex_band_kernel_equals_the_masked_path():
+    """The GPU's block-sparse band (FlexAttention) against the boolean-mask SDPA the CPU uses, forward only:
+    torch runs FlexAttention's forward on the CPU but not its backward, so this is as far as CI can check the
+    band function and block mask that the GPU path trains with."""
+    from scalinglab.model.gpt import _FlexBand, band_mask
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 256, 16) for _ in range(3))
+    flex = _FlexBand()
+    for window in (1, 200):  # itself only; across the 128-blocks, most of the sequence
+        got = flex(q, k, v, window)
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=band_mask(256, 256, window))
+        assert torch.allclose(got, want, atol=1e-5), window
+    assert torch.allclose(flex(q, k, v, 1), v, atol=1e-6)  # a window of 1 attends to itself only
