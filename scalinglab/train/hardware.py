@@ -17,6 +17,7 @@ PEAK_BF16: list[tuple[str, float]] = [
     ("A100", 312e12),
     ("A800", 312e12),
     ("L40S", 362e12),
+    ("L40", 181e12),  # before "L4", which it contains
     ("L4", 121e12),
     ("A10G", 70e12),
     ("A10", 125e12),

@@ -35,6 +35,9 @@ def test_peak_flops_is_dense_not_sparse():
     assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert peak_flops("NVIDIA H100 PCIe") == 756e12
     assert peak_flops("NVIDIA A100-SXM4-40GB") == 312e12
+    # names that contain a shorter entry's name take their own figure, not the shorter one's
+    assert peak_flops("NVIDIA L40") == 181e12 and peak_flops("NVIDIA L4") == 121e12
+    assert peak_flops("NVIDIA A10") == 125e12 and peak_flops("NVIDIA GH200 480GB") == 989e12
     assert peak_flops(None) is None and peak_flops("Some New GPU") is None
     assert mfu(100_000, 6e8, 989e12) == pytest.approx(100_000 * 6e8 / 989e12)
 
