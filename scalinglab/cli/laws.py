@@ -191,6 +191,13 @@ def predict_cmd(
     for k, v in values.items():
         if v <= 0:
             raise InputError(f"--at {k}={v:g}: must be positive")
+    derivable = {"C"} if {"N", "D"} & set(form.variables) else set()  # D = C/(6N), N = C/(6D)
+    derivable |= {"loss"} if "L" in form.variables else set()
+    unknown = sorted(set(values) - set(form.variables) - derivable)
+    if unknown:
+        raise InputError(
+            f"--at {', '.join(unknown)}: law {form.name!r} is a function of {list(form.variables)}"
+        )
     y = float(obj.predict(**values))
     key = "loss" if form.target == "loss" else form.target
     units = getattr(obj, "units", None) or _UNITS

@@ -64,8 +64,9 @@ class Allocation:
         return d
 
 
-def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str]:
-    """A preset name, Preset, FitResult, fit JSON dict or path to it -> (form or frontier, params, label)."""
+def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str]]:
+    """A preset name, Preset, FitResult, fit JSON dict or path to it -> (form or frontier, params, label,
+    caveats). The caveats carry a fit's own verdict (non-convergence, warnings) into what is made of it."""
     from scalinglab.laws.fit import FitResult
 
     if isinstance(law, (str, Path)) and (str(law).endswith(".json") or Path(str(law)).is_file()):
@@ -80,24 +81,32 @@ def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str]:
             raise InputError(f"{p} is not valid JSON: {e.msg} (line {e.lineno})") from None
     if isinstance(law, str):
         if law in ("kaplan2020-frontier", "kaplan2020-table6"):
-            return KAPLAN_FRONTIER, {}, KAPLAN_FRONTIER.name
+            return KAPLAN_FRONTIER, {}, KAPLAN_FRONTIER.name, []
         if law in HENIGHAN_NOPT:
-            return HENIGHAN_NOPT[law], {}, law
+            return HENIGHAN_NOPT[law], {}, law, []
         law = get_preset(law)
     if isinstance(law, (Frontier, HenighanNopt)):
-        return law, {}, law.name
+        return law, {}, law.name, []
     if isinstance(law, Preset):
-        return law.form, dict(law.params), law.name
+        return law.form, dict(law.params), law.name, []
     if isinstance(law, Mapping):
         law = FitResult.from_dict(law)
     if isinstance(law, FitResult):
-        return law.form, dict(law.params), f"fit ({law.form.name})"
+        caveats = [] if law.converged else ["CAUTION: the fit this allocation comes from did not converge"]
+        caveats += [f"fit warning: {w}" for w in law.warnings]
+        return law.form, dict(law.params), f"fit ({law.form.name})", caveats
     raise InputError(f"cannot allocate with {law!r}: give a preset name, a FitResult or a fit JSON")
 
 
 def chinchilla_optimal(C: float, p: Mapping[str, float]) -> tuple[float, float]:
     """Closed-form (N_opt, D_opt) for E + A/N^alpha + B/D^beta under C = 6ND (Hoffmann 2022, eq. 4)."""
     a, b = float(p["alpha"]), float(p["beta"])
+    for k in ("A", "B", "alpha", "beta"):
+        if not (np.isfinite(float(p[k])) and float(p[k]) > 0):
+            raise InputError(
+                f"no compute-optimal split: {k} = {float(p[k]):g}, but A, B, alpha and beta must all be > 0 "
+                "(with a zero exponent or coefficient the loss does not trade N against D)"
+            )
     G = (a * float(p["A"]) / (b * float(p["B"]))) ** (1.0 / (a + b))
     return G * (C / 6.0) ** (b / (a + b)), (C / 6.0) ** (a / (a + b)) / G
 
@@ -135,7 +144,7 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Alloca
     C = float(C_flops)
     if not (C > 0 and math.isfinite(C)):
         raise InputError(f"compute budget must be a positive number of FLOPs, got {C_flops!r}")
-    form, params, label = _resolve_law(law)
+    form, params, label, caveats = _resolve_law(law)
     if isinstance(form, Frontier):
         c = C / PF_DAY
         at = form.at(c)
@@ -180,7 +189,7 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Alloca
         n, d = numeric_optimal(C, form, params)
         how = "numerical minimum of L(N, C/(6N))"
     loss = float(form.predict(params, N=n, D=d))
-    notes = ["C = 6 N D"]
+    notes = caveats + ["C = 6 N D"]
     if isinstance(form, ChinchillaND):
         notes.append(
             f"loss bound: E = {params['E']:.4g} nats/token (irreducible term, reached only as C -> inf)"

@@ -83,13 +83,17 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
 
     target_var = form.target
     if target_var == "loss":
-        cands = [columns.get("loss"), loss, columns.get("L"), "loss", "L"]
+        named, default = [columns.get("loss"), loss, columns.get("L")], ["loss", "L"]
     else:
-        cands = [columns.get(target_var), target_var]
-    tcol = next((c for c in cands if c is not None and c in names), None)
+        named, default = [columns.get(target_var)], [target_var]
+    named = [c for c in named if c is not None]
+    for c in named:  # a column the user named must exist: never fall back to another one silently
+        if c not in names:
+            raise InputError(f"column {c!r} (for the fitted {target_var}) not found; columns are {names}")
+    cands = named + default
+    tcol = next((c for c in cands if c in names), None)
     if tcol is None:
-        want = next((c for c in cands if c is not None), target_var)
-        raise InputError(f"missing column {want!r} for the fitted quantity {target_var}; columns are {names}")
+        raise InputError(f"missing column {cands[0]!r} for the fitted {target_var}; columns are {names}")
 
     present: dict[str, np.ndarray] = {}
     wanted = set(form.variables) | {"N", "D", "C"}
@@ -115,10 +119,14 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
         raise InputError(f"missing column(s) {missing}{hint} for law {form.name!r}; columns are {names}")
     y = _numeric(data, tcol)
     variables = {v: present[v] for v in form.variables}
+    derived = {"D": ("C", "N"), "N": ("C", "D")}  # a derived variable is blamed on its source columns
     for v, arr in list(variables.items()) + [(target_var, y)]:
         bad = np.flatnonzero(arr <= 0)
         if bad.size:
             i = int(bad[0])
+            if v != target_var and col_for(v) is None and v in derived:
+                src = " and ".join(repr(col_for(u)) for u in derived[v])
+                raise InputError(f"row {i + 1}: {v} (from columns {src}) must be positive, got {arr[i]:g}")
             label = columns.get(v, v) if v != target_var else tcol
             raise InputError(f"column {label!r} row {i + 1}: {v} must be positive, got {arr[i]:g}")
     n_params = len(form.param_names)

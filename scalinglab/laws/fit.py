@@ -206,11 +206,18 @@ def _resolve_form(form: Form | str, data, var: str | None) -> Form:
     return get_form(form, var=var)
 
 
+def _check_delta(delta: float) -> None:
+    if not (isinstance(delta, (int, float)) and np.isfinite(delta) and delta > 0):
+        raise InputError(f"delta={delta!r}: the Huber threshold must be a finite number > 0 (default 1e-3)")
+
+
 def _starts(form: Form, logx, logy, starts, seed: int) -> np.ndarray:
     grid = form.start_grid(logx, logy)
     if starts is None:
         return grid
     if isinstance(starts, (int, np.integer)):
+        if starts < 1:
+            raise InputError(f"starts={starts}: need at least 1 (None = the full grid of {len(grid)})")
         if starts >= len(grid):
             return grid
         rng = np.random.default_rng(seed)
@@ -218,6 +225,8 @@ def _starts(form: Form, logx, logy, starts, seed: int) -> np.ndarray:
     if isinstance(starts, Mapping):
         starts = [starts]
     rows = [form.to_theta(s) if isinstance(s, Mapping) else np.asarray(s, dtype=float) for s in starts]
+    if not rows:
+        raise InputError("starts is empty: give at least one start, or None for the full grid")
     out = np.atleast_2d(np.array(rows, dtype=float))
     if out.shape[1] != len(form.theta_names):
         raise InputError(f"starts for {form.name!r} need {len(form.theta_names)} values {form.theta_names}")
@@ -245,13 +254,22 @@ def _multistart_inner(form: Form, theta0: np.ndarray, logx, logy, delta: float):
 
 
 def _verdict(form: Form, pol: optim.PolishResult, logx, logy, delta: float) -> tuple[bool, str]:
+    """Converged when no local method lowers the objective: a further LM run must not (relative 1e-8), and
+    either the projected gradient is small (GRAD_RTOL) or, where it is not, a derivative-free Nelder-Mead
+    probe finds no descent either. The second case is a kink of the Huber objective: with residuals beyond
+    delta it is nearly piecewise linear, and its minimum need not have a small gradient."""
+    scale = optim.objective_scale(pol.f, logy.size)
     again = optim.batched_lm(form, pol.theta[None, :], logx, logy, delta, ftol=1e-14, max_iter=50)
-    improved = (pol.f - again.f[0]) / max(pol.f, 1e-300)
-    ok = bool(pol.grad_norm < GRAD_RTOL and improved < 1e-8)
+    improved = (pol.f - again.f[0]) / scale
     msg = f"{'L-BFGS-B: ' if pol.nit else ''}{pol.message}; relative projected gradient {pol.grad_norm:.1e}"
     if improved >= 1e-8:
-        msg += f"; a further LM run lowered the objective by {improved:.1e} (relative)"
-    return ok, msg
+        return False, msg + f"; a further LM run lowered the objective by {improved:.1e} (relative)"
+    if pol.grad_norm < GRAD_RTOL:
+        return True, msg
+    probe = optim.descent_probe(form, pol.theta, logx, logy, delta)
+    if probe >= 1e-8:
+        return False, msg + f"; a Nelder-Mead probe lowered the objective by {probe:.1e} (relative)"
+    return True, msg + " at a kink of the Huber objective: no local method (LM, Nelder-Mead) lowers it"
 
 
 def _at_bounds(form: Form, theta: np.ndarray) -> list[str]:
@@ -377,6 +395,9 @@ def fit(
     target first (the Chinchilla replication drops 5). ``bootstrap`` = number of resamples for SE, 95%
     percentile intervals and correlations (seeded by ``seed``).
     """
+    _check_delta(delta)
+    if bootstrap != 0 and not (isinstance(bootstrap, (int, np.integer)) and bootstrap >= 2):
+        raise InputError(f"bootstrap={bootstrap!r}: 0 (off) or a number of resamples >= 2")
     form = _resolve_form(form, data, var)
     variables, y, notes = prepare(form, data, loss=loss, columns=columns)
     if drop_highest:
@@ -395,7 +416,8 @@ def fit(
     theta0 = _starts(form, logx, logy, starts, seed)
     pol, f_all = _multistart(form, theta0, logx, logy, delta)
     f_best = pol.f
-    n_at = int(np.sum(f_all <= f_best * (1 + OPT_RTOL))) or 1
+    # within OPT_RTOL of the best, or an exact fit (below the floor) like the best
+    n_at = int(np.sum(f_all <= max(f_best * (1 + OPT_RTOL), optim.objective_scale(0.0, y.size)))) or 1
     converged, message = _verdict(form, pol, logx, logy, delta)
     theta = pol.theta
     params = form.to_params(theta)
@@ -460,13 +482,14 @@ def assess(
 ) -> FitResult:
     """Judge given parameters (e.g. another tool's answer) on ``data`` without optimising: objective,
     residuals, and the same convergence verdict ``fit`` gives (is this a minimum of the summed Huber?)."""
+    _check_delta(delta)
     form = _resolve_form(form, data, var)
     variables, y, notes = prepare(form, data, loss=loss, columns=columns)
     logx = {k: np.log(v) for k, v in variables.items()}
     logy = np.log(y)
     theta = form.to_theta(params)
     f, g = optim.gradient(form, theta, logx, logy, delta)
-    gn = optim.projected_grad_norm(form, theta, g) / max(f, 1e-300)
+    gn = optim.projected_grad_norm(form, theta, g) / optim.objective_scale(f, logy.size)
     pol = optim.PolishResult(theta=theta, f=f, success=False, message="given parameters", nit=0, grad_norm=gn)
     with optim.blas_single_thread():
         converged, message = _verdict(form, pol, logx, logy, delta)
@@ -542,14 +565,13 @@ def backtest(
     seed: int = 0,
     **fit_kwargs,
 ) -> BacktestResult:
-    """Hold out the ``holdout`` largest runs (a count, or a fraction < 1) by variable ``by`` (default C if
-    present, else the form's first variable), fit the rest with a bootstrap, and check the held-out runs
-    against the predictions and the fit's own 95% prediction intervals."""
+    """Hold out the ``holdout`` largest runs (a count, or a fraction < 1) by variable ``by`` (default C = 6ND
+    for a law of N and D, else the form's first variable), fit the rest with a bootstrap, and check the
+    held-out runs against the predictions and the fit's own 95% prediction intervals."""
     form = _resolve_form(form, data, fit_kwargs.pop("var", None))
     variables, y, notes = prepare(form, data, loss=fit_kwargs.get("loss"), columns=fit_kwargs.get("columns"))
     if by is None:
-        names = list(data.columns) if hasattr(data, "columns") else list(data.keys())
-        by = "C" if "C" in names or ("N" in variables and "D" in variables) else form.variables[0]
+        by = "C" if "N" in variables and "D" in variables else form.variables[0]
     if by == "C" and "C" not in variables:
         size = variables["N"] * variables["D"] * 6.0 if "N" in variables and "D" in variables else None
         if size is None:

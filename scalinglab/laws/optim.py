@@ -286,6 +286,43 @@ def batched_lm(
     return BatchResult(theta=theta, f=f, converged=done, iterations=it, row_iterations=row_its)
 
 
+F_FLOOR_PER_POINT = 1e-14  # objective per point below which a fit is exact in float64 (residuals ~1e-7)
+
+
+def objective_scale(f: float, n_points: int) -> float:
+    """The scale against which gradients and improvements of an objective ``f`` are judged: ``f`` itself, but
+    no less than the floor of an exact fit (so a perfect fit, f ~ 0, does not divide by zero)."""
+    return max(float(f), n_points * F_FLOOR_PER_POINT)
+
+
+def descent_probe(
+    form: Form, theta: np.ndarray, logx: Mapping, logy: np.ndarray, delta: float, max_evals: int = 300
+) -> float:
+    """Relative decrease of the objective that a bounded Nelder-Mead search finds from ``theta`` (0 if none).
+    Derivative-free, so it also tells a kink of the Huber objective, where the gradient need not vanish,
+    from a point that is not a minimum."""
+
+    def fun(t: np.ndarray) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = float(objective(form, t[None, :], logx, logy, delta)[0])
+        return v if np.isfinite(v) else 1e300
+
+    lo, hi = (np.array(b, dtype=float) for b in zip(*form.theta_bounds(), strict=True))
+    f0 = fun(theta)
+    step = 1e-3 * np.maximum(np.abs(theta), 1.0)
+    simplex = [theta]
+    for i in range(theta.size):
+        t = theta.copy()
+        t[i] = t[i] + step[i] if t[i] + step[i] <= hi[i] else t[i] - step[i]
+        simplex.append(t)
+    res = minimize(
+        fun, theta, method="Nelder-Mead", bounds=list(zip(lo, hi, strict=True)),
+        options={"initial_simplex": np.array(simplex), "xatol": 1e-12, "fatol": 0.0,
+                 "maxfev": max_evals * theta.size},
+    )
+    return max(0.0, (f0 - float(res.fun)) / objective_scale(f0, logy.size))
+
+
 @dataclass
 class PolishResult:
     theta: np.ndarray
@@ -293,7 +330,7 @@ class PolishResult:
     success: bool
     message: str
     nit: int
-    grad_norm: float  # projected gradient, relative to the objective
+    grad_norm: float  # projected gradient, relative to objective_scale
 
 
 def gradient(
@@ -349,7 +386,7 @@ def polish(
     )
     theta = res.x if res.fun <= f0 * scale else theta0
     f, g = gradient(form, theta, logx, logy, delta, weights)
-    gn = projected_grad_norm(form, theta, g) / max(f, 1e-300)
+    gn = projected_grad_norm(form, theta, g) / objective_scale(f, logy.size)
     msg = res.message if isinstance(res.message, str) else str(res.message)
     return PolishResult(
         theta=theta, f=f, success=bool(res.success), message=msg, nit=int(res.nit), grad_norm=gn

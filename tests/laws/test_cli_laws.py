@@ -163,6 +163,10 @@ def test_bad_input_other_commands(monkeypatch, capsys, tmp_path):
         (("allocate", "1e20", "--law", tmp_path / "missing.json"), "not found"),
         (("fit", tmp_path / "nothing.csv"), "not found"),
         (("fit", _bad(tmp_path, "ok.csv", BASE), "--col", "N=Nope"), "column 'Nope'"),
+        # a misspelt loss column is an error, not a silent fit of the file's 'loss' column
+        (("fit", _bad(tmp_path, "ok.csv", BASE), "--col", "loss=los"), "column 'los'"),
+        (("fit", _bad(tmp_path, "ok.csv", BASE), "--delta", "0"), "delta=0"),
+        (("predict", "kaplan2020-N", "--at", "N=1e9", "--at", "D=1e10"), "is a function of ['N']"),
     ]:
         code, out, err = run(monkeypatch, capsys, *args)
         assert code == 2 and len(err.strip().splitlines()) == 1 and expect in err, (args, err)

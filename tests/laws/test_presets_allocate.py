@@ -161,3 +161,15 @@ def test_frontier_and_approach1():
     assert pf.a == pytest.approx(a_true, abs=0.08)  # envelope over 13 discrete sizes: coarse
     with pytest.raises(InputError, match="missing column"):
         al.frontier(curves.drop(columns=["loss"]))
+
+
+def test_allocation_refuses_a_law_without_a_tradeoff_and_carries_fit_caveats():
+    params = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.0, "beta": 0.37}
+    fit_json = {"law": "chinchilla", "params": params, "converged": True}
+    with pytest.raises(InputError, match="alpha = 0"):
+        al.allocate(1e24, fit_json)
+    fit_json["params"]["alpha"] = 0.34
+    fit_json.update(converged=False, warnings=["parameter E is at its lower bound"])
+    a = al.allocate(1e24, fit_json)
+    assert a.notes[0].startswith("CAUTION: the fit") and "E is at its lower bound" in a.notes[1]
+    assert not any("CAUTION" in n for n in al.allocate(1e24, "hoffmann2022").notes)
