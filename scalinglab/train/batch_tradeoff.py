@@ -7,8 +7,9 @@ scale B_simple measured by the same runs at that loss.
 
 Crossing steps come from the training loss smoothed by a *centred* moving average spanning a fixed number
 of sequences (no lag, which would bias S by a constant number of steps). B_simple at a target is the ratio of
-the summed per-step tr(Sigma) and |G|^2 estimates over the same window; the per-step estimates are recovered
-exactly from the logged bias-corrected EMAs (the runs log every step). Units: B and E in sequences (tokens =
+the summed per-step tr(Sigma) and |G|^2 estimates over the same window; the per-step estimates are
+recovered exactly from the logged bias-corrected EMAs (the runs measure and log every step), with each run's
+own decay. Units: B and E in sequences (tokens =
 sequences * n_ctx), S in optimizer steps, losses in nats/token.
 
     python -m scalinglab.train.batch_tradeoff OUT_DIR [--quick]
@@ -51,6 +52,24 @@ def raw_from_ema(ema: np.ndarray, beta: float) -> np.ndarray:
     return (m - beta * prev) / (1.0 - beta)
 
 
+def per_step_noise(run_dir: Path, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The per-step |G|^2 and tr(Sigma) estimates of a run that measured the noise scale at every step,
+    recovered from its logged EMAs with the decay the run itself used (its checkpoint's meter state)."""
+    from scalinglab.train.checkpoint import load_checkpoint
+
+    try:
+        ema = load_checkpoint(run_dir)["noise_scale"]["ema"]
+    except (FileNotFoundError, KeyError, TypeError):
+        raise InputError(f"{run_dir}: no noise-scale state in the checkpoint (train with it on)") from None
+    n = 0 if ema is None else int(ema["n_updates"])
+    if n != len(rows):
+        raise InputError(f"{run_dir}: the trade-off analysis needs the noise scale measured at every step "
+                         f"(noise_scale_every=1); {n} of {len(rows)} were")
+    g2 = np.array([r["gns_g2"] if r["gns_g2"] is not None else np.nan for r in rows])
+    tr = np.array([r["gns_trace"] if r["gns_trace"] is not None else np.nan for r in rows])
+    return raw_from_ema(g2, float(ema["beta"])), raw_from_ema(tr, float(ema["beta"]))
+
+
 def crossing(steps: np.ndarray, smooth: np.ndarray, target: float) -> float | None:
     """First (interpolated) step where the smoothed loss falls to ``target``; None if it never does."""
     below = np.nonzero(smooth <= target)[0]
@@ -63,7 +82,7 @@ def crossing(steps: np.ndarray, smooth: np.ndarray, target: float) -> float | No
     return float(steps[k - 1] + (steps[k] - steps[k - 1]) * (l0 - target) / (l0 - l1))
 
 
-def analyse(runs: dict[int, Path], *, window_seqs: int = 64, n_targets: int = 4, beta: float = 0.99,
+def analyse(runs: dict[int, Path], *, window_seqs: int = 64, n_targets: int = 4,
             seq_len: int = 1) -> dict[str, Any]:
     """Targets, per-run crossings, per-target hyperbola fits and B_simple, from finished run folders."""
     curves = {}
@@ -74,10 +93,8 @@ def analyse(runs: dict[int, Path], *, window_seqs: int = 64, n_targets: int = 4,
             raise InputError(f"{d}: the trade-off analysis needs a metrics row at every step (log_every=1)")
         half = max(1, round(window_seqs / B / 2))
         loss = centred_mean(np.array([r["train_loss"] for r in rows]), half)
-        g2 = np.array([r["gns_g2"] if r["gns_g2"] is not None else np.nan for r in rows])
-        tr = np.array([r["gns_trace"] if r["gns_trace"] is not None else np.nan for r in rows])
-        curves[B] = dict(steps=steps, loss=loss, half=half, g2=raw_from_ema(g2, beta),
-                         tr=raw_from_ema(tr, beta))
+        g2, tr = per_step_noise(d, rows)
+        curves[B] = dict(steps=steps, loss=loss, half=half, g2=g2, tr=tr)
     skip = {B: c["loss"][: max(2, c["steps"].size // 10)].max() for B, c in curves.items()}
     hi = min(skip.values())  # every run starts above it
     lo = max(c["loss"].min() for c in curves.values())  # every run reaches it

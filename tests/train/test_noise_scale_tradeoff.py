@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,32 @@ def test_centred_mean_has_no_lag_and_crossing_interpolates() -> None:
     np.testing.assert_allclose(centred_mean(loss, 7), loss, atol=1e-12)
     assert crossing(steps, loss, 4.01) == pytest.approx(49.5)
     assert crossing(steps, loss, 1.0) is None
+
+
+def test_per_step_estimates_recovered_from_a_real_run(text_data, tmp_path, monkeypatch) -> None:
+    """A short run (the meter's EMA decay is then beta_for_run's, not 0.99): the per-step |G|^2 and tr(Sigma)
+    recovered from the logged EMAs equal what the meter fed its EMA, step by step."""
+    import scalinglab.laws.batch as lb
+    from scalinglab.train.batch_tradeoff import per_step_noise
+    from scalinglab.train.checkpoint import load_checkpoint
+    from scalinglab.train.trainer import train
+
+    from .conftest import tiny
+
+    fed: list[tuple[float, float]] = []
+    update = lb.NoiseScaleEMA.update
+
+    def record(self, g2, trace):
+        fed.append((g2, trace))
+        return update(self, g2, trace)
+
+    monkeypatch.setattr(lb.NoiseScaleEMA, "update", record)
+    run = tmp_path / "run"
+    train(tiny(text_data, tokens=8 * 32 * 12, noise_scale_every=1), run)
+    assert load_checkpoint(run)["noise_scale"]["ema"]["beta"] != 0.99  # the case that used to go wrong
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    g2, tr = per_step_noise(run, rows)
+    np.testing.assert_allclose(g2, [a for a, _ in fed], rtol=1e-9)
+    np.testing.assert_allclose(tr, [b for _, b in fed], rtol=1e-9)
+    with pytest.raises(InputError, match="every step"):
+        per_step_noise(run, rows[:-1])
