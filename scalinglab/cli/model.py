@@ -15,39 +15,33 @@ def count(
     n_layer: int = typer.Option(None, "--n-layer", help="Transformer blocks."),
     d_model: int = typer.Option(None, "--d-model", help="Residual width."),
     n_head: int = typer.Option(None, "--n-head", help="Attention heads."),
-    vocab: int = typer.Option(50257, "--vocab", help="Vocabulary size."),
-    ctx: int = typer.Option(1024, "--ctx", help="Context length n_ctx (tokens)."),
+    vocab: int = typer.Option(None, "--vocab", help="Vocabulary size (default 50257)."),
+    ctx: int = typer.Option(None, "--ctx", help="Context length n_ctx in tokens (default 1024)."),
     d_ff: int = typer.Option(None, "--d-ff", help="MLP width (default 4 d_model)."),
-    untied: bool = typer.Option(
-        False, "--untied", help="Separate output head (default: tied to the embedding)."
+    tied: bool = typer.Option(
+        None, "--tied/--untied", help="Output head tied to the embedding (default) or separate."
     ),
-    bias: bool = typer.Option(False, "--bias", help="Biases in linear layers and LayerNorms."),
+    bias: bool = typer.Option(None, "--bias/--no-bias", help="Biases in linear layers and LayerNorms."),
     sparse_window: int = typer.Option(None, "--sparse-window", help="Alternate dense and banded:W layers."),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON: {'params': {...}, 'flops_per_token': {...}}."
     ),
 ) -> None:
-    """Parameters under every convention and training FLOPs per token (forward + backward), exact integers."""
+    """Parameters under every convention and training FLOPs per token (forward + backward), exact integers.
+    With ``--name``, any shape flag given overrides that field of the named size."""
     from scalinglab.errors import ConfigError
     from scalinglab.model.config import GPTConfig, named_config
     from scalinglab.model.counting import count_params, flops_per_token
 
+    given = dict(n_layer=n_layer, d_model=d_model, n_head=n_head, vocab_size=vocab, n_ctx=ctx, d_ff=d_ff,
+                 tied=tied, bias=bias, sparse_window=sparse_window)
+    given = {k: v for k, v in given.items() if v is not None}
     if name is not None:
-        cfg = named_config(name)
+        cfg = named_config(name, **given)
     else:
         if None in (n_layer, d_model, n_head):
             raise ConfigError("count: give --name or all of --n-layer, --d-model, --n-head")
-        cfg = GPTConfig(
-            n_layer=n_layer,
-            d_model=d_model,
-            n_head=n_head,
-            vocab_size=vocab,
-            n_ctx=ctx,
-            d_ff=d_ff,
-            tied=not untied,
-            bias=bias,
-            sparse_window=sparse_window,
-        )
+        cfg = GPTConfig(**{"vocab_size": 50257, "n_ctx": 1024, "tied": True, "bias": False, **given})
     out = {"config": cfg.to_dict(), "params": count_params(cfg), "flops_per_token": flops_per_token(cfg)}
     if as_json:
         print_json(out)

@@ -50,12 +50,18 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
     """Train one GPT run; prints a progress bar (loss, tokens/s) on stderr and the summary at the end."""
+    import math
     import sys
 
     from scalinglab.errors import ConfigError
     from scalinglab.train.config import TrainConfig
     from scalinglab.train.trainer import train
 
+    for flag, v in (("--tokens", tokens), ("--warmup-tokens", warmup_tokens)):
+        if v is not None and not math.isfinite(v):
+            raise ConfigError(f"{flag} {v}: must be a finite number of tokens")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
     cfg = TrainConfig.make(
         n_layer=n_layer,
         d_model=d_model,

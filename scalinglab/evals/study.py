@@ -90,10 +90,11 @@ def accuracy_table(records: Sequence[dict[str, Any]], task: str) -> list[dict[st
 
 def plot_accuracy_vs_n(records: Sequence[dict[str, Any]], task: str, out: str | Path) -> Path:
     """GPT-3-style figure: accuracy against N (log axis), one line per K; written atomically as PNG."""
-    import os
-    import tempfile
+    import io
 
     import matplotlib
+
+    from scalinglab.io import atomic_write_bytes
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -113,10 +114,8 @@ def plot_accuracy_vs_n(records: Sequence[dict[str, Any]], task: str, out: str | 
     ax.legend()
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, out)
+    atomic_write_bytes(out, buf.getvalue())
     return out

@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
     # optimiser and schedule
     lr: float | None = None
     schedule: Literal["cosine", "constant", "wsd"] = "cosine"
-    warmup_tokens: int | None = None
+    warmup_tokens: int | None = Field(None, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
     wsd_decay_frac: float = Field(0.2, gt=0.0, le=1.0)
     weight_decay: float = Field(0.1, ge=0.0)

@@ -36,8 +36,8 @@ def lr_at(
     if schedule == "constant":
         return peak
     if schedule == "cosine":
-        span = max(1, total_steps - 1 - warmup_steps)
-        p = min(1.0, (step - warmup_steps) / span)
+        span = total_steps - 1 - warmup_steps  # post-warmup steps after the first; 0: one step, the last
+        p = 1.0 if span <= 0 else min(1.0, (step - warmup_steps) / span)
         return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
     decay_steps = max(1, round(decay_frac * total_steps))
     start = max(warmup_steps, total_steps - decay_steps)

@@ -71,7 +71,19 @@ class _Dist:
 
 def _pick_device(cfg: TrainConfig, d: _Dist) -> torch.device:
     if cfg.device != "auto":
-        return torch.device(cfg.device)
+        try:
+            dev = torch.device(cfg.device)
+        except RuntimeError:
+            raise ConfigError(f"device {cfg.device!r}: not a torch device (auto, cpu, cuda, cuda:N)") \
+                from None
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError) as e:  # not compiled in, no such GPU, ...
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+            raise ConfigError(
+                f"device {cfg.device!r} is not usable with torch {torch.__version__}: {msg}"
+            ) from None
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda", d.local_rank % torch.cuda.device_count())
     return torch.device("cpu")
@@ -124,10 +136,10 @@ class _Meter:
             return
         from scalinglab.train.noise_scale import NoiseScaleMeter, attach_ddp_hook, beta_for_run
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "not measurable" (1 micro-batch, 1 process): gns_* stay None
-            self.m = NoiseScaleMeter(b_micro=b_micro, n_micro=n_micro, world_size=world, seq_len=cfg.n_ctx,
-                                     beta=beta_for_run(measured_steps))
+        # one micro-batch on one process (a batch of 1, or micro_batch_size = batch_size): the meter warns
+        # that the noise scale is not measured, and gns_* stay None
+        self.m = NoiseScaleMeter(b_micro=b_micro, n_micro=n_micro, world_size=world, seq_len=cfg.n_ctx,
+                                 beta=beta_for_run(measured_steps))
         if ddp_model is not None:
             attach_ddp_hook(ddp_model, self.m)
 
@@ -184,6 +196,9 @@ def train(
     out = Path(out_dir)
     summary_path, ckpt_path, metrics_path = out / "summary.json", out / ckio.CKPT_NAME, out / "metrics.jsonl"
     if resume and summary_path.is_file():
+        cfg_path = out / "config.json"
+        if cfg_path.is_file():
+            _check_same_config(json.loads(cfg_path.read_text())["train"], cfg, f"{out}: the finished run")
         return json.loads(summary_path.read_text())
     threads = torch.get_num_threads()
     _set_threads()
@@ -195,16 +210,35 @@ def train(
         torch.set_num_threads(threads)  # no process-wide state left behind
 
 
+def _check_same_config(old: dict, cfg: TrainConfig, what: str) -> None:
+    """A resume (or a finished run returned as is) must have the config it was written with, operational
+    fields (logging, checkpoint intervals, device) aside."""
+    old = {k: v for k, v in old.items() if k not in OPERATIONAL_FIELDS}
+    new = {k: v for k, v in cfg.model_dump().items() if k not in OPERATIONAL_FIELDS}
+    if old != new:
+        diff = sorted(k for k in new.keys() | old.keys() if old.get(k) != new.get(k))
+        raise ConfigError(f"{what} was written with a different config (fields {diff}); "
+                          "use another folder or resume=False")
+
+
 def _default_micro(cfg, per_rank: int, world: int) -> int:
     """Micro-batch size of a *measured* step when the config leaves it open (sequences per rank per backward).
 
     Under DDP one micro-batch per rank: the noise scale comes from per-rank vs all-reduced gradients. On one
-    device with the noise scale on, two micro-batches, so that B_small = B/2 and B_big = B give the
-    McCandlish two-batch estimate on every run (a single backward would leave it unmeasured). Steps that do
-    not measure (see ``noise_scale_every``) run one micro-batch.
+    device with the noise scale on, the batch is split into p equal micro-batches, p its smallest prime factor
+    (two for an even batch), so that B_small = B/p and B_big = B give the McCandlish two-batch estimate on
+    every run (a single backward would leave it unmeasured). Steps that do not measure (see
+    ``noise_scale_every``) run one micro-batch.
     """
-    if world == 1 and cfg.noise_scale and per_rank >= 2 and per_rank % 2 == 0:
-        return per_rank // 2
+    if world == 1 and cfg.noise_scale and per_rank >= 2:
+        p = next(k for k in range(2, per_rank + 1) if per_rank % k == 0)
+        if p > 4:
+            warnings.warn(
+                f"batch of {per_rank} sequences: the noise scale needs equal micro-batches, so measured "
+                f"steps (every {cfg.noise_scale_every}) run {p} micro-batches of {per_rank // p}; an even "
+                "batch size measures with two", stacklevel=3,
+            )
+        return per_rank // p
     return per_rank
 
 
@@ -264,14 +298,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     ck = None
     if resume and ckpt_path.is_file():
         ck = ckio.load_checkpoint(ckpt_path, map_location=device)
-        old = {k: v for k, v in ck["config"].items() if k not in OPERATIONAL_FIELDS}
-        new = {k: v for k, v in cfg.model_dump().items() if k not in OPERATIONAL_FIELDS}
-        if old != new:
-            diff = sorted(k for k in new if old.get(k) != new.get(k))
-            raise ConfigError(
-                f"{out}: checkpoint was written with a different config (fields {diff}); "
-                "use another folder or resume=False"
-            )
+        _check_same_config(ck["config"], cfg, f"{out}: the checkpoint")
         raw.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sampler.load_state_dict(ck["sampler"])

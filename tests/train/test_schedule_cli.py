@@ -22,6 +22,8 @@ def test_cosine_warmup_floor():
     assert lr_at(mid, **kw) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     lrs = [lr_at(s, **kw) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    # one step after warmup: it is the last, so it is at the floor (as WSD's is)
+    assert lr_at(9, peak=1.0, total_steps=10, warmup_steps=9, min_lr_ratio=0.1) == pytest.approx(0.1)
 
 
 def test_constant_and_wsd():
@@ -64,6 +66,33 @@ def test_count_cli_json():
     out = json.loads(r.stdout)
     assert out["params"]["total"] == 124_337_664 and out["params"]["kaplan"] == 84_934_656
     assert set(out["flops_per_token"]) >= {"6n", "kaplan", "palm", "chinchilla"}
+    # a named size with shape flags: the flags override those fields
+    r = CliRunner().invoke(app, ["count", "--name", "gpt2", "--n-layer", "2", "--vocab", "256", "--untied",
+                                 "--json"])
+    cfg = json.loads(r.stdout)["config"]
+    assert (cfg["n_layer"], cfg["vocab_size"], cfg["tied"], cfg["d_model"]) == (2, 256, False, 768)
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--device", "bogus"], "not a torch device"),
+        (["--device", "cuda:7"], "not usable"),
+        (["--tokens", "nan"], "--tokens nan: must be a finite"),
+        (["--warmup-tokens", "inf"], "--warmup-tokens inf"),
+        (["--warmup-tokens", "-5"], "warmup_tokens"),
+    ],
+)
+def test_train_cli_bad_input_is_one_clear_error(text_data, tmp_path, extra, expect):
+    from scalinglab.errors import ConfigError
+
+    args = ["train", "--n-layer", "1", "--d-model", "32", "--n-head", "2", "--ctx", "32", "--tokens", "2e3",
+            "--data", text_data, "--out", str(tmp_path / "r"), *extra]
+    r = CliRunner().invoke(app, args)
+    assert isinstance(r.exception, ConfigError) and expect in str(r.exception), r.output
+    (tmp_path / "f").write_text("")
+    r = CliRunner().invoke(app, [*args[:-len(extra) - 2], "--out", str(tmp_path / "f")])
+    assert isinstance(r.exception, ConfigError) and "is a file" in str(r.exception)
 
 
 def test_train_cli_json_and_resume_guard(text_data, tmp_path):

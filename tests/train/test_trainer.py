@@ -95,8 +95,10 @@ def test_run_folder_contract_and_finished_rerun(text_data, tmp_path):
     assert s["flops"]["palm"] == s["flops_per_token"]["palm"] * s["tokens"]
     assert json.loads((run / "summary.json").read_text()) == s
     before = (run / "ckpt.pt").stat().st_mtime_ns
-    assert train(tiny(text_data), run) == s  # finished: the stored summary, nothing retrained
+    assert train(tiny(text_data, tokens=8 * 32 * 5), run) == s  # finished: the stored summary, not retrained
     assert (run / "ckpt.pt").stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match=r"finished run was written with a different config \(fields \['to"):
+        train(tiny(text_data), run)  # another budget: not the run in this folder
     model, meta = load_model(run)
     assert meta["step"] == 5 and meta["vocab_size"] == 256 and Path(meta["dataset_path"]).is_dir()
     logits, _ = model(torch.zeros(1, 4, dtype=torch.long))
@@ -150,6 +152,22 @@ def test_compile_and_bf16_paths_agree_with_eager(text_data, tmp_path):
     for a, b in zip(runs["eager"], runs["bf16"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], abs=0.05)
         assert b["gns_trace"] > 0 and b["gns_g2"] > 0
+
+
+def test_odd_batch_is_split_for_the_noise_scale_and_files_follow_the_umask(text_data, tmp_path):
+    """A batch of 15 sequences: measured steps run 3 micro-batches of 5 (it has no split in two); the run's
+    files get the permissions the umask gives (not mkstemp's 0600)."""
+    import os
+    import stat
+
+    run = tmp_path / "odd"
+    train(tiny(text_data, batch_size=15, micro_batch_size=None, tokens=15 * 32 * 4), run)
+    assert all(r["gns_trace"] is not None for r in rows(run))
+    import scalinglab.io as sio
+
+    want = 0o666 & ~sio._UMASK
+    for name in ("ckpt.pt", "config.json", "summary.json", "metrics.jsonl"):
+        assert stat.S_IMODE(os.stat(run / name).st_mode) == want, name
 
 
 def test_divergence_stops_cleanly_and_keeps_last_good_checkpoint(text_data, tmp_path):
