@@ -61,12 +61,13 @@ def _requests(task: Task, preset_name: str | None, scorer: str, docs: list[dict]
             plan.append(len(reqs))
             reqs.append((ctx, p.target_delimiter + p.target(doc)))
         else:
-            choices = [p.target_delimiter + c for c in p.choices(doc)]
+            choices = p.choices(doc)  # as the task gives them: the length normalisations divide by these
+            conts = [p.target_delimiter + c for c in choices]  # as scored: after the target delimiter
             start = len(reqs)
-            reqs.extend((ctx, c) for c in choices)
+            reqs.extend((ctx, c) for c in conts)
             if scorers.needs_unconditional(scorer):
                 uctx = p.answer_context if scorer == "acc_uncond" else ""
-                reqs.extend((uctx, c) for c in choices)
+                reqs.extend((uctx, c) for c in conts)
             plan.append((start, choices, p.gold(doc)))
     return kind, reqs, plan
 

@@ -7,8 +7,8 @@ Multiple choice, argmax over the choices of:
 |---|---|---|
 | ``acc`` | ``LL(c | ctx)`` | harness ``acc`` |
 | ``acc_per_token`` | ``LL(c | ctx) / n_tokens(c)`` | GPT-3 "per-token likelihood" |
-| ``acc_norm`` | ``LL(c | ctx) / len(c)`` in characters | harness ``acc_norm`` |
-| ``acc_bytes`` | ``LL(c | ctx) / len(c.encode())`` | harness ``acc_bytes`` |
+| ``acc_norm`` | ``LL(c | ctx) / len(c)`` in characters of c without the delimiter | harness ``acc_norm`` |
+| ``acc_bytes`` | ``LL(c | ctx) / len(c.encode())``, c without the delimiter | harness ``acc_bytes`` |
 | ``acc_uncond`` | ``LL(c | ctx) - LL(c | answer_context)`` | GPT-3 ARC/RACE/OpenBookQA (``"Answer:"``) |
 | ``acc_mutual_info`` | ``LL(c | ctx) - LL(c | "")`` | harness ``acc_mutual_info`` |
 """
@@ -53,8 +53,10 @@ def needs_unconditional(scorer: str) -> bool:
 
 def choice_scores(scorer: str, choices: Sequence[str], lls: Sequence[LogLik],
                   uncond: Sequence[LogLik] | None = None) -> list[float]:
-    """The per-choice score that the scorer maximises (see the module table). ``choices`` are the
-    continuation strings as scored (including the target delimiter)."""
+    """The per-choice score that the scorer maximises (see the module table). ``choices`` are the choice
+    strings as the task gives them, *without* the target delimiter that precedes them when scored: the
+    harness divides by ``len(doc_to_choice(doc)[i])`` (characters or UTF-8 bytes), not by the scored
+    string."""
     if scorer not in MC_SCORERS:
         raise ConfigError(f"unknown multiple-choice scorer {scorer!r}; choose one of {', '.join(MC_SCORERS)}")
     ll = [x[0] for x in lls]

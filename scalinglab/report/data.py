@@ -42,6 +42,12 @@ def _json(v: Any) -> Any:
     return v
 
 
+def _json_dict(v: Any) -> dict:
+    """A JSON object cell as a dict; {} for a missing one (NULL, read as NaN or None: a failed run)."""
+    d = _json(v)
+    return d if isinstance(d, dict) else {}
+
+
 def _first(df: pd.DataFrame, names: tuple[str, ...]) -> pd.Series | None:
     for n in names:
         if n in df.columns and df[n].notna().any():
@@ -67,8 +73,8 @@ def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
         )
     if out["tokens"].isna().all():
         raise InputError("runs table has no 'tokens' column (training tokens per run)")
-    summaries = [_json(s) or {} for s in runs["summary"]] if "summary" in runs.columns else [{}] * len(runs)
-    configs = [_json(c) or {} for c in runs["config"]] if "config" in runs.columns else [{}] * len(runs)
+    summaries = [_json_dict(s) for s in runs["summary"]] if "summary" in runs.columns else [{}] * len(runs)
+    configs = [_json_dict(c) for c in runs["config"]] if "config" in runs.columns else [{}] * len(runs)
     for i, (summ, cfg) in enumerate(zip(summaries, configs, strict=True)):
         if np.isnan(out.at[i, "batch_tokens"]):
             bt = summ.get("batch_size_tokens")

@@ -15,17 +15,21 @@ from scalinglab.evals.runner import evaluate
 
 
 def test_mc_scorers_pick_by_their_normalisation():
-    choices = [" a", " bbbb"]
+    choices = ["a", "bbbb"]  # as the task gives them; scored as " a", " bbbb" after the delimiter
     lls = [LogLik(-2.0, False, 1), LogLik(-4.0, False, 4)]
     unc = [LogLik(-1.0, False, 1), LogLik(-9.0, False, 4)]
     pick = {s: scorers.argmax(scorers.choice_scores(s, choices, lls, unc))
             for s in scorers.MC_SCORERS}
     assert pick["acc"] == 0  # -2 > -4
     assert pick["acc_per_token"] == 1  # -2/1 < -4/4
-    assert pick["acc_norm"] == 1  # -2/2 < -4/5
+    assert pick["acc_norm"] == 1  # -2/1 < -4/4
     assert pick["acc_bytes"] == 1
     assert pick["acc_uncond"] == 1 and pick["acc_mutual_info"] == 1  # -2+1 < -4+9
-    assert scorers.choice_scores("acc_bytes", [" é"], [LogLik(-3.0, 0, 2)]) == [-1.0]  # 3 UTF-8 bytes
+    # the harness's length is that of the choice without the delimiter: -1/1 < -2.5/3, so choice 1 (dividing
+    # by the scored " a" and " bbb" would give -1/2 > -2.5/4, choice 0)
+    lls = [LogLik(-1.0, False, 1), LogLik(-2.5, False, 3)]
+    assert scorers.argmax(scorers.choice_scores("acc_norm", ["a", "bbb"], lls)) == 1
+    assert scorers.choice_scores("acc_bytes", ["é"], [LogLik(-2.0, 0, 2)]) == [-1.0]  # 2 UTF-8 bytes
     with pytest.raises(ConfigError):
         scorers.choice_scores("acc_uncond", choices, lls)
     with pytest.raises(ConfigError):
@@ -117,3 +121,28 @@ def test_contamination_13grams():
 
     docs = get_task("arithmetic.2d+").docs("test")[:50]
     assert r.contamination == pytest.approx(sum(d["question"] == "12 plus 30" for d in docs) / 50)
+
+
+def test_runner_normalises_by_the_choice_without_the_delimiter(monkeypatch):
+    """The runner scores " " + choice but hands the scorer the choice itself (the harness's doc_to_choice)."""
+    from scalinglab.evals.tasks import get_task
+
+    task = get_task("analogy.generated")
+    seen: list[list[str]] = []
+    score = scorers.choice_scores
+
+    def spy(scorer, choices, lls, uncond=None):
+        seen.append(list(choices))
+        return score(scorer, choices, lls, uncond)
+
+    class Flat:
+        identity = {"backend": "flat", "weights": "0", "path": "flat", "dtype": "none"}
+
+        def loglikelihood(self, reqs):
+            assert all(cont.startswith(" ") for _, cont in reqs)
+            return [LogLik(-float(len(cont)), False, 1) for _, cont in reqs]
+
+    monkeypatch.setattr(scorers, "choice_scores", spy)
+    evaluate(Flat(), task, shots=[0], scorer="acc_norm", limit=5)
+    docs = task.docs("test")[:5]
+    assert seen == [d["choices"] for d in docs]

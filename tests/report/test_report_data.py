@@ -100,6 +100,23 @@ def test_load_from_the_study_store(tmp_path):
     np.testing.assert_allclose(np.sort(d.evals["accuracy"]), np.sort(s.evals["accuracy"]))
 
 
+def test_store_with_a_failed_and_a_pending_run_loads(tmp_path):
+    """The runner stores no summary (NULL) for a failed or not yet finished run: the report leaves them out
+    instead of failing on the missing summary."""
+    from scalinglab.study.store import Store
+
+    s = synthetic_study(12, seed=1, points_per_run=8)
+    write_store(s, tmp_path)
+    with Store(tmp_path) as st:
+        ids = st.run_ids()
+        st.finish_run(ids[0], "failed", None, error="RuntimeError: boom")
+        counts = {"params": {"kaplan": 1000, "total": 2000}, "flops_per_token": {"6n": 6000}}
+        st.add_runs([("pending0", {"n_layer": 1, "tokens": 4096}, ["grid"], counts)])
+    d = load_study(tmp_path)
+    pts = derive.final_points(d)
+    assert ids[0] not in set(pts["run_id"]) and "pending0" not in set(pts["run_id"]) and len(pts) == 11
+
+
 def test_evals_module_records_expand_per_seed(study):
     """Rows as `scalinglab eval` stores them (EvalResult dicts: one row per K with acc_per_seed) become one
     row per seed; with a single seed the error bar is the binomial error over documents."""
