@@ -112,12 +112,14 @@ def normalise_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
-    """Evaluations as one row per (run_id, task, shots, seed): accuracy (fraction), scorer, se_docs.
+    """Evaluations as one row per (run_id, task, scorer, preset, shots, seed): accuracy (fraction), se_docs.
 
     Accepts rows with ``accuracy`` or the store's ``value``/``metric``; rows of the evals module
     (``EvalResult`` dicts: ``seeds`` and ``acc_per_seed`` lists, ``acc_se``) are expanded to one row per
-    seed, and ``se_docs`` keeps the binomial standard error over documents (NaN when absent)."""
-    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer", "se_docs"]
+    seed, and ``se_docs`` keeps the binomial standard error over documents (NaN when absent). An evaluation
+    repeated with the same key keeps its latest row (rows are in store order), so a re-run never counts as
+    extra seeds, and different scorers or presets stay apart."""
+    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer", "preset", "se_docs"]
     if evals is None or len(evals) == 0:
         return pd.DataFrame(columns=cols)
     e = evals.copy()
@@ -130,6 +132,8 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
         e["accuracy"] = e["value"]
     if "scorer" not in e.columns:
         e["scorer"] = e["metric"] if "metric" in e.columns else ""
+    e["preset"] = e["preset"].fillna("") if "preset" in e.columns else ""
+    e["scorer"] = e["scorer"].fillna("")
     e["se_docs"] = pd.to_numeric(e["acc_se"], errors="coerce") if "acc_se" in e.columns else np.nan
     if "acc_per_seed" in e.columns and "seed" not in e.columns:
         per = [_json(v) if isinstance(v, str) else v for v in e["acc_per_seed"]]
@@ -147,6 +151,7 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
     e = e[cols].dropna(subset=["run_id", "task", "shots", "accuracy"])
     e["shots"] = e["shots"].astype(int)
     e["accuracy"] = pd.to_numeric(e["accuracy"], errors="coerce")
+    e = e.drop_duplicates(subset=["run_id", "task", "scorer", "preset", "shots", "seed"], keep="last")
     return e.reset_index(drop=True)
 
 

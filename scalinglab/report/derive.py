@@ -177,12 +177,15 @@ def noise_points(data: StudyData) -> pd.DataFrame:
 
 
 def eval_points(data: StudyData) -> pd.DataFrame:
-    """Few-shot accuracy per (task, shots, run): the mean over seeds and its standard error (over seeds
-    when there are several, else the binomial error over documents, ``se_docs``), with N and loss."""
+    """Few-shot accuracy per (task, scorer, preset, shots, run): the mean over seeds and its standard error
+    (over seeds when there are several, else the binomial error over documents, ``se_docs``), with N and
+    loss. ``series`` names what one panel shows: the task, with the scorer and preset added when the task
+    was scored more than one way."""
     e = data.evals
     if len(e) == 0:
-        return pd.DataFrame(columns=["task", "shots", "run_id", "acc", "sem", "n_seeds", "N", "loss"])
-    g = e.groupby(["task", "shots", "run_id"])
+        cols = ["task", "scorer", "preset", "series", "shots", "run_id", "acc", "sem", "n_seeds", "N", "loss"]
+        return pd.DataFrame(columns=cols)
+    g = e.groupby(["task", "scorer", "preset", "shots", "run_id"])
     out = pd.DataFrame(
         {
             "acc": g["accuracy"].mean(),
@@ -194,6 +197,11 @@ def eval_points(data: StudyData) -> pd.DataFrame:
     over_seeds = out["sd"] / np.sqrt(out["n_seeds"])
     out["sem"] = over_seeds.where(out["n_seeds"] > 1, out["se_docs"]).fillna(0.0)
     out = out.merge(final_points(data)[["run_id", "N", "loss"]], on="run_id", how="inner")
+    ways = out.groupby("task")[["scorer", "preset"]].apply(lambda d: len(d.drop_duplicates()))
+    out["series"] = [
+        t if ways[t] == 1 else f"{t} [{', '.join(x for x in (sc, pr) if x)}]"
+        for t, sc, pr in zip(out["task"], out["scorer"], out["preset"], strict=True)
+    ]
     return out.drop(columns=["sd", "se_docs"])
 
 

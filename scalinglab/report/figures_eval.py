@@ -16,10 +16,10 @@ def fig_fewshot(ctx: Context):
     ev = derive.eval_points(ctx.data)
     if len(ev) == 0:
         return ctx.skip(name, "no few-shot evaluations in the store")
-    tasks = sorted(ev["task"].unique())
+    tasks = sorted(ev["series"].unique())  # a task, or a task and one of the ways it was scored
     if len(tasks) > MAX_TASKS:
         ctx.note(
-            name, f"Showing {MAX_TASKS} of {len(tasks)} tasks: {', '.join(tasks[MAX_TASKS:])} not drawn."
+            name, f"Showing {MAX_TASKS} of {len(tasks)} panels: {', '.join(tasks[MAX_TASKS:])} not drawn."
         )
         tasks = tasks[:MAX_TASKS]
     fig, axes = style.figure(len(tasks), sharey=True)
@@ -29,7 +29,7 @@ def fig_fewshot(ctx: Context):
     for ax, task in zip(axes, tasks, strict=True):
         ax.set_xscale("log")
         for k, col in zip(shots, cols, strict=True):
-            g = ev[(ev["task"] == task) & (ev["shots"] == k)]
+            g = ev[(ev["series"] == task) & (ev["shots"] == k)]
             if len(g) == 0:
                 continue
             g = g.groupby("N", as_index=False).agg(acc=("acc", "mean"), sem=("sem", "max"))

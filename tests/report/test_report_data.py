@@ -56,6 +56,21 @@ def test_noise_and_eval_points(study, study_data):
     assert set(ev["shots"]) == {0, 1, 10} and (ev["n_seeds"] == 2).all()
 
 
+def test_eval_points_keep_scorers_apart_and_a_rerun_is_not_extra_seeds(study, study_data):
+    """Two scorers on one (run, task, K), and one of them evaluated twice: two series of 3 seeds each, the
+    re-run's values replacing the first run's (not averaged in as 3 more seeds)."""
+    rid = study_data.runs["run_id"].iloc[0]
+    rows = []
+    for scorer, accs in (("acc", [0.1, 0.1, 0.1]), ("acc_norm", [0.8, 0.8, 0.8]), ("acc", [0.2, 0.22, 0.24])):
+        rows.append({"run_id": rid, "task": "t", "shots": 1, "scorer": scorer, "preset": "gpt3",
+                     "value": sum(accs) / 3, "acc_per_seed": accs, "seeds": [0, 1, 2], "acc_se": 0.02})
+    d = StudyData.from_frames(study.runs, study.metrics, evals=pd.DataFrame(rows))
+    ev = derive.eval_points(d).set_index("scorer")
+    assert list(ev["n_seeds"]) == [3, 3]
+    assert ev.loc["acc", "acc"] == pytest.approx(0.22) and ev.loc["acc_norm", "acc"] == pytest.approx(0.8)
+    assert set(ev["series"]) == {"t [acc, gpt3]", "t [acc_norm, gpt3]"}
+
+
 def test_normalise_accepts_store_and_trainer_names(study):
     runs = study.runs.rename(columns={"params_kaplan": "n_kaplan", "params_total": "n_total"})
     a = StudyData.from_frames(runs, study.metrics)
