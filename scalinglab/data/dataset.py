@@ -21,12 +21,18 @@ class Dataset:
         if not meta_path.is_file():
             raise InputError(f"{self.path} is not a prepared dataset (no meta.json); run `scalinglab data "
                              "prepare SPEC --out DIR` or pass a spec such as text:default")
-        self.meta = json.loads(meta_path.read_text())
-        self.vocab_size: int = self.meta["vocab_size"]
-        self.fingerprint: str = self.meta["fingerprint"]
-        self.domain: str = self.meta["domain"]
-        self.record_len: int | None = self.meta["record_len"]
-        self.dtype = np.dtype(self.meta["dtype"])
+        try:
+            self.meta = json.loads(meta_path.read_text())
+            self.vocab_size: int = int(self.meta["vocab_size"])
+            self.fingerprint: str = self.meta["fingerprint"]
+            self.domain: str = self.meta["domain"]
+            self.record_len: int | None = self.meta["record_len"]
+            self.dtype = np.dtype(self.meta["dtype"])
+            dict(self.meta["splits"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+            what = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise InputError(f"{meta_path} is not a valid dataset description ({what}); prepare the dataset "
+                             "again with `scalinglab data prepare`") from None
 
     @property
     def splits(self) -> list[str]:

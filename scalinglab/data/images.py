@@ -97,7 +97,10 @@ def load_user_images(source: str, size: int, color: str) -> np.ndarray:
     """uint8 images (n, size, size) grey or (n, size, size, 3) RGB from a folder or a .npy file."""
     p = Path(source).expanduser()
     if p.suffix == ".npy" and p.is_file():
-        a = np.load(p, allow_pickle=False)
+        try:
+            a = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as e:  # not a .npy, truncated, or object arrays (pickles are refused)
+            raise InputError(f"{p}: not a readable numeric .npy array ({str(e).splitlines()[0]})") from None
         if a.ndim == 4 and a.shape[-1] == 1:
             a = a[..., 0]
         if not (a.ndim == 3 or (a.ndim == 4 and a.shape[-1] == 3)) or len(a) == 0:
@@ -111,8 +114,11 @@ def load_user_images(source: str, size: int, color: str) -> np.ndarray:
             raise InputError(f"image folder {p} holds no image files ({', '.join(sorted(IMAGE_EXT))})")
         imgs = []
         for f in files:
-            with Image.open(f) as im:
-                imgs.append(np.asarray(im.convert("RGB")))
+            try:
+                with Image.open(f) as im:
+                    imgs.append(np.asarray(im.convert("RGB")))
+            except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+                raise InputError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
     else:
         raise InputError(f"image source {source!r} is not digits8, a folder of images or a .npy file")
     is_rgb = imgs[0].ndim == 3

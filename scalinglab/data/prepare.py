@@ -88,7 +88,12 @@ def cache_key(spec: str) -> str:
 
 
 def _file_stamp(source: str) -> list:
+    """A cheap identity of a user file, or of every file in a user folder (rewriting an image in place
+    changes neither the folder's size nor its mtime): paths, sizes, mtimes."""
     p = Path(source).expanduser()
+    if p.is_dir():
+        return [str(p.resolve())] + [[str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns]
+                                     for f in sorted(p.rglob("*")) if f.is_file()]
     if p.exists():
         return [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
     return [source]

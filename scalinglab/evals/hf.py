@@ -103,8 +103,16 @@ class HFLM(TokenLM):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype))
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                path, local_files_only=True, dtype=getattr(torch, dtype)
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:  # a broken config.json, missing weights or tokenizer
+            msg = (str(e).strip().splitlines() or [""])[0][:200]
+            raise InputError(
+                f"{path}: cannot load the Hugging Face model ({type(e).__name__}: {msg})"
+            ) from None
         return cls(model, tokenizer, name=str(path.resolve()), **kw)
 
     def tok_encode(self, text: str) -> list[int]:

@@ -104,6 +104,8 @@ def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: in
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ConfigError("at least one few-shot seed is needed")
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+        raise ConfigError(f"limit={limit!r}: the number of documents to evaluate must be >= 1 (None = all)")
     docs = t.docs(t.eval_split)[:limit] if limit else t.docs(t.eval_split)
     pool = t.docs(t.fewshot_split)
     dirty = None

@@ -9,6 +9,7 @@ A process killed at any point leaves either the previous or the new complete fil
 from __future__ import annotations
 
 import io
+import pickle
 import random
 from pathlib import Path
 
@@ -50,7 +51,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         path = path / CKPT_NAME
     if not path.is_file():
         raise InputError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(ck, dict) or not {"model", "meta", "step", "config"} <= set(ck):
+        raise InputError(f"{path}: not a scalinglab checkpoint (expected model, meta, step and config)")
+    return ck
 
 
 def load_model(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from scalinglab.data import ensure_dataset, open_dataset
@@ -65,3 +66,14 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 2 and r.stderr.startswith("error: the glob") and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_broken_meta_json_is_a_clear_error(tmp_path):
+    from scalinglab.data import open_dataset
+    from scalinglab.errors import InputError
+
+    for name, text, expect in (("trunc", '{"vocab_size": 2', "Expecting"), ("empty", "{}", "'vocab_size'")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "meta.json").write_text(text)
+        with pytest.raises(InputError, match=f"not a valid dataset description .*{expect}"):
+            open_dataset(tmp_path / name)

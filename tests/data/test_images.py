@@ -110,3 +110,41 @@ def test_captions_name_the_digit_and_carry_information(tmp_path):
     uncond = nll(tr_px, te_px).mean()
     cond = sum(nll(tr_px[tr_lab == y], te_px[te_lab == y]).sum() for y in range(10)) / len(te_px)
     assert uncond - cond > 1.0  # nats per image: the caption tells the model which digit to draw
+
+
+def test_image_folder_rewritten_in_place_is_rebuilt(tmp_path):
+    """Overwriting a folder's images (same names) changes neither the folder's size nor its mtime; the cache
+    must still see the new pixels (a new build and a new fingerprint), not serve the old ones."""
+    import os
+
+    from PIL import Image
+
+    from scalinglab.data import ensure_dataset
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+
+    def write(lo: int, hi: int) -> None:
+        for i in range(40):
+            Image.fromarray(rng.integers(lo, hi, (8, 8), dtype=np.uint8)).save(d / f"{i:02d}.png")
+
+    write(0, 128)
+    first = open_dataset(ensure_dataset(f"image:{d},levels=16"))
+    mtime = os.stat(d).st_mtime_ns
+    write(128, 256)  # brighter images, same file names
+    assert os.stat(d).st_mtime_ns == mtime
+    second = open_dataset(ensure_dataset(f"image:{d},levels=16"))
+    assert second.path != first.path and second.fingerprint != first.fingerprint
+    px = np.asarray(second.tokens("train"))
+    assert px[px < 16].min() >= 8  # every pixel is from the new, bright images (levels 8..15)
+
+
+def test_unreadable_image_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"not a png at all")
+    with pytest.raises(InputError, match="a.png: not a readable image"):
+        prepare(f"image:{tmp_path / 'imgs'}", tmp_path / "o1")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="not a readable numeric .npy"):
+        prepare(f"image:{tmp_path / 'obj.npy'}", tmp_path / "o2")

@@ -90,3 +90,13 @@ def test_bad_inputs_are_clear(study, tmp_path):
     assert "unknown task" in str(res.exception)
     res = runner.invoke(app, ["eval", str(study / "runs" / "run-d16"), "--task", "words.ri", "--shots", "a"])
     assert isinstance(res.exception, InputError)
+    res = runner.invoke(app, ["eval", str(study / "runs" / "run-d16"), "--task", "words.ri", "--limit", "0"])
+    assert "limit=0" in str(res.exception)  # not "every document"
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "ckpt.pt").write_bytes(b"\x80\x04 not a checkpoint")
+    res = runner.invoke(app, ["eval", str(tmp_path / "junk"), "--task", "arithmetic.2d+"])
+    assert isinstance(res.exception, InputError) and "not a readable checkpoint" in str(res.exception)
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text('{"model_type": "gpt2", "n_layer": ')
+    res = runner.invoke(app, ["eval", str(tmp_path / "hf"), "--task", "arithmetic.2d+"])
+    assert isinstance(res.exception, InputError) and "cannot load the Hugging Face" in str(res.exception)
