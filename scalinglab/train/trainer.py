@@ -161,6 +161,11 @@ class _Meter:
     def metrics(self) -> dict:
         return self.m.metrics() if self.m is not None else {}
 
+    @property
+    def n_measured(self) -> int:
+        """Measurements folded into the averages so far (current after ``metrics``/``end(report=True)``)."""
+        return self.m.ema.n_updates if self.m is not None else 0
+
     def close(self) -> None:
         if self.m is not None:
             self.m.close()
@@ -492,7 +497,11 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
                 "gns_trace": None,
                 "gns_b_simple_tokens": None,
             }
-            row.update({k: _finite_or_none(v) for k, v in gns.items() if k.startswith("gns_")})
+            # gns_* only on a row with a new measurement since the last row that carried them (measured
+            # steps are every noise_scale_every-th): a row count is then a measurement count
+            if gns and meter.n_measured != last.get("gns_logged_n", 0):
+                row.update({k: _finite_or_none(v) for k, v in gns.items() if k.startswith("gns_")})
+                last["gns_logged_n"] = meter.n_measured
             row["wall_s"] = wall_prev + time.perf_counter() - t_start
             if d.rank == 0:
                 with open(metrics_path, "a") as f:

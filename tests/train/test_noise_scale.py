@@ -214,6 +214,6 @@ def test_trainer_parameters_identical_with_and_without_noise_scale(tmp_path) -> 
         train(cfg, tmp_path / f"ns{on}")
         states.append(load_checkpoint(tmp_path / f"ns{on}")["model"])
         rows = [json.loads(x) for x in (tmp_path / f"ns{on}" / "metrics.jsonl").read_text().splitlines()]
-        assert (rows[-1]["gns_g2"] is not None) == on
+        assert any(r["gns_g2"] is not None for r in rows) == on
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
