@@ -91,6 +91,10 @@ def fit_cmd(
         None, "--starts", help="Use a seeded subsample of K grid starts (default: all)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the FitResult's to_dict())."),
+    samples: bool = typer.Option(
+        False, "--samples", help="With --json and --bootstrap: include the bootstrap samples (for the 95% "
+        "band of `scalinglab plot`)."
+    ),
 ) -> None:
     """Fit a law to runs (summed Huber on log loss, full multi-start grid, optional bootstrap)."""
     from scalinglab.errors import InputError
@@ -118,8 +122,10 @@ def fit_cmd(
         delta=delta,
         starts=starts,
     )
+    if samples and not (as_json and bootstrap):
+        raise InputError("--samples needs --json and --bootstrap N (the samples are written into the JSON)")
     if as_json:
-        print_json(res.to_dict())
+        print_json(res.to_dict(samples=samples))
         return
     _print_fit(res)
 

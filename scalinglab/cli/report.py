@@ -48,8 +48,11 @@ def plot_cmd(
         None, "--col", help='VAR=COLUMN as for `scalinglab fit`, e.g. N="Model Size".'
     ),
 ) -> None:
-    """Draw a standalone fit: the fitted law, its 95% band (bootstrap samples in the JSON), the data points
-    (--data, or a "data" key in the JSON) and the residuals."""
+    """Draw a standalone fit: the fitted law, its 95% band (when the JSON holds bootstrap samples: `scalinglab
+    fit ... --bootstrap N --json --samples`), the data points (--data, or a "data" key in the JSON) and the
+    residuals."""
+    import json
+
     from scalinglab.errors import InputError
     from scalinglab.report.plot_fit import plot_fit
 
@@ -61,3 +64,5 @@ def plot_cmd(
         columns[k.strip()] = v.strip()
     path = plot_fit(fit_json, out, data=data, columns=columns)
     typer.echo(f"wrote {path}")
+    if "samples" not in json.loads(Path(fit_json).read_text()):
+        typer.echo("no bootstrap samples in the JSON: no 95% band (fit with --bootstrap N --json --samples)")

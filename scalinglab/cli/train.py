@@ -112,6 +112,8 @@ def train_cmd(
     task = progress.add_task("train", total=steps, info="")
 
     def on_metrics(row: dict) -> None:
+        if not progress.live.is_started:  # shown from the first row: an error before it stays one line
+            progress.start()
         val = "" if row.get("val_loss") is None else f" val {row['val_loss']:.3f}"
         progress.update(
             task,
@@ -119,8 +121,11 @@ def train_cmd(
             info=f"loss {row['train_loss']:.3f}{val}  {row['tokens_per_s']:,.0f} tok/s",
         )
 
-    with progress:
+    try:
         summary = train(cfg, out, resume=resume, on_metrics=on_metrics)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
     if not rank0:
         return
     if as_json:

@@ -261,26 +261,34 @@ def _verdict(form: Form, pol: optim.PolishResult, logx, logy, delta: float) -> t
     scale = optim.objective_scale(pol.f, logy.size)
     again = optim.batched_lm(form, pol.theta[None, :], logx, logy, delta, ftol=1e-14, max_iter=50)
     improved = (pol.f - again.f[0]) / scale
-    msg = f"{'L-BFGS-B: ' if pol.nit else ''}{pol.message}; relative projected gradient {pol.grad_norm:.1e}"
+    info = f"relative projected gradient {pol.grad_norm:.1e}"
+    if pol.nit:
+        info += f"; L-BFGS-B stopped with: {pol.message.strip() or 'no message'}"
     if improved >= 1e-8:
-        return False, msg + f"; a further LM run lowered the objective by {improved:.1e} (relative)"
+        return False, f"a further LM run lowered the objective by {improved:.1e} (relative); {info}"
     if pol.grad_norm < GRAD_RTOL:
-        return True, msg
+        return True, f"stationary point: {info}"
     probe = optim.descent_probe(form, pol.theta, logx, logy, delta)
     if probe >= 1e-8:
-        return False, msg + f"; a Nelder-Mead probe lowered the objective by {probe:.1e} (relative)"
-    return True, msg + " at a kink of the Huber objective: no local method (LM, Nelder-Mead) lowers it"
+        return False, f"a Nelder-Mead probe lowered the objective by {probe:.1e} (relative); {info}"
+    return True, f"minimum at a kink of the Huber objective (neither LM nor Nelder-Mead lowers it); {info}"
 
 
 def _at_bounds(form: Form, theta: np.ndarray) -> list[str]:
+    """Warnings for search coordinates at a bound, named by the law's own parameter and value (the
+    coordinates are internal, e.g. e = log L_inf)."""
     out = []
-    for name, t, (lo, hi) in zip(form.theta_names, theta, form.theta_bounds(), strict=True):
+    params = form.to_params(theta)
+    for name, pname, t, (lo, hi) in zip(
+        form.theta_names, form.param_names, theta, form.theta_bounds(), strict=True
+    ):
         tol = 1e-6 * (hi - lo)
         if t <= lo + tol or t >= hi - tol:
             side = "lower" if t <= lo + tol else "upper"
+            coord = "" if name == pname else f" (search coordinate {name} = {t:g})"
             out.append(
-                f"parameter {name} is at its {side} bound ({t:g}): the optimum lies outside the allowed "
-                f"range or the parameter is not identified"
+                f"parameter {pname} = {params[pname]:.4g} is at the {side} end of its search range{coord}: "
+                "the optimum lies outside the allowed range or the parameter is not identified"
             )
     return out
 
