@@ -140,6 +140,9 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
         while todo or inflight:
             while todo and len(inflight) < ex.capacity:
                 rid = todo.pop(0)
+                if not store.claim(rid):  # another process on this study took it since the list was read
+                    n_total -= 1
+                    continue
                 d = run_dir(study_dir, rid)
                 d.mkdir(parents=True, exist_ok=True)
                 run = store.run(rid)
@@ -147,7 +150,6 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     d / "spec.json",
                     {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
                 )
-                store.mark_running(rid)
                 try:
                     inflight[rid] = ex.submit(study_dir, rid)
                 except Exception as e:  # e.g. a broken process pool: recorded, retried on the next run
@@ -205,6 +207,20 @@ def _finish(store: Store, rid: str, handle: Any) -> str:
     return status
 
 
+def wait_for_others(store: Store, ids: list[str], echo: Echo, poll_s: float = 1.0) -> None:
+    """Block while any of ``ids`` is being trained by another live process (a second `study run` on the same
+    folder): what follows needs their results."""
+    said = False
+    while True:
+        live = [r for r in ids if store.is_live(store.run(r))]
+        if not live:
+            return
+        if not said:
+            echo(f"waiting for {len(live)} run(s) another process is training: {', '.join(live)}")
+            said = True
+        time.sleep(poll_s)
+
+
 def batches_from_pilots(store: Store, plan: Plan, pilots: list[RunSpec], echo: Echo) -> BatchFor:
     """Noise-scale rule: each shape's batch from the median B_simple (tokens) of its pilot's last half."""
     noise = store.noise_frame()
@@ -249,16 +265,16 @@ def run_study(
     plan = load_plan(plan_path)
     study_dir = study_dir_for(plan, plan_path, out)
     study_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(study_dir)
+    vocab, fingerprint = data_identity(plan.data.spec)
+    check_same_data(store, plan.data.spec, fingerprint)  # before anything of the study is changed
     if plan_path.resolve() != (study_dir / "study.toml").resolve():
         shutil.copyfile(plan_path, study_dir / ".study.toml.tmp")
         os.replace(study_dir / ".study.toml.tmp", study_dir / "study.toml")
-    store = Store(study_dir)
     old = store.get_meta("plan_hash")
     if old is not None and old != plan_hash(plan):
         echo("the plan changed since the last run: new runs are added, finished runs are kept")
     echo(f"study {plan.name!r} in {study_dir}")
-    vocab, fingerprint = data_identity(plan.data.spec)
-    check_same_data(store, plan.data.spec, fingerprint)
     back = store.reset_interrupted()
     if back:
         echo(f"resuming {len(back)} interrupted or failed run(s): {', '.join(back)}")
@@ -268,6 +284,7 @@ def run_study(
         pilots = pilot_runs(plan, vocab)
         register(store, study_dir, plan, pilots, vocab)
         execute(store, study_dir, plan, [p.run_id for p in pilots], echo)
+        wait_for_others(store, [p.run_id for p in pilots], echo)  # the batch sizes need every pilot's result
         batch_for = batches_from_pilots(store, plan, pilots, echo)
     ids = register(store, study_dir, plan, pilots + make_runs(plan, vocab, batch_for), vocab)
     execute(store, study_dir, plan, ids, echo)

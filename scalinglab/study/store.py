@@ -88,11 +88,12 @@ def _dumps(obj: Any) -> str:
     return json.dumps(clean(obj), sort_keys=True)
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
+def pid_alive(pid: int | float | None) -> bool:
+    """Whether process ``pid`` exists on this host (None/NaN/0, e.g. a NULL read through pandas: no)."""
+    if pid is None or pid != pid or not pid:
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -116,7 +117,14 @@ class Store:
         )
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        for attempt in range(50):  # switching a new file to WAL needs a lock the busy timeout does not cover
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 49:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         self.conn.execute("PRAGMA synchronous = NORMAL")
         with self.transaction() as c:
             for stmt in _SCHEMA.strip().split(";"):
@@ -230,15 +238,18 @@ class Store:
             )
         ]
 
-    def mark_running(self, run_id: str, pid: int | None = None, host: str | None = None) -> None:
+    def claim(self, run_id: str, pid: int | None = None, host: str | None = None) -> bool:
+        """Mark a *pending* run `running` for this process (or ``pid``/``host``), atomically: False when it is
+        not pending any more (another process claimed it first, or it finished), and then nothing changes."""
         now = time.time()
         with self.transaction() as c:
-            c.execute(
+            cur = c.execute(
                 "UPDATE runs SET status = 'running', owner_pid = ?, owner_host = ?, heartbeat = ?, "
                 "started_at = COALESCE(started_at, ?), attempts = attempts + 1, error = NULL "
-                "WHERE run_id = ?",
+                "WHERE run_id = ? AND status = 'pending'",
                 (pid or os.getpid(), host or socket.gethostname(), now, now, run_id),
             )
+            return cur.rowcount == 1
 
     def heartbeat(self, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)

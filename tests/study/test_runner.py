@@ -105,8 +105,11 @@ def test_study_refuses_to_continue_on_changed_data(tmp_path, monkeypatch):
     assert Store(study).get_meta("data_fingerprint") == fp
 
     corpus.write_text(words.upper() * 400)  # same size, other content
+    edited = tmp_path / "p2.toml"  # and an edited plan: refused, it must not replace the study's study.toml
+    edited.write_text(plan_path.read_text().replace("eval_batches = 1", "eval_batches = 2"))
     with pytest.raises(ConfigError, match="changed since this study began"):
-        run_study(plan_path, study, echo=lambda s: None, report=False)
+        run_study(edited, study, echo=lambda s: None, report=False)
     store = Store(study)
     assert store.get_meta("data_fingerprint") == fp  # nothing was recorded against the new data
+    assert (study / "study.toml").read_text() == plan_path.read_text()
     assert store.runs_frame()[["run_id", "status"]].equals(before)

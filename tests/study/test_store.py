@@ -61,9 +61,16 @@ def test_interrupted_running_run_goes_back_to_pending(tmp_path):
     p = mp.get_context("fork").Process(target=lambda: None)
     p.start()
     p.join()  # a pid that no longer exists
-    s.mark_running("a", pid=p.pid)
-    s.mark_running("b")  # this process: alive
+    assert s.claim("a", pid=p.pid)
+    assert s.claim("b")  # this process: alive
+    assert not s.claim("b") and s.run("b")["attempts"] == 1  # a claimed run is not claimed again
     assert s.counts()["running"] == 1 and s.counts()["pending"] == 1
+    # what `study status` reads: pandas turns the NULL owner_pid of a pending run (c) into NaN, so the
+    # column, the live run's pid included, is float
+    s.add_runs([("c", _cfg(2), ["grid"], _counts(2))])
+    frame = s.runs_frame().set_index("run_id")
+    assert frame["owner_pid"].dtype.kind == "f"
+    assert [s.is_live(frame.loc[r].to_dict()) for r in "abc"] == [False, True, False]
     assert s.reset_interrupted() == ["a"]
     assert s.run("a")["status"] == "pending" and s.run("a")["attempts"] == 1
     s.finish_run("b", "done", {"final_val_loss": 2.5, "steps": 10})
