@@ -267,9 +267,11 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
     fitted: dict[str, dict] = {}
     for law in order:
         try:
-            out = _fit_one(law, store, plan, runs, points, fitted)
+            out = None if len(runs) == 0 else _fit_one(law, store, plan, runs, points, fitted)
             if out is None:
-                echo(f"fit {law}: skipped (too few finished runs for it)")
+                # a fit stored earlier (other runs, other options) would be shown as this study's: drop it
+                gone = " (its earlier fit removed)" if store.drop_fit(law) else ""
+                echo(f"fit {law}: skipped (too few finished runs for it){gone}")
                 continue
             df, thunk, extra = out
             # the plan's [fit] options (bootstrap, forms, hold-outs) are part of what a stored fit depends on
@@ -283,7 +285,8 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res, bt = thunk()
         except Exception as e:  # one law failing never stops the others
-            echo(f"fit {law}: failed ({type(e).__name__}: {e})")
+            gone = " (its earlier fit removed)" if store.drop_fit(law) else ""
+            echo(f"fit {law}: failed ({type(e).__name__}: {e}){gone}")
             continue
         store.put_fit(law, h, res, bt)
         fitted[law] = {"law": law, "result": res, "backtest": bt}

@@ -308,8 +308,18 @@ def run_study(
     }
 
 
+def _slots(study_dir: Path) -> int:
+    """Runs the study's executor trains at once (its plan's workers; 1 when unknown or sequential)."""
+    try:
+        return max(1, load_plan(study_dir / "study.toml").executor.workers)
+    except ConfigError:
+        return 1
+
+
 def study_status(study_dir: str | Path) -> dict[str, Any]:
-    """Counts per status, the phase, and an ETA (remaining planned FLOPs / FLOP rate of finished runs)."""
+    """Counts per status, the phase, and an ETA: the planned FLOPs still to train (a running run's logged
+    tokens count as done) over the FLOP rate of one run slot, measured on the finished runs, times the
+    executor's parallel slots."""
     study_dir = Path(study_dir)
     if not (study_dir / "scalinglab.db").is_file():
         raise ConfigError(f"{study_dir} is not a study folder (no scalinglab.db)")
@@ -330,8 +340,15 @@ def study_status(study_dir: str | Path) -> dict[str, Any]:
     eta = None
     if len(fin) and fin["wall_s"].sum() > 0:
         rate = fin["flops_6n"].sum() / fin["wall_s"].sum()  # FLOPs per second of one run slot
-        left = runs[runs["effective"].isin(["pending", "running"])]["flops_6n"].sum()
-        eta = float(left / rate) if rate > 0 else None
+        todo = runs[runs["effective"].isin(["pending", "running"])]
+        left = 0.0
+        for _, r in todo.iterrows():  # a running run has its logged tokens behind it
+            seen = store.conn.execute("SELECT MAX(tokens) FROM metrics WHERE run_id = ?", (r["run_id"],))
+            seen = seen.fetchone()[0] or 0.0
+            frac = min(1.0, seen / r["tokens"]) if r["effective"] == "running" and r["tokens"] else 0.0
+            left += float(r["flops_6n"]) * (1.0 - frac)
+        slots = min(_slots(study_dir), max(1, len(todo)))  # runs in parallel: the executor's workers
+        eta = float(left / (rate * slots)) if rate > 0 else None
     return {
         "runs": counts,
         "total": int(len(runs)),

@@ -391,6 +391,11 @@ class Store:
         return self._frame("SELECT * FROM noise_scale ORDER BY run_id, step")
 
     # ------------------------------------------------------------------ fits
+    def drop_fit(self, law: str) -> bool:
+        """Remove the stored fit of ``law`` (it no longer describes the runs); True if there was one."""
+        with self.transaction() as c:
+            return c.execute("DELETE FROM fits WHERE law = ?", (law,)).rowcount > 0
+
     def put_fit(
         self, law: str, data_hash: str, result: dict[str, Any], backtest: dict[str, Any] | None
     ) -> None:

@@ -96,3 +96,15 @@ def test_unchanged_data_is_not_refitted(study, monkeypatch):
     lines: list[str] = []
     fitting.fit_study(store, plan, ids + [store.run_ids()[-1]], lines.append)
     assert any("re-fitted unchanged data" in x for x in lines)
+    # ... and the fit stored before is gone: it described other data and must not be shown as current
+    assert store.fits() == [] and any("earlier fit removed" in x for x in lines)
+
+
+def test_a_stored_fit_is_dropped_when_its_law_can_no_longer_be_fitted(study):
+    store, plan, ids = study
+    plan.fit.laws = ["L(N)"]
+    assert [f["law"] for f in fitting.fit_study(store, plan, ids, print)] == ["L(N)"]
+    lines: list[str] = []
+    assert fitting.fit_study(store, plan, [], lines.append) == []  # e.g. a new plan with no finished run yet
+    assert store.fits() == []
+    assert lines == ["fit L(N): skipped (too few finished runs for it) (its earlier fit removed)"]

@@ -113,3 +113,24 @@ def test_study_refuses_to_continue_on_changed_data(tmp_path, monkeypatch):
     assert store.get_meta("data_fingerprint") == fp  # nothing was recorded against the new data
     assert (study / "study.toml").read_text() == plan_path.read_text()
     assert store.runs_frame()[["run_id", "status"]].equals(before)
+
+
+def test_status_eta_counts_parallel_slots_and_running_progress(tmp_path):
+    """Four equal runs of 6e9 FLOPs, one done in 10 s (one slot: 6e8 FLOP/s), one running and half-way,
+    two pending, on an executor of 2 workers: 6e9 x (0.5 + 2) left over 2 slots at 6e8 -> 12.5 s."""
+    import os
+
+    (tmp_path / "study.toml").write_text(
+        'name = "eta"\n[model]\nn_params = [1e3]\n[tokens]\nabsolute = [1e6]\n[executor]\nworkers = 2\n'
+    )
+    counts = {"params": {"kaplan": 1000}, "flops_per_token": {"6n": 6000}}
+    with Store(tmp_path) as s:
+        s.add_runs([(f"r{i}", {"tokens": 10**6, "seed": i}, ["grid"], counts) for i in range(4)])
+        s.set_meta("plan_runs", [f"r{i}" for i in range(4)])
+        assert s.claim("r0")
+        s.finish_run("r0", "done", {"final_val_loss": 3.0, "steps": 10, "wall_s": 10.0})
+        assert s.claim("r1", pid=os.getpid())
+        s.add_metrics("r1", [{"step": 5, "tokens": 500_000, "train_loss": 3.5}])
+    st = study_status(tmp_path)
+    assert st["runs"]["done"] == 1 and st["runs"]["running"] == 1 and st["runs"]["pending"] == 2
+    assert st["eta_s"] == pytest.approx(12.5)
