@@ -204,10 +204,17 @@ class SlurmExecutor:
             self.ex = submitit.LocalExecutor(folder=str(folder))
             self.ex.update_parameters(timeout_min=int((params or {}).get("timeout_min", 60)))
         else:
-            self.ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+            try:
+                self.ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+            except RuntimeError as e:  # no srun: not on a Slurm cluster
+                raise ConfigError(f"executor slurm: {e} (slurm_local = true runs the jobs here)") from None
             p = {"cpus_per_task": max(1, threads_per_run), "timeout_min": 60 * 24}
             p.update(params or {})
-            self.ex.update_parameters(**p)
+            try:
+                self.ex.update_parameters(**p)
+            except (NameError, TypeError, ValueError) as e:  # submitit names the unknown parameter
+                msg = str(e).splitlines()[0][:300]
+                raise ConfigError(f"[executor.slurm] parameters refused by submitit: {msg}") from None
         self.threads = threads_per_run
         self.capacity = workers or 10**9
 

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,8 +28,20 @@ LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)")
 PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
 
 
+# trainer fields the plan itself sets for each run, and where a plan sets them
+PLANNED_KEYS = {
+    "n_layer": "[model] shapes or n_params", "d_model": "[model] shapes or n_params",
+    "n_head": "[model] head_dim or shapes", "n_ctx": "[data] n_ctx", "data": "[data] spec",
+    "tokens": "[tokens], [isoflop] or [kaplan]", "seed": "[seeds] seeds", "batch_size": "[batch] size",
+    "micro_batch_size": "[batch] micro_size", "lr": "[lr]", "attention": "[model] attention",
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # a finite number > 0 (NaN and inf refused)
 
 
 class DataPlan(_Strict):
@@ -49,8 +61,8 @@ class ModelPlan(_Strict):
     """The model family: sizes as shapes, or as parameter counts solved for shapes at an aspect ratio."""
 
     shapes: list[Shape] = []
-    n_params: list[float] = []  # target N (under plan.params), solved for (n_layer, d_model)
-    aspect_ratio: float = Field(32.0, gt=0)  # d_model / n_layer when sizes are given by N
+    n_params: list[Positive] = []  # target N (under plan.params), solved for (n_layer, d_model)
+    aspect_ratio: Positive = 32.0  # d_model / n_layer when sizes are given by N
     head_dim: int = Field(16, ge=1)  # n_head = d_model // head_dim (at least 1)
     attention: str = "dense"  # "dense", "banded:W" (every layer) or "alternating:W" (dense, banded, ...)
 
@@ -76,9 +88,9 @@ class ModelPlan(_Strict):
 class TokensPlan(_Strict):
     """Token budgets of the N x D grid: absolute counts and/or tokens-per-parameter multiples."""
 
-    absolute: list[float] = []  # tokens per run
-    per_param: list[float] = []  # D = k * N (N under plan.params)
-    min_tokens: float = 0  # floor applied to per_param budgets
+    absolute: list[Positive] = []  # tokens per run
+    per_param: list[Positive] = []  # D = k * N (N under plan.params)
+    min_tokens: float = Field(0, ge=0, allow_inf_nan=False)  # floor applied to per_param budgets
 
     @model_validator(mode="after")
     def _positive(self) -> TokensPlan:
@@ -91,17 +103,17 @@ class TokensPlan(_Strict):
 class IsoFlopPlan(_Strict):
     """For each budget C (FLOPs), `n_sizes` models spaced geometrically around N_opt = sqrt(C / (6 k))."""
 
-    budgets: list[float] = []
+    budgets: list[Positive] = []
     n_sizes: int = Field(5, ge=3)
-    span: float = Field(4.0, gt=1)  # the smallest and largest size are N_opt / span and N_opt * span
-    tokens_per_param: float = Field(20.0, gt=0)  # k of the expected optimum D = k N
+    span: float = Field(4.0, gt=1, allow_inf_nan=False)  # sizes from N_opt / span to N_opt * span
+    tokens_per_param: Positive = 20.0  # k of the expected optimum D = k N
 
 
 class KaplanPlan(_Strict):
     """Kaplan's design: long runs of every size for L(N); one model on data subsets for L(D)."""
 
-    long_tokens: float | None = Field(None, gt=0)  # L(N): every size trained this many tokens
-    data_subsets: list[float] = []  # L(D): token counts for the subset model
+    long_tokens: Positive | None = None  # L(N): every size trained this many tokens
+    data_subsets: list[Positive] = []  # L(D): token counts for the subset model
     subset_model: int = -1  # index into the sizes (default the largest)
 
 
@@ -109,9 +121,15 @@ class BatchPlan(_Strict):
     rule: Literal["fixed", "noise_scale"] = "fixed"
     size: int = Field(16, ge=1)  # sequences per step (fixed rule, and the pilot's batch)
     micro_size: int | None = Field(None, ge=1)
-    pilot_tokens: float = Field(2e5, gt=0)  # noise_scale rule: tokens of each size's pilot run
+    pilot_tokens: Positive = 2e5  # noise_scale rule: tokens of each size's pilot run
     min_size: int = Field(4, ge=1)
     max_size: int = Field(512, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> BatchPlan:
+        if self.min_size > self.max_size:
+            raise ValueError(f"batch.min_size {self.min_size} > batch.max_size {self.max_size}")
+        return self
 
 
 class LRPlan(_Strict):
@@ -121,12 +139,12 @@ class LRPlan(_Strict):
     wide models of a small ladder from training too hot."""
 
     rule: Literal["fixed", "kaplan", "width"] = "fixed"
-    value: float = Field(1e-3, gt=0)
+    value: Positive = 1e-3
     base_width: int = Field(64, ge=1)
 
 
 class SeedsPlan(_Strict):
-    seeds: list[int] = [0]  # every run once per seed
+    seeds: list[int] = Field([0], min_length=1)  # every run once per seed
     repeat: int = Field(0, ge=0)  # extra seeds for the seed-noise runs
     repeat_sizes: Literal["smallest", "largest", "all"] = "smallest"
 
@@ -136,9 +154,9 @@ class ExtraRun(_Strict):
 
     n_layer: int = Field(ge=1)
     d_model: int = Field(ge=2)
-    tokens: float = Field(gt=0)
+    tokens: Positive
     n_head: int | None = None
-    lr: float | None = None
+    lr: Positive | None = None
     batch_size: int | None = None
     seed: int = 0
     role: str = "extra"
@@ -192,6 +210,16 @@ class Plan(_Strict):
         str, Any
     ] = {}  # passed to the trainer's TrainConfig (schedule, warmup_tokens, eval_every, ...)
     runs: list[ExtraRun] = []
+
+    @field_validator("train")
+    @classmethod
+    def _not_planned(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Keys the plan sets for every run would be silently overridden in [train]: refused, with where
+        they belong."""
+        bad = {k: PLANNED_KEYS[k] for k in v if k in PLANNED_KEYS}
+        if bad:
+            raise ValueError("; ".join(f"[train] {k} is set by the plan: use {w}" for k, w in bad.items()))
+        return v
 
     @model_validator(mode="after")
     def _has_runs(self) -> Plan:

@@ -477,6 +477,8 @@ class Store:
         if fmt not in ("parquet", "csv"):
             raise InputError(f"export format {fmt!r}: allowed 'parquet' or 'csv'")
         out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"export folder {out_dir} is a file")
         out_dir.mkdir(parents=True, exist_ok=True)
         frames = {
             "runs": self.runs_frame(),

@@ -79,3 +79,33 @@ def test_ray_local_instance(tmp_path, inline):
     finally:
         ray.shutdown()
     assert got[0] == pytest.approx(inline[0], rel=1e-6)
+
+
+def test_slurm_configuration_errors_are_clear(tmp_path, monkeypatch):
+    """Not on a cluster, or a misspelt submitit parameter: one ConfigError naming it (no submitit traceback).
+    A stub `srun` on PATH stands in for a cluster, so that submitit reads the parameters."""
+    pytest.importorskip("submitit")
+    from scalinglab.errors import ConfigError
+    from scalinglab.study.executors import make_executor
+
+    def plan(**slurm):
+        return parse_plan({"model": {"shapes": [{"n_layer": 1, "d_model": 16}]},
+                           "tokens": {"absolute": [1e4]}, "executor": {"kind": "slurm", "slurm": slurm}})
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no srun anywhere
+    with pytest.raises(ConfigError, match="srun"):
+        make_executor(plan().executor, tmp_path / "a")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(ConfigError, match="'partion'"):
+        make_executor(plan(partion="gpu").executor, tmp_path / "b")
+
+
+def test_export_into_a_file_is_an_error(tmp_path):
+    from scalinglab.errors import InputError
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match="is a file"):
+        Store(tmp_path / "s").export(tmp_path / "afile", "csv")

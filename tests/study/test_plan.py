@@ -51,6 +51,29 @@ def test_errors_name_the_key_the_value_and_what_is_allowed():
         make_runs(_plan(train={"weight_decay": -1}), V)
 
 
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        ({"tokens": {"absolute": [float("nan")]}}, "tokens.absolute.0 = nan"),
+        ({"tokens": {"absolute": [float("inf")]}}, "tokens.absolute.0 = inf"),
+        ({"model": {"n_params": [float("nan")]}}, "model.n_params.0 = nan"),
+        ({"isoflop": {"budgets": [-1e12]}}, "isoflop.budgets.0 = -1000000000000.0"),
+        ({"isoflop": {"budgets": [1e15], "span": float("inf")}}, "isoflop.span = inf"),
+        ({"seeds": {"seeds": []}}, "seeds.seeds = []"),
+        ({"batch": {"min_size": 64, "max_size": 4}}, "min_size 64 > batch.max_size 4"),
+        ({"train": {"batch_size": 4, "lr": 0.1}}, "[train] batch_size is set by the plan: use [batch] size"),
+        ({"train": {"seed": 7}}, "use [seeds] seeds"),
+    ],
+)
+def test_values_the_plan_cannot_use_are_refused(edit, expect):
+    """Non-finite or non-positive sizes, an empty seed list, an inverted batch range, and trainer fields the
+    plan sets itself (which [train] would silently lose) are one clear error, not a traceback or a
+    silently different study."""
+    with pytest.raises(ConfigError) as e:
+        _plan(**edit)
+    assert expect in str(e.value), str(e.value)
+
+
 def test_grid_ids_are_stable_and_shared_runs_are_trained_once():
     plan = _plan(
         tokens={"absolute": [1e4, 2e4], "per_param": [10]},
