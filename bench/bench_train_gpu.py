@@ -2,7 +2,7 @@
 ``torch.compile``, SDPA flash attention, fused AdamW, one GPU.
 
     python bench/bench_train_gpu.py [--batch 16] [--steps 30] [--no-compile]
-    python bench/bench_train_gpu.py --smoke     # CPU, 2 layers, 3 steps, eager fp32: checks the script only
+    python bench/bench_train_gpu.py --smoke     # CPU, 2 layers, V 1024, 3 steps, fp32: checks the script only
 
 
 Prints tokens/s and MFU = tokens/s x (6N + 12 L H Q T FLOPs/token, PaLM) / peak dense bf16 FLOP/s of
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="sequences per step")
     ap.add_argument("--steps", type=int, default=30, help="timed steps (after 5 warm-up steps)")
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="CPU, 2 layers, T 64, 1 + 2 steps, eager fp32")
+    ap.add_argument("--smoke", action="store_true", help="CPU, 2 layers, T 64, V 1024, 1 + 2 steps, fp32")
     args = ap.parse_args(argv)
     if args.smoke:
         args.batch, args.steps, args.no_compile = 2, 2, True
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = peak_flops(name)
     cfg = named_config("gpt2")  # n_ctx 1024, V 50257, tied, no biases
     if args.smoke:
-        cfg = cfg.with_(n_layer=2, n_ctx=64)
+        cfg = cfg.with_(n_layer=2, n_ctx=64, vocab_size=1024)
     torch.manual_seed(0)
     model = GPT(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)

@@ -18,4 +18,4 @@ def test_gpu_bench_runs_its_code_on_cpu():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "device cpu (smoke)" in out.stdout and "tokens/s" in out.stdout
     loss = float(out.stdout.split("loss ")[1].split()[0])
-    assert 0 < loss < 11.0  # finite, at or below ln(50257) = 10.8 nats for a model that trained 3 steps
+    assert 0 < loss < 8.0  # finite, near ln(1024) = 6.9 nats for a model that trained 3 steps
