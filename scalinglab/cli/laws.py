@@ -197,9 +197,11 @@ def predict_cmd(
     for k, v in values.items():
         if v <= 0:
             raise InputError(f"--at {k}={v:g}: must be positive")
-    derivable = {"C"} if {"N", "D"} & set(form.variables) else set()  # D = C/(6N), N = C/(6D)
-    derivable |= {"loss"} if "L" in form.variables else set()
-    unknown = sorted(set(values) - set(form.variables) - derivable)
+    used = set(form.variables)  # and what derives a missing one: D = C/(6N), N = C/(6D), L from loss
+    for want, inputs in (("D", {"C", "N"}), ("N", {"C", "D"}), ("L", {"loss"})):
+        if want in form.variables and want not in values and inputs <= set(values):
+            used |= inputs
+    unknown = sorted(set(values) - used)
     if unknown:
         raise InputError(
             f"--at {', '.join(unknown)}: law {form.name!r} is a function of {list(form.variables)}"

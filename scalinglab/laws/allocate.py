@@ -89,10 +89,13 @@ def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str]
         return law, {}, law.name, []
     if isinstance(law, Preset):
         return law.form, dict(law.params), law.name, []
+    # a dict without a "converged" key (hand-written, a bootstrap row) carries no verdict: no caveat
+    said_converged = law.get("converged", True) if isinstance(law, Mapping) else None
     if isinstance(law, Mapping):
         law = FitResult.from_dict(law)
     if isinstance(law, FitResult):
-        caveats = [] if law.converged else ["CAUTION: the fit this allocation comes from did not converge"]
+        ok = law.converged if said_converged is None else bool(said_converged)
+        caveats = [] if ok else ["CAUTION: the fit this allocation comes from did not converge"]
         caveats += [f"fit warning: {w}" for w in law.warnings]
         return law.form, dict(law.params), f"fit ({law.form.name})", caveats
     raise InputError(f"cannot allocate with {law!r}: give a preset name, a FitResult or a fit JSON")

@@ -136,6 +136,8 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
     e["scorer"] = e["scorer"].fillna("")
     e["se_docs"] = pd.to_numeric(e["acc_se"], errors="coerce") if "acc_se" in e.columns else np.nan
     if "acc_per_seed" in e.columns and "seed" not in e.columns:
+        # one record per evaluation: a repeated one replaces the earlier record whole (all its seeds)
+        e = e.drop_duplicates(subset=["run_id", "task", "scorer", "preset", "shots"], keep="last")
         per = [_json(v) if isinstance(v, str) else v for v in e["acc_per_seed"]]
         seeds = [_json(v) if isinstance(v, str) else v for v in e.get("seeds", [None] * len(e))]
         rows = []

@@ -484,8 +484,9 @@ def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
     out = []
     for nl, d, nh in sorted(shapes):
         cfg = _config(plan, nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])
-        if not plan.batch.micro_size:  # the single-device estimator needs >= 2 micro-batches per step
-            cfg["micro_batch_size"] = max(1, cfg["batch_size"] // 2)
+        # the single-device estimator needs >= 2 micro-batches per step; an odd batch: the trainer's own split
+        if not plan.batch.micro_size and cfg["batch_size"] % 2 == 0:
+            cfg["micro_batch_size"] = cfg["batch_size"] // 2
         cfg["noise_scale"] = True
         cfg["noise_scale_every"] = 1  # a pilot exists to measure: every step
         out.append(RunSpec(cfg, {"pilot"}))

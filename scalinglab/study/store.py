@@ -306,19 +306,23 @@ class Store:
         ).fetchall()
         for r in rows:
             if r["status"] == "failed":
-                back.append(r["run_id"])
+                back.append(r)
             elif r["owner_host"] == host:
                 if not pid_alive(r["owner_pid"]):
-                    back.append(r["run_id"])
+                    back.append(r)
             elif now - (r["heartbeat"] or 0) > stale_s:
-                back.append(r["run_id"])
-        if back:
-            with self.transaction() as c:
-                c.executemany(
-                    "UPDATE runs SET status = 'pending', owner_pid = NULL WHERE run_id = ?",
-                    [(b,) for b in back],
+                back.append(r)
+        done = []
+        with self.transaction() as c:
+            for r in back:  # only if unchanged since read: another process may have claimed it meanwhile
+                cur = c.execute(
+                    "UPDATE runs SET status = 'pending', owner_pid = NULL WHERE run_id = ? AND status = ? "
+                    "AND owner_pid IS ? AND heartbeat IS ?",
+                    (r["run_id"], r["status"], r["owner_pid"], r["heartbeat"]),
                 )
-        return back
+                if cur.rowcount == 1:
+                    done.append(r["run_id"])
+        return done
 
     def is_live(self, row: dict[str, Any], stale_s: float = 600.0) -> bool:
         """Whether a `running` row's owner is alive (pid on this host, heartbeat elsewhere)."""

@@ -338,6 +338,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     meter = _Meter(cfg, micro_gns, n_micro_gns, d.world, model if d.on else None, -(-steps // gns_every))
     if ck is not None:
         meter.load_state_dict(ck.get("noise_scale"))
+        last.setdefault("gns_logged_n", meter.n_measured)  # a checkpoint from before rows tracked it
     fwd = torch.compile(model) if cfg.compile else model
     params = [p for p in raw.parameters()]
     dev_peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None

@@ -132,3 +132,26 @@ def test_export_cli(tmp_path):
     assert pd.read_csv(tmp_path / "out" / "metrics.csv")["train_loss"].tolist() == [3.0]
     res = CliRunner().invoke(app, ["study", "export", str(tmp_path / "nope"), str(tmp_path / "o2")])
     assert res.exit_code != 0
+
+
+def test_reset_does_not_undo_a_claim_made_meanwhile(tmp_path, monkeypatch):
+    """Process A finds run a orphaned (dead owner); before A resets it, process B resets and claims it. A's
+    reset must then leave B's claim alone, or both would train the run."""
+    import scalinglab.study.store as store_mod
+
+    s = Store(tmp_path)
+    s.add_runs([("a", _cfg(0), ["grid"], _counts(0))])
+    assert s.claim("a", pid=2**22 + 12345)  # an owner that does not exist
+    other = Store(tmp_path)
+    real = store_mod.pid_alive
+
+    def racing(pid):
+        if pid == 2**22 + 12345 and s.run("a")["owner_pid"] == pid:
+            monkeypatch.setattr(store_mod, "pid_alive", real)
+            assert other.reset_interrupted() == ["a"] and other.claim("a")  # B gets there first
+        return False
+
+    monkeypatch.setattr(store_mod, "pid_alive", racing)
+    assert s.reset_interrupted() == []
+    r = s.run("a")
+    assert r["status"] == "running" and r["owner_pid"] == os.getpid() and r["attempts"] == 2
