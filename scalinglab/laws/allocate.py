@@ -358,7 +358,7 @@ class IsoFlopResult:
     budgets: np.ndarray
     n_opt: np.ndarray
     loss_opt: np.ndarray
-    fit: PowerFit
+    fit: PowerFit | None  # None: fewer than 3 budgets (``isoflop(..., min_budgets=1)``), no exponent
     warnings: list[str]
     n_lo: np.ndarray | None = None  # 95% delta-method interval of each parabola minimum (NaN: <= 4 sizes)
     n_hi: np.ndarray | None = None
@@ -376,11 +376,12 @@ class IsoFlopResult:
 
     @property
     def a(self) -> float:
-        return self.fit.a
+        """The exponent of N_opt ~ C^a (NaN when there were too few budgets to fit it)."""
+        return self.fit.a if self.fit is not None else float("nan")
 
     @property
     def a_ci95(self) -> tuple[float, float]:
-        return self.fit.a_ci95
+        return self.fit.a_ci95 if self.fit is not None else (float("nan"), float("nan"))
 
     def to_dict(self) -> dict:
         return {
@@ -389,17 +390,20 @@ class IsoFlopResult:
             "loss_opt": self.loss_opt.tolist(),
             "minima": self.minima,
             "coef": None if self.coef is None else self.coef.tolist(),
-            **self.fit.to_dict(),
+            **(self.fit.to_dict() if self.fit is not None else {}),
             "warnings": list(self.warnings),
         }
 
 
-def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: float = 0.05) -> IsoFlopResult:
+def isoflop(
+    runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: float = 0.05, min_budgets: int = 3
+) -> IsoFlopResult:
     """Hoffmann Approach 2. ``runs``: DataFrame of final losses with the run's budget C (FLOPs) and N.
 
     Runs whose C agree within ``rel_tol`` (relative) share a budget. Per budget with >= 3 sizes: fit
     loss = c2 (log N)^2 + c1 log N + c0, N_opt = exp(-c1/(2 c2)); budgets with c2 <= 0 are skipped
-    (warned), and a minimum outside the sampled N range is warned as extrapolated.
+    (warned), and a minimum outside the sampled N range is warned as extrapolated. N_opt ~ C^a is fitted
+    from 3 budgets on; ``min_budgets`` below 3 also returns the minima of fewer budgets (``fit`` None).
     """
     import pandas as pd
 
@@ -443,15 +447,18 @@ def isoflop(runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: fl
         nhi.append(float(np.exp(x0 + 1.96 * sd)))
         lopt.append(float(c0 - c1 * c1 / (4 * c2)))
         coefs.append((float(c2), float(c1), float(c0)))
-    if len(budgets) < 3:
-        raise FitError(f"isoflop: need at least 3 budgets with >= 3 model sizes each, got {len(budgets)}")
-    pf = _loglog(np.array(budgets), np.array(nopt))
+    need = max(1, min_budgets)
+    if len(budgets) < need:
+        raise FitError(f"isoflop: need {need} or more budgets with >= 3 model sizes each, got {len(budgets)}")
+    pf = _loglog(np.array(budgets), np.array(nopt)) if len(budgets) >= 3 else None
+    if pf is None:
+        warnings.append(f"{len(budgets)} budget(s): N_opt ~ C^a needs at least 3, so no exponent")
     return IsoFlopResult(
         budgets=np.array(budgets),
         n_opt=np.array(nopt),
         loss_opt=np.array(lopt),
         fit=pf,
-        warnings=warnings + pf.warnings,
+        warnings=warnings + (pf.warnings if pf is not None else []),
         n_lo=np.array(nlo),
         n_hi=np.array(nhi),
         coef=np.array(coefs),

@@ -37,7 +37,7 @@ def isoflop_minima(ctx: Context) -> tuple[pd.DataFrame, Any]:
         try:
             from scalinglab.laws.allocate import isoflop
 
-            res = isoflop(sets[["N", "D", "C", "loss"]].assign(C=sets["budget"]))
+            res = isoflop(sets[["N", "D", "C", "loss"]].assign(C=sets["budget"]), min_budgets=1)
             out = (_minima_frame(res), res)
         except Exception as e:  # laws missing or the parabolas failing: the figure shows the data alone
             ctx.cache["isoflop_why"] = f"{type(e).__name__}: {e}"
@@ -154,7 +154,7 @@ def exponents(ctx: Context) -> list[dict]:
         )
     if len(isoflop_table(ctx)):
         _, res = isoflop_minima(ctx)
-        if res is not None:
+        if res is not None and res.fit is not None:  # the exponent needs 3 budgets; the minima do not
             rows.append(
                 dict(
                     approach="2: isoFLOP minima",

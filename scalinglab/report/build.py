@@ -40,9 +40,9 @@ FIGURES = [
         "loss_vs_compute",
         "Loss vs compute",
         fl.fig_loss_vs_compute,
-        "Validation loss of every run along training against cumulative training FLOPs, coloured by model "
-        "size; black dots mark the frontier (lowest loss reached at each compute) and the dashed line "
-        "is L(C) = L_inf + (C/C_0)^-alpha fitted to it, extended 10x beyond the largest run "
+        "Validation loss of every finished run along training against cumulative training FLOPs, coloured "
+        "by model size; black dots mark the frontier (lowest loss reached at each compute) and the dashed "
+        "line is L(C) = L_inf + (C/C_0)^-alpha fitted to it, extended 10x beyond the largest run "
         "(Kaplan et al. 2020, Fig. 1 left).",
     ),
     FigureSpec(
@@ -70,7 +70,7 @@ FIGURES = [
         "learning_curves",
         "Learning curves",
         fl.fig_learning_curves,
-        "Validation loss against optimizer steps for every run, coloured by model size.",
+        "Validation loss against optimizer steps for every finished run, coloured by model size.",
     ),
     FigureSpec(
         "isoflop",

@@ -169,6 +169,7 @@ class StudyData:
     noise: pd.DataFrame | None = None
     name: str = "study"
     param_count: str = "kaplan"  # which N the figures use: "kaplan" (non-embedding) or "total"
+    fits_params: str | None = None  # the N convention the stored fits were made with (the plan's `params`)
 
     @classmethod
     def from_frames(
@@ -181,9 +182,12 @@ class StudyData:
         *,
         name: str = "study",
         param_count: str | None = None,
+        fits_params: str | None = None,
     ) -> StudyData:
         r = normalise_runs(runs)
         m = normalise_metrics(metrics if metrics is not None else pd.DataFrame())
+        if param_count is None and fits_params in PARAM_COLUMNS:  # draw with the N the study fitted with
+            param_count = fits_params
         if param_count is None:
             param_count = "kaplan" if r["n_kaplan"].notna().any() else "total"
         if param_count not in PARAM_COLUMNS:
@@ -206,6 +210,7 @@ class StudyData:
             noise=noise,
             name=name,
             param_count=param_count,
+            fits_params=fits_params,
         )
 
     @property
@@ -223,8 +228,10 @@ def load_study(study_dir: Path, *, param_count: str | None = None) -> StudyData:
     with Store(study_dir) as store:
         runs, metrics, fits = store.runs_frame(), store.metrics_frame(), store.fits()
         evals, noise = store.evals_frame(), store.noise_frame()
+        fits_params = store.get_meta("params", "kaplan")  # recorded by the runner; older studies: kaplan
     if len(runs) == 0:
         raise InputError(f"study {study_dir} has no runs in its store")
     return StudyData.from_frames(
-        runs, metrics, fits, evals, noise, name=study_dir.resolve().name, param_count=param_count
+        runs, metrics, fits, evals, noise, name=study_dir.resolve().name, param_count=param_count,
+        fits_params=fits_params,
     )

@@ -18,7 +18,7 @@ def final_points(data: StudyData) -> pd.DataFrame:
     """One row per finished run: run_id, N, D, C, loss, B (batch tokens), S (steps).
     Diverged, failed and unfinished runs are left out."""
     r = data.runs
-    ok = r["status"].isin(DONE) & r["loss"].notna() & r[data.n_col].notna()
+    ok = r["status"].isin(DONE) & np.isfinite(r["loss"].astype(float)) & r[data.n_col].notna()
     r = r[ok]
     c = 6.0 * r[data.n_col] * r["tokens"]
     if data.param_count == "kaplan":  # the trainer's 6N count, where the store has it

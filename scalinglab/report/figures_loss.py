@@ -32,10 +32,17 @@ def _run_colors(ctx: Context):
     return dict(zip(n.index, cols, strict=True)), norm, cmap
 
 
+def _no_curves(ctx: Context) -> str:
+    """Why there are no learning curves to draw: no finished run, or no validation rows."""
+    if len(ctx.pts) == 0:
+        return "no finished run (done, with a finite final loss), and only finished runs' curves are drawn"
+    return "no learning curves (metrics rows with val_loss) of the finished runs in the store"
+
+
 def fig_loss_vs_compute(ctx: Context):
     name = "loss_vs_compute"
     if len(ctx.cur) == 0:
-        return ctx.skip(name, "no learning curves (metrics rows with val_loss) in the store")
+        return ctx.skip(name, _no_curves(ctx))
     fig, ax = style.figure(cbar=True)
     by_run, norm, cmap = _run_colors(ctx)
     ax.set_xscale("log")
@@ -55,7 +62,7 @@ def fig_loss_vs_compute(ctx: Context):
         ax.axvline(ctx.cur["C"].max(), color="0.6", lw=0.6)
     ax.set_xlabel("C, training compute (FLOPs, 6ND)")
     ax.set_ylabel(LOSS)
-    ax.set_title("Loss vs compute, every learning curve")
+    ax.set_title("Loss vs compute, every finished run's learning curve")
     style.colorbar(fig, ax, norm, cmap, "log10 N")
     ax.legend(loc="upper right")
     return fig
@@ -147,7 +154,7 @@ def fig_lnd_family(ctx: Context):
 def fig_learning_curves(ctx: Context):
     name = "learning_curves"
     if len(ctx.cur) == 0:
-        return ctx.skip(name, "no learning curves (metrics rows with val_loss) in the store")
+        return ctx.skip(name, _no_curves(ctx))
     fig, ax = style.figure(cbar=True)
     by_run, norm, cmap = _run_colors(ctx)
     ax.set_xscale("log")

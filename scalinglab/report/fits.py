@@ -186,8 +186,13 @@ def collect_fits(data: StudyData, *, fit_missing: bool = True) -> tuple[dict[str
     for row in data.fits:
         if isinstance(row.get("result"), dict):
             stored.setdefault(_identify(row["result"]), row)
+    other_n = data.fits_params is not None and data.fits_params != data.param_count
     for spec in SPECS:
         row = by_name.get(spec.study_law) or stored.get((spec.form, spec.var))
+        if row is not None and other_n:  # fitted on another N: its curves do not belong on these axes
+            why[spec.key] = (f"stored fit '{row.get('law')}' uses N = {data.fits_params} parameters, the "
+                             f"report {data.param_count}: refitted")
+            row = None
         if row is not None:
             try:
                 res = FitResult.from_dict(row["result"])

@@ -221,8 +221,8 @@ def write_store(study: SyntheticStudy, study_dir) -> None:
         store.add_runs(specs)
         metrics = {rid: g for rid, g in study.metrics.groupby("run_id")}
         for r in study.runs.itertuples():
-            rows = metrics[r.run_id].drop(columns="run_id").to_dict("records")
-            store.add_metrics(r.run_id, rows)
+            if r.run_id in metrics:  # a run may have no metrics rows
+                store.add_metrics(r.run_id, metrics[r.run_id].drop(columns="run_id").to_dict("records"))
             store.finish_run(
                 r.run_id,
                 "done",

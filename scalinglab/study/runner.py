@@ -83,6 +83,7 @@ def register(store: Store, study_dir: Path, plan: Plan, runs: list[RunSpec], voc
     store.set_meta("plan_runs", ids)
     store.set_meta("plan_hash", plan_hash(plan))
     store.set_meta("vocab_size", vocab_size)
+    store.set_meta("params", plan.params)  # the N the laws are fitted on (the report draws with it)
     return ids
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalinglab.errors import InputError
+from scalinglab.errors import FitError, InputError
 from scalinglab.laws import allocate as al
 from scalinglab.laws import presets as P
 
@@ -141,6 +141,14 @@ def test_isoflop_recovers_the_allocation_exponent():
     assert res.a_ci95[0] < a_true < res.a_ci95[1]
     m = res.minima
     assert len(m) == 9 and all(r["N_lo"] < r["N_opt"] < r["N_hi"] for r in m)
+    # two budgets: no exponent (it needs 3), but the report still gets each budget's minimum
+    runs = _chinchilla_runs(np.logspace(18, 22, 9), p, noise=0.002)
+    two = runs[runs["C"].isin(sorted(runs["C"].unique())[:2])]
+    with pytest.raises(FitError, match="need 3 or more budgets"):
+        al.isoflop(two)
+    res2 = al.isoflop(two, min_budgets=1)
+    assert res2.fit is None and np.isnan(res2.a) and len(res2.minima) == 2
+    assert [r["N_opt"] for r in res2.minima] == pytest.approx([r["N_opt"] for r in m[:2]])
 
 
 def test_frontier_and_approach1():

@@ -97,9 +97,11 @@ def test_failed_runs_are_left_out(study):
     runs = study.runs.copy()
     runs.loc[3, "status"] = "diverged"
     runs.loc[4, "status"] = "pending"
+    runs.loc[5, "final_val_loss"] = np.inf  # a frame from elsewhere (the store turns inf into NULL)
     d = StudyData.from_frames(runs, study.metrics)
     pts = derive.final_points(d)
-    assert len(pts) == len(runs) - 2 and runs.loc[3, "run_id"] not in set(pts["run_id"])
+    assert len(pts) == len(runs) - 3 and runs.loc[3, "run_id"] not in set(pts["run_id"])
+    assert np.isfinite(pts["loss"]).all()
 
 
 def test_load_from_the_study_store(tmp_path):

@@ -57,6 +57,14 @@ def test_stored_fit_is_used_not_refitted(study):
     assert fig_residuals(ctx) is not None
     # the stored back-test's error is shown in the caption, not hidden
     assert any("too few points" in n for n in ctx.notes["residuals"])
+    # a study fitted on total N: by default the report draws with total N and uses the fit; asked for the
+    # non-embedding (kaplan) N, it does not put the total-N fit on those axes
+    d = StudyData.from_frames(study.runs.head(20), study.metrics, [stored], fits_params="total")
+    assert d.param_count == "total"
+    d = StudyData.from_frames(study.runs.head(20), study.metrics, [stored], param_count="kaplan",
+                              fits_params="total")
+    ctx = build_context(d, fit_missing=False)
+    assert "lnd" not in ctx.fits and "uses N = total parameters" in ctx.fit_why["lnd"]
 
 
 def test_n_opt_exponent_by_approach(rendered, study):
