@@ -310,11 +310,13 @@ def run_study(
 
 
 def _slots(study_dir: Path) -> int:
-    """Runs the study's executor trains at once (its plan's workers; 1 when unknown or sequential)."""
+    """Runs the study's executor trains at once: its plan's workers (Ray and Slurm with 0 workers: no limit;
+    local with 0: in-process, one at a time; 1 when the plan is unreadable)."""
     try:
-        return max(1, load_plan(study_dir / "study.toml").executor.workers)
+        ex = load_plan(study_dir / "study.toml").executor
     except ConfigError:
         return 1
+    return ex.workers or (10**9 if ex.kind in ("ray", "slurm") else 1)
 
 
 def study_status(study_dir: str | Path) -> dict[str, Any]:
