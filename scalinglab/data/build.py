@@ -70,7 +70,10 @@ def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str 
         if hi >= built.vocab_size:
             raise InputError(f"token id {hi} in the {name} split is outside the vocabulary "
                              f"({built.vocab_size})")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"cannot write the dataset to {out}: a part of that path is a file") from None
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

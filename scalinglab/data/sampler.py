@@ -64,6 +64,7 @@ class Sampler:
         self.align = align or self.ds.meta.get("align", "none")
         if self.align == "record":
             starts = self.ds.doc_starts(split)
+            _check_records_fit(self.ds, split, starts, n, self.seq_len)
             self.starts = starts[starts + self.seq_len + 1 <= n]
             if len(self.starts) == 0:
                 raise InputError(f"no record of the {split} split has seq_len+1={self.seq_len + 1} tokens "
@@ -106,6 +107,15 @@ class Sampler:
         self.seed, self.cursor = int(state["seed"]), int(state["cursor"])
 
 
+def _check_records_fit(ds: Dataset, split: str, starts: np.ndarray, n: int, seq_len: int) -> None:
+    """A record (an image, a math problem with its answer) longer than a window would lose its end (for
+    math: the answer, the only counted targets): refused, naming the context length that fits."""
+    longest = int(np.max(np.diff(np.append(starts, n)))) if len(starts) else 0
+    if longest > seq_len + 1:
+        raise ConfigError(f"the {split} split of {ds.path} has records of up to {longest} tokens, more than "
+                          f"a window of seq_len+1 = {seq_len + 1}: use a context of at least {longest - 1}")
+
+
 def _record_windows(starts: np.ndarray, n: int, seq_len: int) -> list[tuple[int, int]]:
     """Greedy windows of whole records: (offset, end) with every record inside exactly one window."""
     ends = np.append(starts[1:], n)
@@ -135,20 +145,26 @@ def eval_batches(dataset, split: str, batch_size: int, seq_len: int,
     if n < seq_len + 1:
         raise InputError(f"the {split} split has {n} tokens, fewer than seq_len+1={seq_len + 1}")
     if ds.meta.get("align") == "record":
-        windows = _record_windows(ds.doc_starts(split), n, seq_len)
-    else:
-        windows = [(o, o + seq_len + 1) for o in range(0, n - seq_len, seq_len)]
+        starts = ds.doc_starts(split)
+        _check_records_fit(ds, split, starts, n, seq_len)
+        windows = [(o, e, o + 1) for o, e in _record_windows(starts, n, seq_len)]
+    else:  # (offset, end, first target counted): a last window ends at n and counts only the tail
+        windows = [(o, o + seq_len + 1, o + 1) for o in range(0, n - seq_len, seq_len)]
+        done = windows[-1][1]
+        if done < n:
+            windows.append((n - seq_len - 1, n, done))
     if max_batches is not None and len(windows) > max_batches * batch_size:
         keep = np.linspace(0, len(windows) - 1, max_batches * batch_size).round().astype(int)
         windows = [windows[i] for i in keep]
     for b in range(0, len(windows), batch_size):
         w = windows[b:b + batch_size]
-        off = np.array([o for o, _ in w], dtype=np.int64)
+        off = np.array([o for o, _, _ in w], dtype=np.int64)
         idx = np.minimum(off[:, None] + np.arange(seq_len + 1), n - 1)
         chunk = np.asarray(tokens[idx], dtype=np.int64)
         pos = off[:, None] + np.arange(1, seq_len + 1)  # token offset of each target
-        end = np.array([e for _, e in w])[:, None]
-        valid = pos < end
+        end = np.array([e for _, e, _ in w])[:, None]
+        first = np.array([f for _, _, f in w])[:, None]
+        valid = (pos < end) & (pos >= first)
         if mask is None and valid.all():
             m = None
         else:

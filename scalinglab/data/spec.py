@@ -13,6 +13,8 @@ from scalinglab.errors import ConfigError
 
 DOMAINS = ("text", "image", "math")
 
+SHARD_DTYPES = ("uint8", "uint16", "uint32")  # the dtype option's values
+
 # option -> (default, type); per domain. Options not listed are refused with the list of valid ones.
 OPTIONS: dict[str, dict[str, tuple]] = {
     "text": {"tokenizer": ("bytes", str), "vocab_size": (4096, int), "val_frac": (0.015, float),
@@ -44,9 +46,14 @@ def _coerce(domain: str, key: str, value):
         raise ConfigError(f"unknown option {key!r} for {domain} data; valid: {', '.join(OPTIONS[domain])}")
     typ = OPTIONS[domain][key][1]
     try:
-        return typ(value)
+        v = typ(value)
     except (TypeError, ValueError):
         raise ConfigError(f"option {key}={value!r} for {domain} data must be a {typ.__name__}") from None
+    if key == "doc_bytes" and v < 1:
+        raise ConfigError(f"option doc_bytes={v}: a document needs at least 1 byte")
+    if key == "dtype" and v not in SHARD_DTYPES:
+        raise ConfigError(f"option dtype={v!r}: the token shards are one of {', '.join(SHARD_DTYPES)}")
+    return v
 
 
 def parse_spec(spec: str, **opts) -> Spec:

@@ -77,3 +77,17 @@ def test_a_broken_meta_json_is_a_clear_error(tmp_path):
         (tmp_path / name / "meta.json").write_text(text)
         with pytest.raises(InputError, match=f"not a valid dataset description .*{expect}"):
             open_dataset(tmp_path / name)
+
+
+def test_bad_options_and_paths_are_clear_errors(tmp_path):
+    from scalinglab.data import prepare
+    from scalinglab.errors import ConfigError, InputError
+
+    (tmp_path / "small.txt").write_text("abc\n" * 10)
+    with pytest.raises(ConfigError, match="doc_bytes=0"):  # used to loop forever
+        prepare(f"text:{tmp_path / 'small.txt'},doc_bytes=0", tmp_path / "a")
+    with pytest.raises(ConfigError, match="dtype='foo'"):
+        prepare("math:arith,n=100,dtype=foo", tmp_path / "b")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputError, match="a part of that path is a file"):
+        prepare("math:arith,n=100", tmp_path / "afile" / "x")

@@ -90,3 +90,13 @@ def test_bad_math_options(tmp_path):
     with pytest.raises(ConfigError, match="unknown family"):
         prepare("math:calculus", tmp_path / "b")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_context_shorter_than_a_record_is_refused(mixed):
+    """A window shorter than a problem would cut its answer, the only counted targets, without a word."""
+    longest = max(len(q) for q, _ in _records(mixed, "val"))
+    with pytest.raises(ConfigError, match=f"records of up to {longest} tokens"):
+        next(eval_batches(mixed, "val", 8, longest - 2))
+    with pytest.raises(ConfigError, match="use a context of at least"):
+        Sampler(mixed, "val", 8, longest - 2)
+    assert next(eval_batches(mixed, "val", 8, longest - 1)) is not None  # exactly fits

@@ -43,11 +43,14 @@ def test_ranks_split_the_global_batch(default_text):
 def test_eval_batches_predict_every_token_once(default_text):
     n = default_text.num_tokens("val")
     batches = list(eval_batches(default_text, "val", 16, 128))
-    targets = sum(b.y.size for b in batches)
-    assert n - 128 <= targets <= n - 1
-    first = np.concatenate([b.x[:, 0] for b in batches])
+    counted = sum(b.y.size if b.mask is None else int(b.mask.sum()) for b in batches)
+    assert counted == n - 1  # every target of the split exactly once, the tail too
+    first = np.concatenate([b.x[:, 0] for b in batches])[:-1]
     tok = np.asarray(default_text.tokens("val"))
     assert (first == tok[0:len(first) * 128:128]).all()
+    # the last window ends at the split's end and counts only what the others did not
+    last = batches[-1]
+    assert (last.y[-1] == tok[n - 128:]).all() and 0 < last.mask[-1].sum() < 128
     again = list(eval_batches(default_text, "val", 16, 128, max_batches=3))
     assert len(again) == 3 and again[0].x.shape == (16, 128)
     same = eval_batches(default_text, "val", 16, 128, 3)
