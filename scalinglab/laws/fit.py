@@ -318,11 +318,13 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
                 f"{v} spans only {dec:.2f} decades (< {MIN_DECADES}): its exponent is poorly identified"
             )
     _, J = form.log_eval(np.asarray(theta, dtype=float)[None, :], logx)
-    for name, col in zip(form.theta_names, np.max(np.abs(J[0]), axis=0), strict=True):
+    sens = np.max(np.abs(J[0]), axis=0)
+    for name, pname, col in zip(form.theta_names, form.param_names, sens, strict=True):
         if col < 1e-3:
+            coord = "" if name == pname else f" (its search coordinate {name})"
             out.append(
-                f"parameter {name} barely changes the prediction anywhere in the data "
-                f"(max |d log y/d {name}| = {col:.1e}): it is not identified by these data"
+                f"parameter {pname} barely changes the prediction anywhere in the data "
+                f"(max |d log y/d {name}| = {col:.1e}{coord}): it is not identified by these data"
             )
     exps = list(form.exponents)
     if corr_params is not None:

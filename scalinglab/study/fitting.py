@@ -399,6 +399,15 @@ def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, An
     return {k: v for k, v in a.items() if not isinstance(v, (dict, list))}
 
 
+def allocation_caveats(fits: list[dict[str, Any]]) -> list[str]:
+    """What limits the allocation: the verdict of the L(N, D) fit it comes from."""
+    lnd = next((f["result"] or {} for f in fits if f["law"] == "L(N,D)"), {})
+    if lnd.get("converged", True) and not lnd.get("warnings"):
+        return []
+    return [f"the L(N,D) fit it comes from has {len(lnd.get('warnings', []))} warning(s) (above)"
+            + ("" if lnd.get("converged", True) else " and did not converge") + ": treat it as indicative"]
+
+
 def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]], echo: Echo) -> None:
     """The fits, the three approaches' N_opt(C) exponents, the allocation for 10x the largest run."""
     if not fits:
@@ -432,3 +441,5 @@ def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str,
             f"{k}={v:.4g}" for k, v in a.items() if isinstance(v, (int, float)) and math.isfinite(v)
         )
         echo(f"allocation for 10x the largest run: {parts}")
+        for line in allocation_caveats(fits):
+            echo(f"      caution: {line}")
