@@ -76,5 +76,5 @@ class CachingLM:
     def generate_until(self, requests: Sequence[GenRequest]) -> list[str]:
         if not getattr(self.lm, "greedy_generation", False):
             return self.lm.generate_until(requests)  # sampled: never cached
-        norm = [(c, list(u), int(m)) for c, u, m in requests]
+        norm = [(c, [u] if isinstance(u, str) else list(u), int(m)) for c, u, m in requests]
         return self._cached("generate_until", norm, self.lm.generate_until, str, str)

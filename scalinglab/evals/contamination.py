@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (not only ASCII)
 
 
 def words(text: str) -> list[str]:
-    """Lowercase alphanumeric word tokens."""
+    """Lowercase alphanumeric word tokens (Unicode letters and digits)."""
     return _WORD.findall(text.lower())
 
 

@@ -169,6 +169,9 @@ class TokenLM:
             chunk = [unique[i] for i in order[b : b + self.batch_size]]
             inputs, spans = [], []
             for ctx, cont in chunk:
+                if len(cont) > self.max_length:
+                    raise InputError(f"a continuation of {len(cont)} tokens does not fit the model's context "
+                                     f"of {self.max_length} tokens")
                 seq = (list(ctx) + list(cont))[-(self.max_length + 1) :][:-1]
                 inputs.append(seq)
                 spans.append((len(seq) - len(cont), len(cont)))
@@ -196,14 +199,20 @@ class TokenLM:
         keys = []
         for ctx, until, max_tokens in requests:
             toks = self.tok_encode(ctx) or [self.eot_token_id]
-            keys.append((tuple(toks), tuple(until), int(max_tokens)))
+            stops = (until,) if isinstance(until, str) else tuple(until)  # one stop string, or several
+            keys.append((tuple(toks), stops, int(max_tokens)))
         unique = list(dict.fromkeys(keys))
-        order = sorted(range(len(unique)), key=lambda i: (-len(unique[i][0]), unique[i]))
+        # batches of one max_tokens: each request's context is cut to max_length - its own budget, as when
+        # it is generated alone (a batch-wide cut would make the output depend on the batch)
+        order = sorted(range(len(unique)), key=lambda i: (unique[i][2], -len(unique[i][0]), unique[i]))
         memo: dict[tuple, str] = {}
-        for b in range(0, len(order), self.batch_size):
-            chunk = [unique[i] for i in order[b : b + self.batch_size]]
+        b = 0
+        while b < len(order):
+            m = unique[order[b]][2]
+            chunk = [unique[i] for i in order[b : b + self.batch_size] if unique[i][2] == m]
             for key, text in zip(chunk, self._greedy_batch(chunk), strict=True):
                 memo[key] = text
+            b += len(chunk)
         return [memo[k] for k in keys]
 
     def _greedy_batch(self, chunk: list[tuple[tuple[int, ...], tuple[str, ...], int]]) -> list[str]:

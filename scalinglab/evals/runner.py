@@ -110,7 +110,7 @@ def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: in
     pool = t.docs(t.fewshot_split)
     dirty = None
     if contamination is not None:
-        dirty = contamination.fraction(t.decontamination_text(d) for d in docs)
+        dirty = contamination.fraction(t.decontamination_text(d, preset) for d in docs)
     results = []
     for k in shots:
         if k < 0:

@@ -111,3 +111,21 @@ def test_generate_until_matches_no_cache_greedy(hf_lm, batch_size):
     stop = full[2:4]
     cut = hf_lm.generate_until([(prompts[2], [stop], 6)])[0]
     assert cut == full[: full.find(stop)]
+
+
+def test_generation_does_not_depend_on_the_batch(hf_lm):
+    """A long context is cut to max_length minus the request's *own* budget, whatever else is batched with
+    it; a stop string may be given as one string; a continuation longer than the context is an error."""
+    from scalinglab.errors import InputError
+
+    long_ctx = "the quick brown fox jumps over the lazy dog " * 40  # longer than the model's context
+    reqs = [(long_ctx, [], 3), ("Q: 1+1", [], 40)]
+    hf_lm.batch_size = 1
+    alone = hf_lm.generate_until(reqs)
+    hf_lm.batch_size = 2
+    assert hf_lm.generate_until(reqs) == alone
+    full = hf_lm.generate_until([("The quick brown fox jumps", [], 6)])[0]
+    stop = full[2:4]
+    assert hf_lm.generate_until([("The quick brown fox jumps", stop, 6)]) == [full[: full.find(stop)]]
+    with pytest.raises(InputError, match="does not fit the model's context"):
+        hf_lm.loglikelihood([("", "x " * (hf_lm.max_length + 5))])

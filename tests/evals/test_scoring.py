@@ -121,6 +121,16 @@ def test_contamination_13grams():
 
     docs = get_task("arithmetic.2d+").docs("test")[:50]
     assert r.contamination == pytest.approx(sum(d["question"] == "12 plus 30" for d in docs) / 50)
+    # letters of any script are words; an accented letter is not a separator
+    assert NgramIndex("Привет мир как дела").contaminated("привет мир как дела")
+    assert not NgramIndex("caf au lait").contaminated("café au lait")
+    # the evaluated preset's prompt is what is searched: a corpus holding the lm-eval layout of a document
+    task = get_task("arithmetic.2d+")
+    corpus = "\n".join(task.preset("lmeval").demo(d) for d in docs)
+    for preset in ("gpt3", "lmeval"):
+        want = 1.0 if preset == "lmeval" else 0.0  # the gpt3 layout ("Q: ... A:") is not in this corpus
+        got = evaluate(Oracle(), task, limit=50, preset=preset, contamination=NgramIndex(corpus))[0]
+        assert got.contamination == pytest.approx(want), preset
 
 
 def test_runner_normalises_by_the_choice_without_the_delimiter(monkeypatch):

@@ -32,7 +32,7 @@ class Task:
             raise ConfigError(f"task {self.name}: unknown preset {key!r}; choose one of {choices}")
         return self.presets[key]
 
-    def decontamination_text(self, doc: Doc) -> str:
-        """The text searched in the training corpus by the contamination check (prompt and answer)."""
-        p = self.preset()
-        return p.demo(doc)
+    def decontamination_text(self, doc: Doc, preset: str | None = None) -> str:
+        """The text searched in the training corpus by the contamination check: the prompt and answer as
+        the evaluated ``preset`` writes them (the task's default preset when None)."""
+        return self.preset(preset).demo(doc)
