@@ -107,13 +107,17 @@ def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str 
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **built.extra,
         }
         _fsync_write(tmp / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
-        if out.exists():  # replace: swap the old folder out, the new one in, then delete the old one
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        try:
+            if out.exists():  # replace: swap the old folder out, the new one in, then delete the old one
+                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(out, old)
+                os.rename(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, out)
+        except (FileNotFoundError, FileExistsError, OSError) as e:  # another process wrote `out` meanwhile
+            raise ConfigError(f"{out} was written by another process at the same time ({type(e).__name__}); "
+                              "run one `data prepare` per output folder") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
