@@ -17,10 +17,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from scalinglab.errors import FitError, InputError
+from scalinglab.laws.approaches import IsoFlopResult, PowerFit, approach1, frontier, isoflop  # noqa: F401
 from scalinglab.laws.forms import ChinchillaND, Form
 from scalinglab.laws.presets import (
     HENIGHAN_NOPT,
@@ -33,9 +35,21 @@ from scalinglab.laws.presets import (
 )
 
 
+Interval = tuple[float, float]
+
+
 @dataclass
 class Allocation:
-    """Compute-optimal split of C FLOPs: N_opt params, D_opt tokens, loss (nats/token); B tokens, S steps."""
+    """Compute-optimal split of C FLOPs: N_opt params, D_opt tokens, loss (nats/token); B tokens, S steps.
+
+    From a fit with bootstrap samples every number a user acts on has a 95 % interval (``*_ci``): each
+    bootstrap parameter vector's own optimum for N_opt and D_opt, and for the loss the interval of a new
+    run trained at (N_opt, D_opt) (``FitResult.predict_interval``: the parameter spread plus the fit's
+    run-to-run scatter). ``a`` is the exponent of N_opt ~ C^a at C, ``tokens_per_param`` D_opt / N_opt.
+    ``refused`` says why the numbers must not be acted on (a fit that did not converge, a parameter at a
+    bound or not identified, no bootstrap, or a loss below an irreducible loss fitted elsewhere); they are
+    kept for inspection, and the CLI, the study summary and the report print the reason instead.
+    """
 
     C: float
     N_opt: float
@@ -46,6 +60,22 @@ class Allocation:
     method: str = ""
     law: str = ""
     notes: list[str] = field(default_factory=list)
+    N_opt_ci: Interval | None = None
+    D_opt_ci: Interval | None = None
+    loss_ci: Interval | None = None
+    a: float | None = None
+    a_ci: Interval | None = None
+    tokens_per_param_ci: Interval | None = None
+    n_samples: int = 0
+    refused: str | None = None
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.D_opt / self.N_opt
+
+    @property
+    def supported(self) -> bool:
+        return self.refused is None
 
     def to_dict(self) -> dict:
         d = {
@@ -56,17 +86,49 @@ class Allocation:
             "method": self.method,
             "law": self.law,
             "notes": list(self.notes),
+            "tokens_per_param": self.tokens_per_param,
+            "a": self.a,
+            "n_samples": self.n_samples,
+            "supported": self.supported,
+            "refused": self.refused,
         }
+        for k in ("N_opt_ci", "D_opt_ci", "loss_ci", "a_ci", "tokens_per_param_ci"):
+            v = getattr(self, k)
+            d[k] = None if v is None else [float(v[0]), float(v[1])]
         if self.B is not None:
             d["B"] = self.B
         if self.S is not None:
             d["S"] = self.S
         return d
 
+    def lines(self) -> list[str]:
+        """The allocation as printed lines: each number with its 95 % interval, or the refusal."""
+        head = f"C = {self.C:.4g} FLOPs ({self.law}; {self.method})"
+        if self.refused:
+            return [head, f"REFUSED: {self.refused}"]
 
-def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str]]:
+        def iv(x: float, ci: Interval | None, fmt: str) -> str:
+            return f"{x:{fmt}}" + ("" if ci is None else f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]")
+
+        out = [
+            head,
+            f"N_opt {iv(self.N_opt, self.N_opt_ci, '.4g')} parameters",
+            f"D_opt {iv(self.D_opt, self.D_opt_ci, '.4g')} tokens",
+            f"D/N   {iv(self.tokens_per_param, self.tokens_per_param_ci, '.3g')} tokens per parameter",
+            f"loss  {iv(self.loss, self.loss_ci, '.4f')} nats/token",
+        ]
+        if self.a is not None:
+            out.append(f"a     {iv(self.a, self.a_ci, '.3f')} (N_opt ~ C^a)")
+        if self.n_samples:
+            out.append(f"[low, high]: 95 % bootstrap intervals ({self.n_samples} refits)")
+        return out
+
+
+def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str], Any]:
     """A preset name, Preset, FitResult, fit JSON dict or path to it -> (form or frontier, params, label,
-    caveats). The caveats carry a fit's own verdict (non-convergence, warnings) into what is made of it."""
+    caveats, the FitResult or None). The caveats carry a fit's own verdict (non-convergence, warnings)
+    into what is made of it; a dict without a "converged" key (hand-written parameters, one bootstrap
+    row) is a law like a preset, with no verdict and no FitResult."""
     from scalinglab.laws.fit import FitResult
 
     if isinstance(law, (str, Path)) and (str(law).endswith(".json") or Path(str(law)).is_file()):
@@ -81,23 +143,23 @@ def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str]
             raise InputError(f"{p} is not valid JSON: {e.msg} (line {e.lineno})") from None
     if isinstance(law, str):
         if law in ("kaplan2020-frontier", "kaplan2020-table6"):
-            return KAPLAN_FRONTIER, {}, KAPLAN_FRONTIER.name, []
+            return KAPLAN_FRONTIER, {}, KAPLAN_FRONTIER.name, [], None
         if law in HENIGHAN_NOPT:
-            return HENIGHAN_NOPT[law], {}, law, []
+            return HENIGHAN_NOPT[law], {}, law, [], None
         law = get_preset(law)
     if isinstance(law, (Frontier, HenighanNopt)):
-        return law, {}, law.name, []
+        return law, {}, law.name, [], None
     if isinstance(law, Preset):
-        return law.form, dict(law.params), law.name, []
-    # a dict without a "converged" key (hand-written, a bootstrap row) carries no verdict: no caveat
-    said_converged = law.get("converged", True) if isinstance(law, Mapping) else None
+        return law.form, dict(law.params), law.name, [], None
     if isinstance(law, Mapping):
+        has_verdict = "converged" in law
         law = FitResult.from_dict(law)
+        if not has_verdict:
+            return law.form, dict(law.params), f"given parameters ({law.form.name})", [], None
     if isinstance(law, FitResult):
-        ok = law.converged if said_converged is None else bool(said_converged)
-        caveats = [] if ok else ["CAUTION: the fit this allocation comes from did not converge"]
+        caveats = [] if law.converged else ["CAUTION: the fit this allocation comes from did not converge"]
         caveats += [f"fit warning: {w}" for w in law.warnings]
-        return law.form, dict(law.params), f"fit ({law.form.name})", caveats
+        return law.form, dict(law.params), f"fit ({law.form.name})", caveats, law
     raise InputError(f"cannot allocate with {law!r}: give a preset name, a FitResult or a fit JSON")
 
 
@@ -137,17 +199,18 @@ def numeric_optimal(C: float, form: Form, params: Mapping[str, float]) -> tuple[
     return n, C / (6.0 * n)
 
 
-def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Allocation:
+def allocate(C_flops: float, law="hoffmann2022", method: str = "auto", level: float = 0.95) -> Allocation:
     """Compute-optimal N, D (and B, S for Kaplan's frontier) at a budget of ``C_flops`` FLOPs.
 
     ``law``: a preset name (``hoffmann2022``, ``besiroglu2024``, ``kaplan2020-ND``, ``kaplan2020-frontier``),
     a ``FitResult``, a fit JSON dict or its path. ``method``: "auto" (closed form for Chinchilla),
-    "closed" or "numeric".
+    "closed" or "numeric". From a fit, ``level`` intervals come from its bootstrap samples and
+    ``refused`` is set when the fit cannot support the answer (``FitResult.support_problems``).
     """
     C = float(C_flops)
     if not (C > 0 and math.isfinite(C)):
         raise InputError(f"compute budget must be a positive number of FLOPs, got {C_flops!r}")
-    form, params, label, caveats = _resolve_law(law)
+    form, params, label, caveats, fitres = _resolve_law(law)
     if isinstance(form, Frontier):
         c = C / PF_DAY
         at = form.at(c)
@@ -161,9 +224,11 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Alloca
             S=at["S"],
             method="Kaplan Table 6 (C_min in PF-days)",
             law=label,
+            a=form.p_N,
             notes=[
                 f"C_min = {c:.4g} PF-days; N non-embedding; B tokens; S = S_min steps; "
-                f"loss = L(C_min) (kaplan2020-Cmin)"
+                f"loss = L(C_min) (kaplan2020-Cmin)",
+                PUBLISHED_NOTE,
             ],
         )
     if isinstance(form, HenighanNopt):
@@ -179,25 +244,76 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto") -> Alloca
             law=label,
             notes=[
                 f"C = {c:.4g} PF-days; N non-embedding; D = C/(6N); loss = L(C) of "
-                f"the domain ({form.loss_law})"
+                f"the domain ({form.loss_law})",
+                PUBLISHED_NOTE,
             ],
         )
     use_closed = isinstance(form, ChinchillaND) and method in ("auto", "closed")
     if method == "closed" and not isinstance(form, ChinchillaND):
         raise InputError(f"no closed form for law {form.name!r}; use method='numeric'")
-    if use_closed:
-        n, d = chinchilla_optimal(C, params)
-        how = "closed form (Chinchilla)"
-    else:
-        n, d = numeric_optimal(C, form, params)
-        how = "numerical minimum of L(N, C/(6N))"
-    loss = float(form.predict(params, N=n, D=d))
-    notes = caveats + ["C = 6 N D"]
+    optimum = chinchilla_optimal if use_closed else (lambda c, p: numeric_optimal(c, form, p))
+    how = "closed form (Chinchilla)" if use_closed else "numerical minimum of L(N, C/(6N))"
+    n, d = optimum(C, params)
+    out = Allocation(
+        C=C,
+        N_opt=n,
+        D_opt=d,
+        loss=float(form.predict(params, N=n, D=d)),
+        method=how,
+        law=label,
+        notes=caveats + ["C = 6 N D"],
+        a=_exponent(optimum, C, params),
+    )
     if isinstance(form, ChinchillaND):
-        notes.append(
+        out.notes.append(
             f"loss bound: E = {params['E']:.4g} nats/token (irreducible term, reached only as C -> inf)"
         )
-    return Allocation(C=C, N_opt=n, D_opt=d, loss=loss, method=how, law=label, notes=notes)
+    if fitres is None:
+        out.notes.append(PUBLISHED_NOTE if label == getattr(law, "name", law) else GIVEN_NOTE)
+        return out
+    problems = fitres.support_problems()
+    if fitres.samples is not None and len(fitres.samples) >= 2:
+        _intervals(out, fitres, optimum, level)
+    if problems:
+        out.refused = "; ".join(problems)
+    return out
+
+
+PUBLISHED_NOTE = "a published law: no interval (its source's uncertainty is not modelled here)"
+GIVEN_NOTE = "parameters given without a fit: no interval"
+
+
+def _exponent(optimum, C: float, params) -> float:
+    """d log N_opt / d log C at C (central difference over a factor of 1.01)."""
+    lo, hi = optimum(C / 1.01, params)[0], optimum(C * 1.01, params)[0]
+    return math.log(hi / lo) / (2 * math.log(1.01))
+
+
+def _intervals(out: Allocation, fitres, optimum, level: float) -> None:
+    """Fill the allocation's intervals from the fit's bootstrap samples (each sample's own optimum)."""
+    names = fitres.form.param_names
+    ns, as_ = [], []
+    for s in fitres.samples:
+        p = dict(zip(names, map(float, s), strict=True))
+        try:
+            ns.append(optimum(out.C, p)[0])
+            as_.append(_exponent(optimum, out.C, p))
+        except (InputError, FitError):  # a sample without a trade-off (an exponent at 0): no optimum
+            continue
+    q = 100 * (1 - level) / 2
+    if len(ns) >= 2:
+        ns_a = np.array(ns)
+        n_lo, n_hi = np.percentile(ns_a, [q, 100 - q])
+        out.N_opt_ci = (float(n_lo), float(n_hi))
+        out.D_opt_ci = (out.C / (6 * n_hi), out.C / (6 * n_lo))
+        tpp = out.C / (6 * ns_a * ns_a)
+        out.tokens_per_param_ci = tuple(float(v) for v in np.percentile(tpp, [q, 100 - q]))
+        out.a_ci = tuple(float(v) for v in np.percentile(as_, [q, 100 - q]))
+    lo, hi = fitres.predict_interval(level=level, N=np.array([out.N_opt]), D=np.array([out.D_opt]))
+    out.loss_ci = (float(lo[0]), float(hi[0]))
+    out.n_samples = len(ns)
+    if len(ns) < len(fitres.samples):
+        out.notes.append(f"{len(fitres.samples) - len(ns)} bootstrap samples have no optimum and are left out")
 
 
 def kaplan_contradiction(D_e: float = 4e10, p_D: float = 0.26) -> dict[str, float]:
@@ -246,220 +362,3 @@ def gpt_infinity(C_flops: float = 1e36, law: str = "besiroglu2024") -> dict:
         "note": f"Kaplan's L(C_min) is past its own contradiction point (C* ~ {cstar['C_flops']:.1e} FLOPs) "
         f"and should not be trusted here; the Chinchilla form is bounded below by E.",
     }
-
-
-# --- Approach 1: envelope of learning curves -----------------------------------------------------
-
-
-@dataclass
-class PowerFit:
-    """y = k x^a fitted by least squares in log-log, with a 95% t-interval for a."""
-
-    a: float
-    k: float
-    a_ci95: tuple[float, float]
-    n: int
-    r2: float
-    x: np.ndarray
-    y: np.ndarray
-    warnings: list[str] = field(default_factory=list)
-
-    def predict(self, x):
-        return self.k * np.asarray(x, dtype=float) ** self.a
-
-    def to_dict(self) -> dict:
-        return {
-            "a": self.a,
-            "k": self.k,
-            "a_ci95": list(self.a_ci95),
-            "n": self.n,
-            "r2": self.r2,
-            "warnings": list(self.warnings),
-        }
-
-
-def _loglog(x: np.ndarray, y: np.ndarray) -> PowerFit:
-    from scipy import stats
-
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 3:
-        raise FitError(f"need at least 3 points to fit N_opt ~ C^a, got {x.size}")
-    lx, ly = np.log(x), np.log(y)
-    res = stats.linregress(lx, ly)
-    t = stats.t.ppf(0.975, x.size - 2)
-    warn = []
-    if np.log10(x.max() / x.min()) < 1.5:
-        warn.append(
-            f"C spans only {np.log10(x.max() / x.min()):.2f} decades: the exponent is poorly determined"
-        )
-    return PowerFit(
-        a=float(res.slope),
-        k=float(np.exp(res.intercept)),
-        a_ci95=(float(res.slope - t * res.stderr), float(res.slope + t * res.stderr)),
-        n=int(x.size),
-        r2=float(res.rvalue**2),
-        x=x,
-        y=y,
-        warnings=warn,
-    )
-
-
-def frontier(
-    curves,
-    *,
-    C: str = "C",
-    loss: str = "loss",
-    N: str = "N",
-    run: str | None = None,
-    bins_per_decade: int = 10,
-):
-    """Lower envelope of learning curves over compute (Kaplan's L(C_min) frontier; Hoffmann Approach 1).
-
-    ``curves``: a DataFrame with one row per logged point: cumulative C (FLOPs), loss, N and a run id
-    (column ``run``; default: "run" or "run_id" when present). For each log-spaced C bin
-    (``bins_per_decade``), the row with the lowest loss: returns a DataFrame with columns C, loss, N, run
-    (one per bin that has data), sorted by C.
-    """
-    import pandas as pd
-
-    if run is None:
-        run = next((c for c in ("run", "run_id") if c in curves.columns), None)
-    for col in (C, loss, N) + ((run,) if run else ()):
-        if col not in curves.columns:
-            raise InputError(f"frontier: missing column {col!r}; columns are {list(curves.columns)}")
-    df = curves[[C, loss, N]].copy()
-    df["run"] = curves[run].to_numpy() if run else np.arange(len(df))
-    run = "run"
-    for col in (C, loss, N):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    df = df[np.isfinite(df[C]) & np.isfinite(df[loss]) & (df[C] > 0) & (df[N] > 0)]
-    if df.empty:
-        raise InputError("frontier: no rows with positive, finite C, N and loss")
-    b = np.floor(np.log10(df[C].to_numpy()) * bins_per_decade).astype(int)
-    df = df.assign(_bin=b)
-    idx = df.groupby("_bin")[loss].idxmin()
-    env = df.loc[idx, [C, loss, N, run]].rename(columns={C: "C", loss: "loss", N: "N", run: "run"})
-    return env.sort_values("C").reset_index(drop=True)
-
-
-def approach1(curves, **kw) -> PowerFit:
-    """Hoffmann Approach 1: fit N_opt ~ C^a on the envelope points of ``frontier(curves, **kw)``."""
-    env = frontier(curves, **kw)
-    return _loglog(env["C"].to_numpy(), env["N"].to_numpy())
-
-
-# --- Approach 2: isoFLOP parabolas ---------------------------------------------------------------
-
-
-@dataclass
-class IsoFlopResult:
-    """Per budget the parabola minimum N_opt; then N_opt ~ C^a (and D_opt = C/(6 N_opt) ~ C^(1-a))."""
-
-    budgets: np.ndarray
-    n_opt: np.ndarray
-    loss_opt: np.ndarray
-    fit: PowerFit | None  # None: fewer than 3 budgets (``isoflop(..., min_budgets=1)``), no exponent
-    warnings: list[str]
-    n_lo: np.ndarray | None = None  # 95% delta-method interval of each parabola minimum (NaN: <= 4 sizes)
-    n_hi: np.ndarray | None = None
-    coef: np.ndarray | None = None  # (n_budgets, 3): loss = c2 (ln N)^2 + c1 ln N + c0 per budget
-
-    @property
-    def minima(self) -> list[dict[str, float]]:
-        """Per budget: budget (FLOPs), N_opt with its 95% interval N_lo..N_hi, loss_opt (nats/token)."""
-        lo = self.n_lo if self.n_lo is not None else np.full(self.budgets.size, np.nan)
-        hi = self.n_hi if self.n_hi is not None else np.full(self.budgets.size, np.nan)
-        return [
-            {"budget": float(c), "N_opt": float(n), "N_lo": float(a), "N_hi": float(b), "loss_opt": float(lv)}
-            for c, n, a, b, lv in zip(self.budgets, self.n_opt, lo, hi, self.loss_opt, strict=True)
-        ]
-
-    @property
-    def a(self) -> float:
-        """The exponent of N_opt ~ C^a (NaN when there were too few budgets to fit it)."""
-        return self.fit.a if self.fit is not None else float("nan")
-
-    @property
-    def a_ci95(self) -> tuple[float, float]:
-        return self.fit.a_ci95 if self.fit is not None else (float("nan"), float("nan"))
-
-    def to_dict(self) -> dict:
-        return {
-            "budgets": self.budgets.tolist(),
-            "N_opt": self.n_opt.tolist(),
-            "loss_opt": self.loss_opt.tolist(),
-            "minima": self.minima,
-            "coef": None if self.coef is None else self.coef.tolist(),
-            **(self.fit.to_dict() if self.fit is not None else {}),
-            "warnings": list(self.warnings),
-        }
-
-
-def isoflop(
-    runs, *, C: str = "C", N: str = "N", loss: str = "loss", rel_tol: float = 0.05, min_budgets: int = 3
-) -> IsoFlopResult:
-    """Hoffmann Approach 2. ``runs``: DataFrame of final losses with the run's budget C (FLOPs) and N.
-
-    Runs whose C agree within ``rel_tol`` (relative) share a budget. Per budget with >= 3 sizes: fit
-    loss = c2 (log N)^2 + c1 log N + c0, N_opt = exp(-c1/(2 c2)); budgets with c2 <= 0 are skipped
-    (warned), and a minimum outside the sampled N range is warned as extrapolated. N_opt ~ C^a is fitted
-    from 3 budgets on; ``min_budgets`` below 3 also returns the minima of fewer budgets (``fit`` None).
-    """
-    import pandas as pd
-
-    for col in (C, N, loss):
-        if col not in runs.columns:
-            raise InputError(f"isoflop: missing column {col!r}; columns are {list(runs.columns)}")
-    df = runs[[C, N, loss]].apply(pd.to_numeric, errors="coerce").dropna()
-    df = df[(df[C] > 0) & (df[N] > 0) & (df[loss] > 0)].sort_values(C)
-    groups: list[list[int]] = []
-    last = None
-    for i, c in zip(df.index, df[C].to_numpy(), strict=True):
-        if last is None or c > last * (1 + rel_tol):
-            groups.append([])
-            last = c
-        groups[-1].append(i)
-    budgets, nopt, lopt, nlo, nhi, coefs, warnings = [], [], [], [], [], [], []
-    for g in groups:
-        sub = df.loc[g]
-        if sub[N].nunique() < 3:
-            continue
-        c = float(np.exp(np.mean(np.log(sub[C]))))
-        lx = np.log(sub[N].to_numpy())
-        yv = sub[loss].to_numpy()
-        c2, c1, c0 = np.polyfit(lx, yv, 2)
-        sd = float("nan")
-        if lx.size > 4:  # delta method on the parabola's covariance: x0 = -c1 / (2 c2)
-            _, cov = np.polyfit(lx, yv, 2, cov=True)
-            grad = np.array([c1 / (2 * c2 * c2), -1 / (2 * c2)])
-            sd = float(np.sqrt(max(grad @ cov[:2, :2] @ grad, 0.0)))
-        if c2 <= 0:
-            warnings.append(f"budget C={c:.3g}: the parabola opens downward; skipped")
-            continue
-        x0 = -c1 / (2 * c2)
-        if x0 < lx.min() or x0 > lx.max():
-            warnings.append(
-                f"budget C={c:.3g}: N_opt {np.exp(x0):.3g} lies outside the sampled sizes (extrapolated)"
-            )
-        budgets.append(c)
-        nopt.append(float(np.exp(x0)))
-        nlo.append(float(np.exp(x0 - 1.96 * sd)))
-        nhi.append(float(np.exp(x0 + 1.96 * sd)))
-        lopt.append(float(c0 - c1 * c1 / (4 * c2)))
-        coefs.append((float(c2), float(c1), float(c0)))
-    need = max(1, min_budgets)
-    if len(budgets) < need:
-        raise FitError(f"isoflop: need {need} or more budgets with >= 3 model sizes each, got {len(budgets)}")
-    pf = _loglog(np.array(budgets), np.array(nopt)) if len(budgets) >= 3 else None
-    if pf is None:
-        warnings.append(f"{len(budgets)} budget(s): N_opt ~ C^a needs at least 3, so no exponent")
-    return IsoFlopResult(
-        budgets=np.array(budgets),
-        n_opt=np.array(nopt),
-        loss_opt=np.array(lopt),
-        fit=pf,
-        warnings=warnings + (pf.warnings if pf is not None else []),
-        n_lo=np.array(nlo),
-        n_hi=np.array(nhi),
-        coef=np.array(coefs),
-    )

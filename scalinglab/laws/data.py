@@ -26,7 +26,7 @@ def read_table(path: str | Path):
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         if suffix in (".jsonl", ".ndjson", ".json"):
-            return pd.read_json(p, lines=True)
+            return pd.read_json(p, lines=True, precise_float=True)
         return pd.read_csv(p)
     except (ValueError, OSError, ImportError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -31,6 +31,7 @@ OPT_RTOL = 1e-6  # a start reached the optimum if its objective is within this r
 GRAD_RTOL = 1e-4  # converged if max |projected gradient| / objective is below this (theta coordinates)
 CORR_MAX = 0.95  # |corr| between two exponents above this: not separately identifiable
 MIN_DECADES = 1.5  # a variable spanning fewer decades than this cannot pin its exponent down
+BOOTSTRAP_METHODS = ("pairs", "residual")
 
 
 @dataclass
@@ -57,10 +58,41 @@ class FitResult:
     n_bootstrap: int = 0
     seed: int | None = None
     samples: np.ndarray | None = None  # (n_bootstrap, n_params) in param space, not serialised by default
+    at_bound: list[str] = field(default_factory=list)  # parameters at an end of their search range
+    not_identified: list[str] = field(default_factory=list)  # parameters the data do not pin down
 
     @property
     def law(self) -> str:
         return self.form.name
+
+    def conf_int(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
+        """Percentile interval of every parameter from the bootstrap samples, at ``level`` (0 < level < 1)."""
+        if not 0 < level < 1:
+            raise InputError(f"level={level!r}: a probability between 0 and 1")
+        if self.samples is None or len(self.samples) < 2:
+            raise FitError("intervals need a bootstrap: fit(..., bootstrap=K)")
+        q = 100 * (1 - level) / 2
+        lo, hi = np.percentile(self.samples, [q, 100 - q], axis=0)
+        return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(self.form.param_names)}
+
+    def support_problems(self) -> list[str]:
+        """Why this fit cannot support a number a user acts on (an allocation, a loss at a budget): it did
+        not converge, a parameter sits at a bound or is not identified, or there is no bootstrap (so no
+        interval). Empty when the fit supports one."""
+        out = []
+        if not self.converged:
+            out.append("the fit did not converge")
+        for k in self.at_bound:
+            out.append(f"{k} = {self.params[k]:.4g} is at a bound of its search range")
+        for k in self.not_identified:
+            if k not in self.at_bound:
+                out.append(f"{k} is not identified by these runs")
+        if self.samples is None or len(self.samples) < 2:
+            out.append("the fit has no bootstrap samples, so nothing it predicts has an interval "
+                       "(fit with bootstrap=K; `scalinglab fit --bootstrap 1000 --json`)")
+        elif self.ci95 and not all(np.isfinite(v).all() for v in self.ci95.values()):
+            out.append("a parameter's bootstrap interval is not finite")
+        return out
 
     def predict(self, **variables) -> np.ndarray:
         """The fitted law at the given variables (same units as the data)."""
@@ -150,6 +182,9 @@ class FitResult:
             "residuals": [float(r) for r in self.residuals],
             "n_bootstrap": self.n_bootstrap,
             "seed": self.seed,
+            "form": self.form.name,
+            "at_bound": list(self.at_bound),
+            "not_identified": list(self.not_identified),
         }
         if self.se is not None:
             d["se"] = dict(self.se)
@@ -161,37 +196,81 @@ class FitResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FitResult:
-        try:
-            form = get_form(d["law"], var=d.get("var"))
-            params = {k: float(v) for k, v in d["params"].items()}
-        except KeyError as e:
-            raise InputError(f"fit JSON is missing key {e}") from None
-        theta = np.asarray(d.get("theta") or form.to_theta(params), dtype=float)
-        se = d.get("se")
+        """A fit dict (``to_dict``; a ``study fit --json`` row, whose "law" is the study's name such as
+        "L(N,D)" and "form" the form's) back into a FitResult; a missing or non-numeric value is one
+        InputError naming it."""
+        if not isinstance(d, Mapping):
+            raise InputError(f"a fit JSON must be an object, got {type(d).__name__}")
+        name = d.get("form") or d.get("law")
+        if name is None:
+            raise InputError("fit JSON is missing key 'law' (or 'form')")
+        form = get_form(str(name), var=d.get("var"))
+        raw = d.get("params")
+        if not isinstance(raw, Mapping):
+            raise InputError("fit JSON is missing key 'params' (an object of parameter values)")
+        params = {}
+        for k in form.param_names:
+            if k not in raw:
+                raise InputError(f"fit JSON: parameter {k!r} of law {form.name!r} is missing")
+            params[k] = _finite(raw[k], f"parameter {k!r}")
+        names = form.param_names
+        samples = _array(d, "samples", ndim=2)
+        if samples is not None and samples.shape[1:] != (len(names),):
+            raise InputError(f"fit JSON: samples must be rows of {len(names)} values {list(names)}")
         ci = d.get("ci95")
-        samples = d.get("samples")
-        return cls(
-            form=form,
-            params=params,
-            theta=theta,
-            objective=float(d.get("objective", float("nan"))),
-            n_points=int(d.get("n_points", 0)),
-            residuals=np.asarray(d.get("residuals", []), dtype=float),
-            r2_log=float(d.get("r2_log", float("nan")) if d.get("r2_log") is not None else float("nan")),
-            converged=bool(d.get("converged", False)),
-            message=str(d.get("message", "")),
-            n_starts=int(d.get("n_starts", 0)),
-            n_at_optimum=int(d.get("n_at_optimum", 0)),
-            delta=float(d.get("delta", 1e-3)),
-            warnings=list(d.get("warnings", [])),
-            notes=list(d.get("notes", [])),
-            se=None if se is None else {k: float(v) for k, v in se.items()},
-            ci95=None if ci is None else {k: (float(v[0]), float(v[1])) for k, v in ci.items()},
-            corr=d.get("corr"),
-            n_bootstrap=int(d.get("n_bootstrap", 0)),
-            seed=d.get("seed"),
-            samples=None if samples is None else np.asarray(samples, dtype=float),
-        )
+        try:
+            se = None if d.get("se") is None else {k: float(d["se"][k]) for k in names}
+            ci95 = None if ci is None else {k: (float(ci[k][0]), float(ci[k][1])) for k in names}
+            return cls(
+                form=form,
+                params=params,
+                theta=form.to_theta(params),
+                objective=float(d.get("objective", float("nan"))),
+                n_points=int(d.get("n_points", 0)),
+                residuals=_array(d, "residuals", ndim=1) if d.get("residuals") else np.zeros(0),
+                r2_log=float(d["r2_log"]) if d.get("r2_log") is not None else float("nan"),
+                converged=bool(d.get("converged", False)),
+                message=str(d.get("message", "")),
+                n_starts=int(d.get("n_starts", 0)),
+                n_at_optimum=int(d.get("n_at_optimum", 0)),
+                delta=float(d.get("delta", 1e-3)),
+                warnings=[str(w) for w in d.get("warnings") or []],
+                notes=[str(n) for n in d.get("notes") or []],
+                se=se,
+                ci95=ci95,
+                corr=d.get("corr"),
+                n_bootstrap=int(d.get("n_bootstrap") or (0 if samples is None else len(samples))),
+                seed=d.get("seed"),
+                samples=samples,
+                at_bound=[str(k) for k in d.get("at_bound") or []],
+                not_identified=[str(k) for k in d.get("not_identified") or []],
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise InputError(f"fit JSON: a malformed field ({type(e).__name__}: {e})") from None
+
+
+def _array(d: Mapping[str, Any], key: str, ndim: int) -> np.ndarray | None:
+    """A numeric array field of a fit JSON (None when absent); a ragged or non-numeric one is an InputError."""
+    v = d.get(key)
+    if v is None:
+        return None
+    try:
+        a = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"fit JSON: {key} must be numbers (rows of equal length)") from None
+    if a.ndim != ndim:
+        raise InputError(f"fit JSON: {key} must be a {ndim}-dimensional array of numbers")
+    return a
+
+
+def _finite(v, what: str) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"fit JSON: {what} = {v!r} is not a number") from None
+    if not np.isfinite(x):
+        raise InputError(f"fit JSON: {what} = {v!r} is not finite")
+    return x
 
 
 def _resolve_form(form: Form | str, data, var: str | None) -> Form:
@@ -274,10 +353,10 @@ def _verdict(form: Form, pol: optim.PolishResult, logx, logy, delta: float) -> t
     return True, f"minimum at a kink of the Huber objective (neither LM nor Nelder-Mead lowers it); {info}"
 
 
-def _at_bounds(form: Form, theta: np.ndarray) -> list[str]:
-    """Warnings for search coordinates at a bound, named by the law's own parameter and value (the
-    coordinates are internal, e.g. e = log L_inf)."""
-    out = []
+def _at_bounds(form: Form, theta: np.ndarray) -> dict[str, str]:
+    """Parameters whose search coordinate sits at a bound, with a warning naming the law's own parameter
+    and value (the coordinates are internal, e.g. e = log L_inf)."""
+    out = {}
     params = form.to_params(theta)
     for name, pname, t, (lo, hi) in zip(
         form.theta_names, form.param_names, theta, form.theta_bounds(), strict=True
@@ -286,7 +365,7 @@ def _at_bounds(form: Form, theta: np.ndarray) -> list[str]:
         if t <= lo + tol or t >= hi - tol:
             side = "lower" if t <= lo + tol else "upper"
             coord = "" if name == pname else f" (search coordinate {name} = {t:g})"
-            out.append(
+            out[pname] = (
                 f"parameter {pname} = {params[pname]:.4g} is at the {side} end of its search range{coord}: "
                 "the optimum lies outside the allowed range or the parameter is not identified"
             )
@@ -307,8 +386,9 @@ def _local_corr(form: Form, theta: np.ndarray, logx) -> np.ndarray | None:
     return cov / np.outer(d, d)
 
 
-def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | None) -> list[str]:
-    out = []
+def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | None):
+    """(warnings, names of parameters that are not identified) about what the data can pin down."""
+    out, unidentified = [], []
     # B_crit(L): losses never span decades; what pins 1/alpha_B down is the range of B itself
     spans = {form.target: y} if form.target != "loss" else variables
     for v, x in spans.items():
@@ -321,6 +401,7 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
     sens = np.max(np.abs(J[0]), axis=0)
     for name, pname, col in zip(form.theta_names, form.param_names, sens, strict=True):
         if col < 1e-3:
+            unidentified.append(pname)
             coord = "" if name == pname else f" (its search coordinate {name})"
             out.append(
                 f"parameter {pname} barely changes the prediction anywhere in the data "
@@ -350,11 +431,21 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
                             f"|corr({a}, {b})| = {abs(c):.3f} > {CORR_MAX} (local estimate): not "
                             f"separately identifiable"
                         )
-    return out
+    return out, unidentified
 
 
 def bootstrap_fit(
-    form: Form, theta_hat: np.ndarray, logx, logy, delta: float, n_boot: int, seed: int, n_perturbed: int = 1
+    form: Form,
+    theta_hat: np.ndarray,
+    logx,
+    logy,
+    delta: float,
+    n_boot: int,
+    seed: int,
+    n_perturbed: int = 1,
+    *,
+    method: str = "pairs",
+    resid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Refit on ``n_boot`` resamples (with replacement, seeded) all at once; returns (thetas, converged).
 
@@ -363,6 +454,8 @@ def bootstrap_fit(
     """
     n = logy.size
     rng = np.random.default_rng(seed)
+    if method == "residual":
+        return _residual_bootstrap(form, theta_hat, logx, logy, delta, n_boot, rng, resid)
     idx = rng.integers(0, n, size=(n_boot, n))
     W = np.zeros((n_boot, n))
     np.add.at(W, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
@@ -383,6 +476,23 @@ def bootstrap_fit(
     return thetas, conv
 
 
+def _residual_bootstrap(form, theta_hat, logx, logy, delta, n_boot, rng, resid):
+    """The design fixed, the responses redrawn: log y* = log yhat + r*, r* resampled from the fit's log
+    residuals rescaled by sqrt(n / (n - p)) (their degrees of freedom); each resample refitted from the
+    full-data optimum."""
+    n, p = logy.size, theta_hat.size
+    fitted = form.log_eval(theta_hat[None, :], logx, jac=False)[0]
+    r = np.asarray(resid if resid is not None else logy - fitted, dtype=float)
+    r = (r - r.mean()) * np.sqrt(n / max(n - p, 1))
+    thetas, conv = np.empty((n_boot, p)), np.zeros(n_boot, dtype=bool)
+    with optim.blas_single_thread():
+        for b in range(n_boot):
+            ly = fitted + rng.choice(r, size=n)
+            res = optim.batched_lm(form, theta_hat[None, :], logx, ly, delta, ftol=1e-10, max_iter=200)
+            thetas[b], conv[b] = res.theta[0], bool(res.converged[0]) and np.isfinite(res.f[0])
+    return thetas, conv
+
+
 def fit(
     form: Form | str,
     data,
@@ -395,6 +505,7 @@ def fit(
     bootstrap: int = 0,
     seed: int = 0,
     drop_highest: int = 0,
+    bootstrap_method: str = "pairs",
 ) -> FitResult:
     """Fit ``form`` (a Form or a name, see ``forms.get_form``) to ``data`` (DataFrame or dict of arrays).
 
@@ -408,6 +519,9 @@ def fit(
     _check_delta(delta)
     if bootstrap != 0 and not (isinstance(bootstrap, (int, np.integer)) and bootstrap >= 2):
         raise InputError(f"bootstrap={bootstrap!r}: 0 (off) or a number of resamples >= 2")
+    method = bootstrap_method
+    if method not in BOOTSTRAP_METHODS:
+        raise InputError(f"bootstrap_method={method!r}: choose one of {', '.join(BOOTSTRAP_METHODS)}")
     form = _resolve_form(form, data, var)
     variables, y, notes = prepare(form, data, loss=loss, columns=columns)
     if drop_highest:
@@ -437,10 +551,20 @@ def fit(
     warnings: list[str] = []
     if not converged:
         warnings.append(f"the fit did not converge: {message}")
-    warnings += _at_bounds(form, theta)
+    bounds = _at_bounds(form, theta)
+    warnings += list(bounds.values())
     if len(theta0) > 1 and n_at == 1:
         warnings.append(f"only 1 of {len(theta0)} starts reached the optimum: it may not be the global one")
-    result = FitResult(
+    boot: dict[str, Any] = {}
+    if bootstrap:
+        boot, bad = _bootstrap_summary(form, theta, logx, logy, resid, delta, int(bootstrap), seed, method)
+        if bad:
+            warnings.append(f"{bad} of {bootstrap} bootstrap refits did not converge and were left out")
+        boot.update(n_bootstrap=int(bootstrap), seed=seed)
+    idw, unidentified = _identifiability(form, theta, logx, variables, y, boot.get("corr"))
+    if bootstrap and method != "pairs":
+        notes.append(f"bootstrap: {method} resampling (see laws.fit.bootstrap_fit)")
+    return FitResult(
         form=form,
         params=params,
         theta=theta,
@@ -453,31 +577,30 @@ def fit(
         n_starts=len(theta0),
         n_at_optimum=n_at,
         delta=delta,
-        warnings=warnings,
+        warnings=warnings + idw,
         notes=notes,
+        at_bound=list(bounds),
+        not_identified=unidentified,
+        **boot,
     )
-    corr_params = None
-    if bootstrap:
-        thetas, conv = bootstrap_fit(form, theta, logx, logy, delta, int(bootstrap), seed)
-        names = form.param_names
-        samples = np.array([[form.to_params(t)[k] for k in names] for t in thetas[conv]])
-        n_bad = int(np.sum(~conv))
-        if n_bad:
-            warnings.append(f"{n_bad} of {bootstrap} bootstrap refits did not converge and were left out")
-        if len(samples) < 2:
-            raise FitError("the bootstrap produced fewer than 2 converged refits")
-        result.samples = samples
-        result.n_bootstrap = int(bootstrap)
-        result.seed = seed
-        result.se = {k: float(np.std(samples[:, i], ddof=1)) for i, k in enumerate(names)}
-        lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
-        result.ci95 = {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            C = np.corrcoef(samples, rowvar=False)
-        result.corr = {a: {b: float(C[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
-        corr_params = result.corr
-    warnings += _identifiability(form, theta, logx, variables, y, corr_params)
-    return result
+
+
+def _bootstrap_summary(form, theta, logx, logy, resid, delta, n_boot, seed, method):
+    """Bootstrap refits -> (FitResult fields samples, se, ci95, corr; number of refits left out)."""
+    thetas, conv = bootstrap_fit(form, theta, logx, logy, delta, n_boot, seed, method=method, resid=resid)
+    names = form.param_names
+    samples = np.array([[form.to_params(t)[k] for k in names] for t in thetas[conv]])
+    if len(samples) < 2:
+        raise FitError("the bootstrap produced fewer than 2 converged refits")
+    lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        C = np.corrcoef(samples, rowvar=False)
+    return {
+        "samples": samples,
+        "se": {k: float(np.std(samples[:, i], ddof=1)) for i, k in enumerate(names)},
+        "ci95": {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)},
+        "corr": {a: {b: float(C[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)},
+    }, int(np.sum(~conv))
 
 
 def assess(
@@ -519,7 +642,7 @@ def assess(
         n_starts=0,
         n_at_optimum=0,
         delta=delta,
-        warnings=warnings + _at_bounds(form, theta),
+        warnings=warnings + list(_at_bounds(form, theta).values()),
         notes=notes,
     )
 

@@ -342,6 +342,27 @@ def sizes(plan: Plan, vocab_size: int) -> list[tuple[int, int, int | None]]:
     return sorted(out, key=lambda s: count_n(s[0], s[1], plan, vocab_size, s[2]))
 
 
+def isoflop_shapes(plan: Plan, budget: float, vocab_size: int) -> list[tuple[int, int, int | None]]:
+    """The model shapes of one isoFLOP budget: ``n_sizes`` targets spaced geometrically from N_opt / span
+    to N_opt * span around the expected optimum N_opt = sqrt(C / (6 k)). With ``[model] shapes`` the
+    targets are matched to the nearest shapes of that ladder (Hoffmann's fixed set of shapes; each shape
+    once), else each target is solved for a shape at the aspect ratio (``shape_for_n``)."""
+    iso = plan.isoflop
+    n_opt = math.sqrt(budget / (6 * iso.tokens_per_param))
+    k = iso.n_sizes
+    targets = [n_opt * iso.span ** (2 * i / (k - 1) - 1) for i in range(k)]
+    if not plan.model.shapes:
+        return list(dict.fromkeys((*shape_for_n(t, plan, vocab_size), None) for t in targets))
+    ladder = [(s.n_layer, s.d_model, s.n_head) for s in plan.model.shapes]
+    logn = {s: math.log(count_n(s[0], s[1], plan, vocab_size, s[2])) for s in ladder}
+    chosen: list[tuple[int, int, int | None]] = []
+    for t in targets:
+        free = [s for s in ladder if s not in chosen]
+        if free:
+            chosen.append(min(free, key=lambda s: abs(logn[s] - math.log(t))))
+    return sorted(chosen, key=logn.__getitem__)
+
+
 BatchFor = dict[tuple[int, int], int]  # (n_layer, d_model) -> batch size (sequences), from the noise scale
 
 
@@ -420,15 +441,10 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
             for s in seeds:
                 add(_config(plan, nl, d, nh, tokens, s, batch_for), "L(D)")
     for c in plan.isoflop.budgets:
-        iso = plan.isoflop
-        n_opt = math.sqrt(c / (6 * iso.tokens_per_param))
-        k = iso.n_sizes
-        for i in range(k):
-            target = n_opt * iso.span ** (2 * i / (k - 1) - 1)
-            nl, d = shape_for_n(target, plan, vocab_size)
-            n = count_n(nl, d, plan, vocab_size)
+        for nl, d, nh in isoflop_shapes(plan, c, vocab_size):
+            n = count_n(nl, d, plan, vocab_size, nh)
             for s in seeds:
-                add(_config(plan, nl, d, None, c / (6 * n), s, batch_for), f"isoflop:{c:.3g}")
+                add(_config(plan, nl, d, nh, c / (6 * n), s, batch_for), f"isoflop:{c:.3g}")
     if plan.seeds.repeat and shapes:
         pick = {"smallest": shapes[:1], "largest": shapes[-1:], "all": shapes}[plan.seeds.repeat_sizes]
         base = max(seeds) + 1
