@@ -34,7 +34,6 @@ from scalinglab.laws.presets import (
     get_preset,
 )
 
-
 Interval = tuple[float, float]
 
 
@@ -313,7 +312,8 @@ def _intervals(out: Allocation, fitres, optimum, level: float) -> None:
     out.loss_ci = (float(lo[0]), float(hi[0]))
     out.n_samples = len(ns)
     if len(ns) < len(fitres.samples):
-        out.notes.append(f"{len(fitres.samples) - len(ns)} bootstrap samples have no optimum and are left out")
+        gone = len(fitres.samples) - len(ns)
+        out.notes.append(f"{gone} bootstrap samples have no optimum and are left out")
 
 
 def kaplan_contradiction(D_e: float = 4e10, p_D: float = 0.26) -> dict[str, float]:

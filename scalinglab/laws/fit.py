@@ -250,7 +250,7 @@ class FitResult:
 
 
 def _array(d: Mapping[str, Any], key: str, ndim: int) -> np.ndarray | None:
-    """A numeric array field of a fit JSON (None when absent); a ragged or non-numeric one is an InputError."""
+    """A numeric array field of a fit JSON (None when absent); ragged or non-numeric: an InputError."""
     v = d.get(key)
     if v is None:
         return None
