@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 import warnings
@@ -47,7 +46,7 @@ def _as_dict(obj: Any) -> dict[str, Any] | None:
     return dict(vars(obj))
 
 
-FIT_VERSION = 2  # bump when a law's fitting changes: stored fits of another version are redone
+FIT_VERSION = 3  # bump when a law's fitting changes: stored fits of another version are redone
 
 
 def data_hash(law: str, df: pd.DataFrame, extra: Any = None) -> str:
@@ -87,7 +86,9 @@ def finished_runs(store: Store, plan: Plan, ids: list[str]) -> pd.DataFrame:
 def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
     """One point per config (seeds averaged): N, D, C, loss, the roles of its runs and the seed spread."""
     if runs.empty:
-        return pd.DataFrame(columns=["N", "D", "C", "loss", "loss_std", "n_seeds", "roles", "batch_size"])
+        return pd.DataFrame(
+            columns=["group", "N", "D", "C", "loss", "loss_std", "n_seeds", "roles", "batch_size"]
+        )
     g = runs.groupby("group", sort=False)
     out = g.agg(
         N=("N", "first"),
@@ -99,7 +100,7 @@ def seed_mean(runs: pd.DataFrame) -> pd.DataFrame:
         batch_size=("batch_size", "first"),
     )
     out["roles"] = g["roles"].agg(lambda s: set().union(*s))
-    return out.reset_index(drop=True).sort_values(["N", "D"]).reset_index(drop=True)
+    return out.reset_index().sort_values(["N", "D"]).reset_index(drop=True)
 
 
 def table_l_n(points: pd.DataFrame) -> pd.DataFrame:
@@ -107,11 +108,11 @@ def table_l_n(points: pd.DataFrame) -> pd.DataFrame:
     if pts.empty:  # the grid's token budget with the most sizes (ties: the largest budget)
         grid = points[points["roles"].map(lambda r: "grid" in r)]
         if grid.empty:
-            return grid[["N", "loss"]]
+            return grid[["N", "loss", "D"]]
         cover = grid.groupby("D")["N"].nunique()
         d = max(cover.index, key=lambda x: (cover[x], x))
         pts = grid[grid["D"] == d]
-    return pts[["N", "loss"]].sort_values("N").reset_index(drop=True)
+    return pts[["N", "loss", "D"]].sort_values("N").reset_index(drop=True)  # D: where it was measured
 
 
 def table_l_d(points: pd.DataFrame) -> pd.DataFrame:
@@ -119,9 +120,9 @@ def table_l_d(points: pd.DataFrame) -> pd.DataFrame:
     if pts.empty:
         grid = points[points["roles"].map(lambda r: "grid" in r)]
         if grid.empty:
-            return grid[["D", "loss"]]
+            return grid[["D", "loss", "N"]]
         pts = grid[grid["N"] == grid["N"].max()]
-    return pts[["D", "loss"]].sort_values("D").reset_index(drop=True)
+    return pts[["D", "loss", "N"]].sort_values("D").reset_index(drop=True)  # N: where it was measured
 
 
 def table_isoflop(points: pd.DataFrame) -> pd.DataFrame:
@@ -231,23 +232,46 @@ def _l_cmin(store: Store, runs: pd.DataFrame, bcrit: dict | None) -> pd.DataFram
     return cv[["run_id", "N", "C", "loss"]]
 
 
-def _envelope(cv: pd.DataFrame, plan: Plan) -> tuple[dict[str, Any], None]:
-    """Kaplan's L(C_min) (a power law in C on the lower envelope) with Approach 1's N_opt ~ C^a."""
+def _envelope(cv: pd.DataFrame, plan: Plan) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Kaplan's L(C_min) (a power law in C on the lower envelope) with Approach 1's N_opt ~ C^a, both with
+    the plan's bootstrap. Back-test: the runs that own the envelope's largest-C points are removed
+    entirely (their earlier points too), the envelope of the other runs is refitted, and it predicts the
+    held-out points."""
     from scalinglab.laws.allocate import approach1, frontier
-    from scalinglab.laws.fit import fit
+    from scalinglab.laws.fit import BacktestResult, fit
 
+    b = plan.fit.bootstrap
     env = frontier(cv, C="C", loss="loss", N="N", run="run_id")
-    res = fit("power", env[["C", "loss"]], var="C", loss="loss").to_dict()
-    res["approach1"] = approach1(cv, C="C", loss="loss", N="N", run="run_id").to_dict()
+    res_fit = fit("power", env[["C", "loss"]], var="C", loss="loss", bootstrap=b, seed=0)
+    res = res_fit.to_dict(samples=res_fit.samples is not None)
+    res["approach1"] = approach1(cv, C="C", loss="loss", N="N", run="run_id", bootstrap=b, seed=0).to_dict()
     res["envelope"] = {k: [float(x) for x in env[k]] for k in ("C", "loss", "N")}
-    return res, None
+    bt = None
+    held_runs = set(env["run"].iloc[-plan.fit.backtest_holdout :])
+    rest = cv[~cv["run_id"].isin(held_runs)]
+    try:
+        if rest["run_id"].nunique() < 2:
+            raise ValueError("fewer than 2 runs left after holding out the largest")
+        e2 = frontier(rest, C="C", loss="loss", N="N", run="run_id")
+        test = env[env["run"].isin(held_runs) & (env["C"] > e2["C"].max())]
+        if test.empty:
+            raise ValueError("the held-out runs add no envelope point beyond the others' compute")
+        f2 = fit("power", e2[["C", "loss"]], var="C", loss="loss", bootstrap=max(b, 100), seed=0)
+        lo, hi = f2.predict_interval(C=test["C"].to_numpy())
+        bt = backtest_dict(BacktestResult(
+            fit=f2, by="C", observed=test["loss"].to_numpy(), predicted=np.asarray(f2.predict(C=test["C"])),
+            low=lo, high=hi, variables={"C": test["C"].to_numpy()}))
+    except Exception as e:  # too few runs: reported, not fatal
+        bt = {"error": f"{type(e).__name__}: {e}"}
+    return res, bt
 
 
-def _isoflop(df: pd.DataFrame) -> tuple[dict[str, Any], None]:
-    """Approach 2 as a fit row: params {a, k} of N_opt = k C^a, r2_log of that log-log line."""
+def _isoflop(df: pd.DataFrame, plan: Plan) -> tuple[dict[str, Any], None]:
+    """Approach 2 as a fit row: params {a, k} of N_opt = k C^a, r2_log of that log-log line, and the
+    bootstrap interval of a (the plan's bootstrap)."""
     from scalinglab.laws.allocate import isoflop
 
-    r = isoflop(df).to_dict()
+    r = isoflop(df, bootstrap=plan.fit.bootstrap, seed=0).to_dict()
     return {
         "law": "isoflop",
         "params": {"a": r["a"], "k": r["k"]},
@@ -263,8 +287,11 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
     points = seed_mean(runs)
     sleep = float(os.environ.get("SCALINGLAB_STUDY_FIT_SLEEP", "0") or 0)  # test hook: a slow fitting phase
     laws = list(plan.fit.laws)
-    order = sorted(laws, key=lambda x: x != "B_crit(L)")  # B_crit first: L(C_min) and L(N,S) use it
+    if set(laws) & set(ANSWER_FROM):
+        laws.append(ANSWER)  # the three approaches' verdict and the allocation, after the laws it reads
+    order = sorted(laws, key=lambda x: (x != "B_crit(L)", x == ANSWER))  # B_crit first: C_min, S_min use it
     fitted: dict[str, dict] = {}
+    failures: dict[str, str] = {}
     for law in order:
         try:
             out = None if len(runs) == 0 else _fit_one(law, store, plan, runs, points, fitted)
@@ -272,6 +299,7 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
                 # a fit stored earlier (other runs, other options) would be shown as this study's: drop it
                 gone = " (its earlier fit removed)" if store.drop_fit(law) else ""
                 echo(f"fit {law}: skipped (too few finished runs for it){gone}")
+                failures[law] = "skipped: too few finished runs for it"
                 continue
             df, thunk, extra = out
             # the plan's [fit] options (bootstrap, forms, hold-outs) are part of what a stored fit depends on
@@ -287,15 +315,88 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
         except Exception as e:  # one law failing never stops the others
             gone = " (its earlier fit removed)" if store.drop_fit(law) else ""
             echo(f"fit {law}: failed ({type(e).__name__}: {e}){gone}")
+            failures[law] = f"failed: {type(e).__name__}: {e}"
             continue
         store.put_fit(law, h, res, bt)
         fitted[law] = {"law": law, "result": res, "backtest": bt}
+    store.set_meta("fit_failures", failures)
     return [f for f in store.fits() if f["law"] in laws]
+
+
+ANSWER = "compute-optimal"  # the stored row of the three approaches' verdict and the allocation
+ANSWER_FROM = ("L(N,D)", "isoflop", "L(C_min)")
+
+
+def target_flops(plan: Plan, runs: pd.DataFrame) -> float:
+    """The allocation's budget (FLOPs): the plan's fit.target_flops, else 10x the largest run."""
+    return float(plan.fit.target_flops or 10.0 * float(runs["C"].max()))
+
+
+def floors(fitted: dict[str, dict], points: pd.DataFrame) -> list:
+    """Irreducible losses of this study's identified fits, with where each applies (laws.consensus.Floor):
+    L(N)'s L_inf at the D of its runs, L(D)'s at the N of its runs, L(N,D)'s E and L(C_min)'s L_inf."""
+    from scalinglab.laws.consensus import Floor
+
+    out = []
+    for law, key in (("L(N)", "L_inf"), ("L(D)", "L_inf"), ("L(N,D)", "E"), ("L(C_min)", "L_inf")):
+        r = (fitted.get(law) or {}).get("result") or {}
+        ci = (r.get("ci95") or {}).get(key)
+        if ci is None or key in (r.get("at_bound") or []) + (r.get("not_identified") or []):
+            continue
+        if not r.get("converged") or not np.isfinite(ci[0]):
+            continue
+        scope = {}
+        if law == "L(N)":  # fitted at a fixed D: a floor for runs with no more data
+            scope["max_D"] = float(table_l_n(points)["D"].max())
+        if law == "L(D)":  # fitted at a fixed N: a floor for models no larger
+            scope["max_N"] = float(table_l_d(points)["N"].max())
+        out.append(Floor(low=float(ci[0]), source=f"{key} of {law}", **scope))
+    return out
+
+
+def _consensus(store: Store, plan: Plan, runs: pd.DataFrame, points: pd.DataFrame, fitted: dict):
+    """(table, thunk, extra) of the compute-optimal answer (laws.consensus) from the fitted laws."""
+    from scalinglab.laws.consensus import consensus
+    from scalinglab.laws.fit import FitResult, fit
+
+    pts = points[points["roles"].map(lambda r: bool(r - {"extra", "pilot"}))].copy()
+    if len(pts) == 0:
+        return None
+    pts["run"] = pts["group"]
+    pts["budget"] = pts["roles"].map(
+        lambda r: next((float(x.split(":", 1)[1]) for x in sorted(r) if x.startswith("isoflop:")), np.nan)
+    )
+    cv = None
+    if "L(C_min)" in fitted:
+        bc = fitted.get("B_crit(L)")
+        cv = _l_cmin(store, runs, bc["result"] if bc else None)
+        cv = cv.assign(run=cv["run_id"].map(runs.set_index("run_id")["group"]))
+        cv = cv[cv["run"].isin(set(pts["run"]))][["run", "N", "C", "loss"]]
+    lnd = None
+    if "L(N,D)" in fitted and (fitted["L(N,D)"].get("result") or {}).get("params"):
+        lnd = FitResult.from_dict(fitted["L(N,D)"]["result"])
+    target = target_flops(plan, runs)
+    fl = floors(fitted, points)
+    b = plan.fit.bootstrap
+
+    def refit(df: pd.DataFrame):
+        return fit("chinchilla", df[["N", "D", "loss"]], bootstrap=b, seed=0)
+
+    def thunk():
+        c = consensus(pts[["run", "N", "D", "C", "loss", "budget"]], cv, target_C=target, lnd=lnd,
+                      fit_lnd=refit, floors=fl, bootstrap=max(b, 2) if b else 0, seed=0)
+        return c.to_dict(), None
+
+    deps = [(fitted.get(k) or {}).get("data_hash") or store.fit_hash(k) for k in ANSWER_FROM]
+    table = pts[["N", "D", "C", "loss", "budget"]].fillna(0.0)
+    return table, thunk, [deps, target, [f.to_dict() for f in fl]]
 
 
 def _fit_one(law, store, plan, runs, points, fitted):
     """(table, thunk giving (result dict, backtest dict), extra) for one law, or None to skip it."""
     min_pts = 3
+    if law == ANSWER:
+        return _consensus(store, plan, runs, points, fitted)
     if law == "L(N)":
         df = table_l_n(points)
         if len(df) < min_pts:
@@ -315,7 +416,7 @@ def _fit_one(law, store, plan, runs, points, fitted):
         df = table_isoflop(points)
         if df.empty:
             return None
-        return df, lambda: _isoflop(df), None
+        return df, lambda: _isoflop(df, plan), None
     if law == "L(C_min)":
         bc = fitted.get("B_crit(L)")
         cv = _l_cmin(store, runs, bc["result"] if bc else None)
@@ -375,6 +476,14 @@ def fit_rows(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def nopt_exponents(fits: list[dict[str, Any]]) -> dict[str, float | None]:
     """N_opt ~ C^a of Hoffmann's three approaches, from the stored fits (None where not fitted)."""
     by = {f["law"]: f["result"] or {} for f in fits}
+    aps = (by.get(ANSWER) or {}).get("approaches") or {}
+    if aps:
+        get = {k: (aps.get(k) or {}).get("a") for k in ("1", "2", "3")}
+        return {
+            "approach1_envelope": get["1"],
+            "approach2_isoflop": get["2"],
+            "approach3_parametric": get["3"],
+        }
     a3 = None
     p = by.get("L(N,D)", {}).get("params")
     if p and p.get("alpha") and p.get("beta"):
@@ -384,38 +493,38 @@ def nopt_exponents(fits: list[dict[str, Any]]) -> dict[str, float | None]:
     return {"approach1_envelope": a1, "approach2_isoflop": a2, "approach3_parametric": a3}
 
 
+def answer(fits: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The stored compute-optimal answer (``laws.consensus.Consensus.to_dict()``), or None."""
+    return next(((f["result"] or None) for f in fits if f["law"] == ANSWER), None)
+
+
 def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The compute-optimal allocation for 10x the largest run's compute, from the L(N,D) fit."""
-    by = {f["law"]: f for f in fits}
-    if "L(N,D)" not in by:
+    """The compute-optimal allocation at the plan's target (default 10x the largest run's compute), with
+    95 % intervals, from the study's answer (None when there is none; ``refused`` says why when refused)."""
+    ans = answer(fits)
+    if not ans or ans.get("allocation") is None:
         return None
-    from scalinglab.laws.allocate import allocate
-
-    runs = finished_runs(store, plan, ids)
-    if runs.empty:
-        return None
-    c = 10.0 * float(runs["C"].max())
-    a = allocate(c, by["L(N,D)"]["result"]).to_dict()
-    return {k: v for k, v in a.items() if not isinstance(v, (dict, list))}
-
-
-def allocation_caveats(fits: list[dict[str, Any]]) -> list[str]:
-    """What limits the allocation: the verdict of the L(N, D) fit it comes from."""
-    lnd = next((f["result"] or {} for f in fits if f["law"] == "L(N,D)"), {})
-    if lnd.get("converged", True) and not lnd.get("warnings"):
-        return []
-    return [f"the L(N,D) fit it comes from has {len(lnd.get('warnings', []))} warning(s) (above)"
-            + ("" if lnd.get("converged", True) else " and did not converge") + ": treat it as indicative"]
+    return {**ans["allocation"], "refused": ans.get("refused") or ans["allocation"].get("refused"),
+            "from": ans.get("chosen")}
 
 
 def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]], echo: Echo) -> None:
-    """The fits, the three approaches' N_opt(C) exponents, the allocation for 10x the largest run."""
+    """The fits (each parameter with its 95 % interval when bootstrapped), the three approaches' N_opt(C)
+    exponents with intervals and back-tests, and the allocation (with intervals) or why it is refused."""
     if not fits:
         echo("fits: none (too few finished runs for the laws asked)")
         return
     echo("fits:")
+    by = {f["law"]: f for f in fits}
     for row in fit_rows(fits):
-        ps = ", ".join(f"{k}={v:.4g}" for k, v in row["params"].items() if isinstance(v, (int, float)))
+        if row["law"] == ANSWER:
+            continue
+        ci = (by[row["law"]]["result"] or {}).get("ci95") or {}
+        ps = ", ".join(
+            f"{k}={v:.4g}" + (f" [{ci[k][0]:.3g}, {ci[k][1]:.3g}]" if k in ci else "")
+            for k, v in row["params"].items()
+            if isinstance(v, (int, float))
+        )
         r2 = f", R2(log)={row['r2_log']:.4f}" if isinstance(row["r2_log"], (int, float)) else ""
         bt = row["backtest"]
         btxt = ""
@@ -427,19 +536,9 @@ def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str,
         )
         for w in row["warnings"]:
             echo(f"      warning: {w}")
-    ex = nopt_exponents(fits)
-    if any(v is not None for v in ex.values()):
-        a1, a2, a3 = ("-" if v is None else f"{v:.3f}" for v in ex.values())
-        echo(f"N_opt ~ C^a: Approach 1 (envelope) {a1} | 2 (isoFLOP) {a2} | 3 (parametric L(N,D)) {a3}")
-    try:
-        a = allocation(store, plan, ids, fits)
-    except Exception as e:  # the allocation is a summary line, never fatal
-        echo(f"allocation: not computed ({type(e).__name__}: {e})")
-        a = None
-    if a:
-        parts = ", ".join(
-            f"{k}={v:.4g}" for k, v in a.items() if isinstance(v, (int, float)) and math.isfinite(v)
-        )
-        echo(f"allocation for 10x the largest run: {parts}")
-        for line in allocation_caveats(fits):
-            echo(f"      caution: {line}")
+    ans = answer(fits)
+    if ans:
+        from scalinglab.laws.consensus import Consensus
+
+        for line in Consensus.lines_of(ans):
+            echo(line)

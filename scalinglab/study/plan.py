@@ -118,8 +118,15 @@ class KaplanPlan(_Strict):
 
 
 class BatchPlan(_Strict):
-    rule: Literal["fixed", "noise_scale"] = "fixed"
+    """Batch size per run (sequences). fixed: ``size`` for every run; noise_scale: from each shape's measured
+    B_simple (pilot runs); steps: about ``steps`` optimiser steps per run, batch = tokens / (steps n_ctx)
+    rounded to a power of two within [min_size, max_size]. Tiny models learn per step, not per token (the
+    batch is far above B_crit), so the steps rule keeps every run of a ladder past its early plateau, and
+    small-data runs (high loss, small B_crit) get the small batches they can use."""
+
+    rule: Literal["fixed", "noise_scale", "steps"] = "fixed"
     size: int = Field(16, ge=1)  # sequences per step (fixed rule, and the pilot's batch)
+    steps: int = Field(3000, ge=1)  # steps rule: target optimiser steps per run
     micro_size: int | None = Field(None, ge=1)
     pilot_tokens: Positive = 2e5  # noise_scale rule: tokens of each size's pilot run
     min_size: int = Field(4, ge=1)
@@ -167,8 +174,9 @@ class FitPlan(_Strict):
     laws: list[str] = ["L(N)"]
     l_n_form: Literal["power", "power+const"] = "power"
     l_d_form: Literal["power", "power+const"] = "power"
-    backtest_holdout: int = Field(1, ge=1)  # back-tests hold out the largest k points
+    backtest_holdout: int = Field(1, ge=1)  # back-tests hold out the runs at the largest k values
     bootstrap: int = Field(0, ge=0)
+    target_flops: Positive | None = None  # the allocation's budget (FLOPs; default 10x the largest run)
 
     @field_validator("laws")
     @classmethod
@@ -378,6 +386,8 @@ def _config(
 ) -> dict[str, Any]:
     cfg: dict[str, Any] = dict(plan.train)
     batch = (batch_for or {}).get((n_layer, d_model), plan.batch.size)
+    if plan.batch.rule == "steps":
+        batch = batch_for_steps(tokens, plan)
     cfg.update(
         n_layer=n_layer,
         d_model=d_model,
@@ -507,6 +517,13 @@ def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
         cfg["noise_scale_every"] = 1  # a pilot exists to measure: every step
         out.append(RunSpec(cfg, {"pilot"}))
     return out
+
+
+def batch_for_steps(tokens: float, plan: Plan) -> int:
+    """Steps rule: the power-of-two batch (sequences) nearest to tokens / (steps n_ctx), clamped."""
+    b = max(1.0, tokens / (plan.batch.steps * plan.data.n_ctx))
+    b = 2 ** round(math.log2(b))
+    return int(min(max(b, plan.batch.min_size), plan.batch.max_size))
 
 
 def batch_from_noise(b_simple_tokens: float, plan: Plan) -> int:

@@ -51,7 +51,8 @@ def study(tmp_path):
         ids.append(_add(store, n, 3e10, ["L(N)"]))
     ids.append(_add(store, 5e7, 3e10, ["L(N)"], status="diverged", seed=9))
     plan = parse_plan({"model": {"n_params": [1e7]}, "tokens": {"absolute": [1e9]},
-                       "fit": {"laws": ["L(N)", "isoflop", "L(N,D)", "L(C_min)"], "l_n_form": "power+const"}})
+                       "fit": {"laws": ["L(N)", "isoflop", "L(N,D)", "L(C_min)"], "l_n_form": "power+const",
+                               "bootstrap": 50}})
     return store, plan, ids
 
 
@@ -59,7 +60,7 @@ def test_three_approaches_recover_the_exponent(study):
     store, plan, ids = study
     lines: list[str] = []
     fits = fitting.fit_study(store, plan, ids, lines.append)
-    assert {f["law"] for f in fits} == {"L(N)", "isoflop", "L(N,D)", "L(C_min)"}, lines
+    assert {f["law"] for f in fits} == {"L(N)", "isoflop", "L(N,D)", "L(C_min)", "compute-optimal"}, lines
     ex = fitting.nopt_exponents(fits)
     assert ex["approach3_parametric"] == pytest.approx(A_TRUE, abs=0.01)
     assert ex["approach2_isoflop"] == pytest.approx(A_TRUE, abs=0.03)
@@ -75,9 +76,20 @@ def test_three_approaches_recover_the_exponent(study):
     c = a["C"]
     assert a["N_opt"] * a["D_opt"] * 6 == pytest.approx(c, rel=1e-6)
     assert c == pytest.approx(10 * 6 * 1e9 * 3e10)  # 10x the largest run
+    # every number acted on has an interval that holds the true optimum of the law the runs follow
+    assert a["refused"] is None and a["from"] == "3", a
+    n_true = (TRUE["alpha"] * TRUE["A"] / (TRUE["beta"] * TRUE["B"])) ** (1 / (TRUE["alpha"] + TRUE["beta"]))
+    n_true *= (c / 6) ** A_TRUE
+    assert a["N_opt_ci"][0] < n_true < a["N_opt_ci"][1] and a["N_opt_ci"][1] / a["N_opt_ci"][0] < 1.5
+    assert a["loss_ci"][0] < law(n_true, c / (6 * n_true)) < a["loss_ci"][1]
+    ans = fitting.answer(fits)
+    assert ans["overlap"] is not None and set(ans["approaches"]) == {"1", "2", "3"}
+    bt = ans["approaches"]["3"]["backtest"]  # every run of the largest budget held out, the law refitted
+    assert bt["C"] == pytest.approx(1e20) and bt["n_runs"] == 7 and abs(bt["loss_rel_error"]) < 0.01
     out: list[str] = []
     fitting.print_summary(store, plan, ids, fits, out.append)
-    assert any("Approach 1" in x and "isoFLOP" in x for x in out) and any("allocation" in x for x in out)
+    assert any("Approach 1" in x for x in out) and any("Approach 2 (isoFLOP)" in x for x in out)
+    assert any(x.startswith("allocation at C = ") for x in out) and any("overlap" in x for x in out)
 
 
 def test_unchanged_data_is_not_refitted(study, monkeypatch):
