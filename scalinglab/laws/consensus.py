@@ -452,7 +452,7 @@ def consensus(
     else:
         allocation = _allocation_from_prediction(preds[chosen])
         if allocation["N_opt_ci"] is None:
-            refused = f"{APPROACHES[chosen]} has no bootstrap, so N_opt has no interval (fit with a bootstrap)"
+            refused = f"{APPROACHES[chosen]} has no bootstrap, so N_opt has no interval"
     if allocation is not None and refused is None:
         _check_floors(allocation, floors)
     return Consensus(
