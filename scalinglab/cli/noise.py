@@ -39,7 +39,9 @@ def _seq_len(run_dir: Path) -> int | None:
         return None
 
 
-def collect_points(path: str | Path, skip_frac: float = 0.1) -> tuple[list[dict[str, Any]], list[int]]:
+def collect_points(
+    path: str | Path, skip_frac: float | None = None
+) -> tuple[list[dict[str, Any]], list[int]]:
     """(loss, B_simple) points from a run folder or a study folder, and the sequence lengths of the runs.
 
     Each point: ``run`` (id), ``step``, ``loss`` (train loss, nats/token), ``b_simple`` (tokens). Rows in the
@@ -68,19 +70,22 @@ def collect_points(path: str | Path, skip_frac: float = 0.1) -> tuple[list[dict[
     if not runs:
         raise InputError(f"{path}: neither a run folder (metrics.jsonl) nor a study folder (scalinglab.db or "
                          "runs/*/metrics.jsonl)")
+    from scalinglab.laws.batch import WARMUP_FRAC, past_warmup
+
+    frac = WARMUP_FRAC if skip_frac is None else skip_frac
     points = []
     for rid, rows in runs.items():
         last = max((r.get("step") or 0) for r in rows) if rows else 0
         for r in rows:
             b, loss = r.get("gns_b_simple_tokens"), r.get("train_loss")
             ok = b is not None and loss is not None and b == b and loss == loss and b > 0 and loss > 0
-            if ok and (r.get("step") or 0) >= skip_frac * last:
+            if ok and past_warmup(r.get("step") or 0, last, frac):
                 points.append({"run": rid, "step": int(r["step"]), "loss": float(loss), "b_simple": float(b)})
     return points, sorted({s for s in seq_lens if s})
 
 
 def critical_batch(path: str | Path, target_loss: float | None = None, *, bootstrap: int = 200,
-                   skip_frac: float = 0.1, seed: int = 0) -> dict[str, Any]:
+                   skip_frac: float | None = None, seed: int = 0) -> dict[str, Any]:
     """Fit B_crit(L) to the measured noise scale and evaluate it at ``target_loss`` (default: the run's last
     measured training loss; for a study the lowest of the runs' last losses).
 
@@ -131,7 +136,8 @@ def noise_scale(
     target_loss: float | None = typer.Option(None, "--target-loss", help="Loss (nats/token) to plan the "
                                              "batch for; default: the last measured training loss."),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples for the intervals (0 = none)."),
-    skip_frac: float = typer.Option(0.1, help="Drop each run's first fraction of steps (warm-up)."),
+    skip_frac: float = typer.Option(None, help="Drop each run's first fraction of steps (warm-up; default "
+                                    "0.1, the rule the study and the report use)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Critical batch size B_crit(L) = B_star / L^(1/alpha_B) from the measured gradient noise scale."""

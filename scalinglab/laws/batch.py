@@ -25,6 +25,16 @@ from scalinglab.errors import InputError
 ArrayLike = Any  # float | np.ndarray
 
 
+WARMUP_FRAC = 0.1  # measurements before this fraction of a run's steps are left out of B_crit(L) fits
+
+
+def past_warmup(step: ArrayLike, total_steps: ArrayLike, frac: float = WARMUP_FRAC) -> np.ndarray:
+    """Which noise-scale measurements to fit: those at or after ``frac`` of their run's steps (before it the
+    EMAs are still filling and the loss is in its first transient). The one rule the study's B_crit(L),
+    ``scalinglab noise-scale`` and the report all use."""
+    return np.asarray(step, dtype=float) >= frac * np.asarray(total_steps, dtype=float)
+
+
 def _check_sizes(b_small: ArrayLike, b_big: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     bs, bb = np.asarray(b_small, dtype=float), np.asarray(b_big, dtype=float)
     if not (np.all(np.isfinite(bs)) and np.all(np.isfinite(bb))):

@@ -32,6 +32,7 @@ OPT_RTOL = 1e-6  # a start reached the optimum if its objective is within this r
 GRAD_RTOL = 1e-4  # converged if max |projected gradient| / objective is below this (theta coordinates)
 CORR_MAX = 0.95  # |corr| between two exponents above this: not separately identifiable
 MIN_DECADES = 1.5  # a variable spanning fewer decades than this cannot pin its exponent down
+POOR_R2 = 0.5  # R^2 of log y below this: a poor fit, warned
 
 
 @dataclass
@@ -537,6 +538,11 @@ def fit(
     warnings += list(bounds.values())
     if len(theta0) > 1 and n_at == 1:
         warnings.append(f"only 1 of {len(theta0)} starts reached the optimum: it may not be the global one")
+    if np.isfinite(r2) and r2 < POOR_R2:
+        warnings.append(
+            f"a poor fit: the law explains only {100 * max(r2, 0):.0f}% of the variance of log {form.target} "
+            f"(R^2(log) {r2:.2f} < {POOR_R2}); its parameters describe little of these data"
+        )
     boot: dict[str, Any] = {}
     if bootstrap:
         boot, bad = _bootstrap_summary(form, theta, logx, logy, delta, int(bootstrap), seed)

@@ -162,7 +162,10 @@ def noise_points(data: StudyData) -> pd.DataFrame:
     m = data.metrics
     if len(m) == 0 or m["gns_b_simple_tokens"].notna().sum() == 0:
         return pd.DataFrame(columns=["run_id", "step", "loss", "B_simple", "N"])
+    from scalinglab.laws.batch import past_warmup
+
     m = m[(m["gns_b_simple_tokens"] > 0) & m["train_loss"].notna() & (m["train_loss"] > 0)]
+    m = m[past_warmup(m["step"], m.groupby("run_id")["step"].transform("max"))]  # the study's rule
     pts = final_points(data)[["run_id", "N"]]
     m = m.merge(pts, on="run_id", how="inner")
     return pd.DataFrame(

@@ -127,13 +127,16 @@ def _t_bcrit(d: StudyData) -> pd.DataFrame:
     return pd.DataFrame({"L": n["loss"], "B": n["B_simple"]})
 
 
+BANDS = 100  # bootstrap resamples of the report's own fits: every fitted line is drawn with its 95 % band
+
 SPECS = [
-    FitSpec("frontier", "Compute frontier L(C)", "power+const", "C", _t_frontier),
-    FitSpec("lnd", "L(N, D)", "chinchilla", None, _t_lnd, bootstrap=100, study_law="L(N,D)"),
-    FitSpec("ln", "L(N), best run per N", "power+const", "N", _t_ln, study_law="L(N)"),
-    FitSpec("ld", "L(D), data frontier", "power+const", "D", _t_ld, study_law="L(D)"),
+    FitSpec("frontier", "Compute frontier L(C)", "power+const", "C", _t_frontier, bootstrap=BANDS),
+    FitSpec("lnd", "L(N, D)", "chinchilla", None, _t_lnd, bootstrap=BANDS, study_law="L(N,D)"),
+    FitSpec("ln", "L(N), best run per N", "power+const", "N", _t_ln, bootstrap=BANDS, study_law="L(N)"),
+    FitSpec("ld", "L(D), data frontier", "power+const", "D", _t_ld, bootstrap=BANDS, study_law="L(D)"),
     FitSpec("ns", "L(N, S) learning curves", "kaplan-ns", None, _t_ns, study_law="L(N,S)"),
-    FitSpec("bcrit", "B_crit(L) from the noise scale", "bcrit", None, _t_bcrit, study_law="B_crit(L)"),
+    FitSpec("bcrit", "B_crit(L) from the noise scale", "bcrit", None, _t_bcrit, bootstrap=BANDS,
+            study_law="B_crit(L)"),
 ]
 
 

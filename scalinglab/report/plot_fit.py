@@ -47,7 +47,13 @@ def load_fit(path: Path):
     if "fit" in d and isinstance(d["fit"], dict):  # {"fit": FitResult dict, "data": ..., "backtest": ...}
         d = {**d["fit"], **({"data": d["data"]} if "data" in d else {})}
     data = d.get("data")
-    return FitResult.from_dict(d), ({k: np.asarray(v, float) for k, v in data.items()} if data else None)
+    res = FitResult.from_dict(d)
+    if not data:
+        return res, None
+    try:
+        return res, {k: np.asarray(v, float) for k, v in dict(data).items()}
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: 'data' must map each variable to a list of numbers") from None
 
 
 def _range(var: str, data: dict | None) -> tuple[float, float]:

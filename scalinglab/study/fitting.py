@@ -160,7 +160,9 @@ def table_noise(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     n = store.noise_frame()
     n = n[n["run_id"].isin(runs["run_id"])].copy()
     steps = n["run_id"].map(runs.set_index("run_id")["steps"].astype(float))
-    n = n[(n["step"] >= CURVE_SKIP * steps) & (n["b_simple_tokens"] > 0) & (n["train_loss"] > 0)]
+    from scalinglab.laws.batch import past_warmup
+
+    n = n[past_warmup(n["step"], steps) & (n["b_simple_tokens"] > 0) & (n["train_loss"] > 0)]
     return pd.DataFrame(
         {"L": n["train_loss"].astype(float), "B": n["b_simple_tokens"].astype(float)}
     ).dropna()

@@ -193,7 +193,8 @@ def test_reads_parquet_and_json_lines(monkeypatch, capsys, tmp_path):
     fits = []
     for name in ("r.parquet", "r.jsonl"):
         code, out, err = run(
-            monkeypatch, capsys, "fit", tmp_path / name, "--law", "power", "--col", "N=N", "--json"
+            monkeypatch, capsys, "fit", tmp_path / name, "--law", "power", "--col", "N=N", "--bootstrap",
+            "50", "--json"
         )
         assert code == 0, err
         fits.append(json.loads(out))
@@ -203,6 +204,13 @@ def test_reads_parquet_and_json_lines(monkeypatch, capsys, tmp_path):
         monkeypatch, capsys, "predict", tmp_path / "r.parquet.fit.json", "--at", "N=1e9", "--json"
     )
     assert code == 0, err
-    assert json.loads(out)["loss"] == pytest.approx(
-        (fits[0]["params"]["N_c"] / 1e9) ** fits[0]["params"]["alpha"]
-    )
+    p = json.loads(out)
+    assert p["loss"] == pytest.approx((fits[0]["params"]["N_c"] / 1e9) ** fits[0]["params"]["alpha"])
+    assert p["loss_ci"][0] < p["loss_mean_ci"][0] < p["loss"] < p["loss_mean_ci"][1] < p["loss_ci"][1]
+    # without a bootstrap a fit predicts nothing a user can act on: refused, with the reason and the fix
+    code, out, err = run(monkeypatch, capsys, "fit", tmp_path / "r.parquet", "--law", "power", "--json")
+    (tmp_path / "plain.json").write_text(out)
+    code, out, err = run(monkeypatch, capsys, "predict", tmp_path / "plain.json", "--at", "N=1e9")
+    assert code == 2 and "refused" in err and "--bootstrap" in err and out == ""
+    code, out, err = run(monkeypatch, capsys, "predict", tmp_path / "plain.json", "--at", "N=1e9", "--force")
+    assert code == 0 and "UNSUPPORTED" in err
