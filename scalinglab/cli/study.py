@@ -36,6 +36,56 @@ def run(
     run_study(plan, out, echo=typer.echo, report=not no_report)
 
 
+@study_app.command("plan")
+def plan_cmd(
+    plan: Path = typer.Argument(..., help="the study plan (study.toml)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    no_calibrate: bool = typer.Option(
+        False, "--no-calibrate", help="skip timing a few steps (then no wall-time estimate)"
+    ),
+) -> None:
+    """What `study run` would train, nothing trained: the runs, their FLOPs and estimated wall time on this
+    machine, and per law the decades the runs span and whether they identify it (exit 2 if not)."""
+    from scalinglab.errors import ConfigError
+    from scalinglab.study.runner import describe_plan
+
+    d = describe_plan(plan, calibrate=not no_calibrate)
+    bad = [c for c in d["identifiability"] if not c["identified"]]
+    if as_json:
+        print_json(d)
+    else:
+        _print_plan(d)
+    if bad:
+        raise ConfigError("the plan cannot identify " + "; ".join(f"{c['law']}: {c['why']}" for c in bad))
+
+
+def _print_plan(d: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=max(Console().width, 140))
+    t = Table(title=f"{d['plan']}: {len(d['runs'])} runs, design {d['design']}")
+    for c in ("run", "roles", "shape (L x d)", "N", "tokens", "D/N", "batch", "steps", "FLOPs", "est. s"):
+        t.add_column(c, justify="right" if c not in ("run", "roles") else "left")
+    for r in d["runs"]:
+        t.add_row(r["run_id"], ",".join(r["roles"]), f"{r['n_layer']} x {r['d_model']}", f"{r['N']:.4g}",
+                  f"{r['tokens']:.4g}", f"{r['tokens_per_param']:.3g}", str(r["batch_size"]), str(r["steps"]),
+                  f"{r['flops']:.3g}", "-" if r["est_s"] is None else f"{r['est_s']:.0f}")
+    con.print(t)
+    wall = "" if d["est_wall_s"] is None else (
+        f"; estimated {d['est_wall_s'] / 60:.1f} min on this machine with {d['slots']} parallel run(s) "
+        f"(step model: {d['step_model']['t0_s'] * 1e3:.1f} ms + FLOPs / {d['step_model']['flops_per_s']:.3g}"
+        f" per step, {d['step_model']['source']})")
+    con.print(f"total {d['total_flops']:.4g} FLOPs (C = 6 N D){wall}", highlight=False)
+    t = Table(title="Can the runs identify each law? (decades spanned)")
+    for c in ("law", "runs", "N", "D", "C", "identified"):
+        t.add_column(c, justify="right" if c != "law" else "left")
+    for c in d["identifiability"]:
+        t.add_row(c["law"], str(c["runs"]), *(f"{c['decades'][v]:.2f}" for v in ("N", "D", "C")),
+                  "yes" if c["identified"] else f"NO: {c['why']}")
+    con.print(t)
+
+
 def _study_dir(path: Path) -> Path:
     """A study folder, or a plan whose study folder is meant."""
     if path.suffix == ".toml" and path.is_file():
@@ -74,20 +124,20 @@ def fit(
 ) -> None:
     """Fit (or re-read) the laws the plan asks for, on the finished runs."""
     from scalinglab.errors import ConfigError
-    from scalinglab.study import fitting
+    from scalinglab.study import design, fitting
     from scalinglab.study.plan import load_plan
     from scalinglab.study.store import Store
 
     d = _study_dir(study_dir)
     if not (d / "scalinglab.db").is_file() or not (d / "study.toml").is_file():
         raise ConfigError(f"{d} is not a study folder (needs scalinglab.db and study.toml)")
-    plan = load_plan(d / "study.toml")
     store = Store(d)
+    plan = design.expand(load_plan(d / "study.toml"), int(store.get_meta("vocab_size", 256)))
     ids = store.get_meta("plan_runs", store.run_ids())
     echo = _err if as_json else typer.echo
     fits = fitting.fit_study(store, plan, ids, echo)
     if as_json:
-        print_json({"fits": fitting.fit_rows(fits), "nopt_exponents": fitting.nopt_exponents(fits)})
+        print_json(fitting.fit_document(store, fits))
     else:
         fitting.print_summary(store, plan, ids, fits, typer.echo)
 

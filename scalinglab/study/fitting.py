@@ -450,14 +450,31 @@ def _fit_one(law, store, plan, runs, points, fitted):
 # ---------------------------------------------------------------------------------------------- summary
 
 
+def fit_document(store: Store, fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """``study fit --json``: the rows (``fit_rows``), the N_opt exponents, the compute-optimal answer (the
+    three approaches, their agreement, the allocation with intervals or why it is refused) and the laws
+    that could not be fitted, with the reason."""
+    ans = answer(fits)
+    return {
+        "fits": fit_rows([f for f in fits if f["law"] != ANSWER]),
+        "nopt_exponents": nopt_exponents(fits),
+        "compute_optimal": ans,
+        "allocation": None if not ans else {**(ans.get("allocation") or {}), "refused": ans.get("refused")},
+        "failed": store.get_meta("fit_failures", {}),
+    }
+
+
 def fit_rows(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The pinned `study fit --json` rows: law, params, converged, r2_log, backtest {rel_error, covered}."""
+    """The pinned `study fit --json` rows: law, params, converged, r2_log, backtest {rel_error, covered}.
+    A row is also a whole fit dict (``FitResult.to_dict()`` keys: form, var, ci95, samples, ...), so a row
+    is what ``allocate --law`` and ``predict`` read."""
     out = []
     for f in fits:
         r = f["result"] or {}
         bt = f.get("backtest") or {}
         out.append(
             {
+                **{k: v for k, v in r.items() if k not in ("law", "backtest")},
                 "law": f["law"],
                 "params": r.get("params", {}),
                 "converged": r.get("converged"),

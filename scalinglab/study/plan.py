@@ -75,14 +75,14 @@ class ModelPlan(_Strict):
         raise ValueError(f"attention={v!r}: allowed 'dense', 'banded:W' or 'alternating:W' with W > 0")
 
     @model_validator(mode="after")
-    def _some_size(self) -> ModelPlan:
-        if not self.shapes and not self.n_params:
-            raise ValueError(
-                "model: give sizes as `shapes = [{n_layer=.., d_model=..}, ...]` or `n_params = [...]`"
-            )
+    def _positive(self) -> ModelPlan:
         if any(n <= 0 for n in self.n_params):
             raise ValueError(f"model.n_params={self.n_params}: every N must be > 0")
         return self
+
+    @property
+    def has_sizes(self) -> bool:
+        return bool(self.shapes or self.n_params)
 
 
 class TokensPlan(_Strict):
@@ -101,9 +101,12 @@ class TokensPlan(_Strict):
 
 
 class IsoFlopPlan(_Strict):
-    """For each budget C (FLOPs), `n_sizes` models spaced geometrically around N_opt = sqrt(C / (6 k))."""
+    """For each budget C (FLOPs), `n_sizes` models spaced geometrically around N_opt = sqrt(C / (6 k)).
+    Without `budgets`, a design with a total `budget` lays out `n_budgets` of them, `budget_ratio` apart."""
 
     budgets: list[Positive] = []
+    n_budgets: int = Field(4, ge=1)
+    budget_ratio: float = Field(3.0, gt=1, allow_inf_nan=False)
     n_sizes: int = Field(5, ge=3)
     span: float = Field(4.0, gt=1, allow_inf_nan=False)  # sizes from N_opt / span to N_opt * span
     tokens_per_param: Positive = 20.0  # k of the expected optimum D = k N
@@ -196,16 +199,23 @@ class ExecutorPlan(_Strict):
     slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
 
 
+DESIGNS = ("custom", "isoflop", "grid", "kaplan", "chinchilla")
+
+
 class Plan(_Strict):
-    """The whole `study.toml`."""
+    """The whole `study.toml`. ``design`` (``scalinglab.study.design``) lays out the runs of a named study
+    design from the total compute ``budget`` (FLOPs, C = 6 N D summed over the runs) wherever the plan's
+    own tables leave it open; "custom" (the default) trains exactly what the tables list."""
 
     name: str = "study"
     out: str | None = None  # study folder; default: next to the toml, named after `name`
     params: Literal["kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head"] = (
         "kaplan"
     )
+    design: Literal["custom", "isoflop", "grid", "kaplan", "chinchilla"] = "custom"
+    budget: Positive | None = None  # total training FLOPs of the design's runs
     data: DataPlan = DataPlan()
-    model: ModelPlan
+    model: ModelPlan = ModelPlan()
     tokens: TokensPlan = TokensPlan()
     isoflop: IsoFlopPlan = IsoFlopPlan()
     kaplan: KaplanPlan = KaplanPlan()
@@ -231,19 +241,37 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _has_runs(self) -> Plan:
-        if not (
+        if self.design != "custom":
+            if self.budget is None and not self._has_tables():
+                raise ValueError(
+                    f"design = {self.design!r} needs a total compute `budget` (FLOPs), e.g. budget = 3e14, "
+                    "or the design's own tables"
+                )
+            return self
+        needs_sizes = self.tokens.absolute or self.tokens.per_param or self.kaplan.long_tokens
+        if needs_sizes and not self.model.has_sizes:
+            raise ValueError(
+                "model: give sizes as `shapes = [{n_layer=.., d_model=..}, ...]` or `n_params = [...]` "
+                "(or a design with a budget, e.g. design = \"chinchilla\", budget = 3e14)"
+            )
+        if self.budget is not None:
+            raise ValueError("budget applies to a design (isoflop, grid, kaplan, chinchilla): set design")
+        if not self._has_tables():
+            raise ValueError(
+                "the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
+                "kaplan.long_tokens, kaplan.data_subsets or [[runs]] (or a design with a budget)"
+            )
+        return self
+
+    def _has_tables(self) -> bool:
+        return bool(
             self.tokens.absolute
             or self.tokens.per_param
             or self.isoflop.budgets
             or self.kaplan.long_tokens
             or self.kaplan.data_subsets
             or self.runs
-        ):
-            raise ValueError(
-                "the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
-                "kaplan.long_tokens, kaplan.data_subsets or [[runs]]"
-            )
-        return self
+        )
 
 
 def _format_errors(e: ValidationError, source: str) -> str:
@@ -419,6 +447,9 @@ def _config(
 def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) -> list[RunSpec]:
     """Expand a plan into run specs (deduplicated by id; roles merged), in a stable order (cheap first).
     `batch_for` gives each shape's batch size under the noise-scale rule (see `pilot_runs`)."""
+    from scalinglab.study.design import expand
+
+    plan = expand(plan, vocab_size)
     runs: dict[str, RunSpec] = {}
 
     def add(cfg: dict[str, Any], role: str) -> None:

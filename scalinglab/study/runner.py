@@ -18,6 +18,7 @@ from typing import Any
 
 from scalinglab.errors import ConfigError
 from scalinglab.io import atomic_write_json
+from scalinglab.study import design
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
     BatchFor,
@@ -265,9 +266,11 @@ def run_study(
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
     study_dir = study_dir_for(plan, plan_path, out)
+    vocab, fingerprint = data_identity(plan.data.spec)
+    plan = design.expand(plan, vocab)  # the design's runs and laws, laid out from its budget
+    design.check(plan, make_runs(plan, vocab), vocab)  # a law the runs cannot identify: refused now
     study_dir.mkdir(parents=True, exist_ok=True)
     store = Store(study_dir)
-    vocab, fingerprint = data_identity(plan.data.spec)
     check_same_data(store, plan.data.spec, fingerprint)  # before anything of the study is changed
     if plan_path.resolve() != (study_dir / "study.toml").resolve():
         shutil.copyfile(plan_path, study_dir / ".study.toml.tmp")
@@ -306,6 +309,49 @@ def run_study(
         "runs": store.counts(),
         "fits": fits,
         "report": str(rep) if rep else None,
+    }
+
+
+def describe_plan(plan_path: str | Path, *, calibrate: bool = True) -> dict[str, Any]:
+    """What ``study run`` would train, without training: every run (shape, N under the plan's convention,
+    tokens, batch, steps, FLOPs, estimated seconds on this machine), the totals, and per planned law the
+    runs that feed it, the decades they span in N, D and C and whether they identify it."""
+    from scalinglab.study import estimate
+
+    plan_path = Path(plan_path)
+    plan = load_plan(plan_path)
+    vocab, _ = data_identity(plan.data.spec)
+    plan = design.expand(plan, vocab)
+    runs = make_runs(plan, vocab)
+    table = design.identifiability(plan, runs, vocab)
+    threads = threads_per_run(plan.executor)
+    model = estimate.calibrate([r.config for r in runs], vocab, threads) if calibrate and runs else None
+    rows = []
+    for r in runs:
+        c = r.config
+        n = counts_for(c, vocab)["params"][plan.params]
+        steps = -(-c["tokens"] // (c["batch_size"] * c["n_ctx"]))
+        rows.append({
+            "run_id": r.run_id, "roles": sorted(r.roles), "n_layer": c["n_layer"], "d_model": c["d_model"],
+            "N": n, "tokens": c["tokens"], "tokens_per_param": c["tokens"] / n, "batch_size": c["batch_size"],
+            "steps": int(steps), "flops": 6.0 * n * c["tokens"], "lr": c.get("lr"),
+            "est_s": estimate.run_seconds(c, vocab, model) if model else None,
+        })
+    slots = plan.executor.workers or 1
+    est = [r["est_s"] for r in rows if r["est_s"] is not None]
+    return {
+        "plan": str(plan_path),
+        "design": plan.design,
+        "budget": plan.budget,
+        "laws": list(plan.fit.laws),
+        "runs": rows,
+        "total_flops": float(sum(r["flops"] for r in rows)),
+        "est_wall_s": estimate.wall_seconds(est, slots) if model else None,
+        "slots": slots,
+        "step_model": None if model is None else {"t0_s": model.t0, "flops_per_s": model.rate,
+                                                  "threads": model.threads, "source": model.source},
+        "identifiability": [c.to_dict() for c in table],
+        "identified": all(c.identified for c in table),
     }
 
 

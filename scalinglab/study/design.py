@@ -1,0 +1,279 @@
+"""Study designs that identify the laws they are meant to fit, laid out from a total compute budget.
+
+``expand(plan, vocab_size)`` fills what a plan with ``design`` and ``budget`` (total training FLOPs,
+C = 6 N D summed over the runs) leaves open; whatever the plan sets itself is kept:
+
+- ``isoflop`` (Hoffmann et al. 2022, Approach 2): ``isoflop.n_budgets`` (4) budgets ``budget_ratio`` (3x)
+  apart, the largest ``budget / (n_sizes * sum of ratios)``, each with ``n_sizes`` (5) models from
+  N_opt / span to N_opt * span around the expected optimum D = k N (k = ``tokens_per_param``).
+- ``grid`` (N x D): 4 sizes over 1.5 decades of N, each trained at 5, 20 and 80 tokens per parameter
+  (1.2 decades of D), scaled so the runs spend the budget.
+- ``kaplan`` (Kaplan et al. 2020): 5 sizes over 1.5 decades, all on the same long run of 50 tokens per
+  parameter of the largest (L(N)), and the largest also on 1/16, 1/8, 1/4 and 1/2 of it (L(D)).
+- ``chinchilla``: the isoFLOP sets with 75 % of the budget and a grid of three of their sizes at 1/4, 1
+  and 4 times the expected optimal data with the rest, so that all three approaches (envelope,
+  isoFLOP, parametric L(N, D)) are fitted on the same runs and L(N, D) sees D move at fixed N.
+
+``identifiability(plan, runs, vocab_size)`` says, per law the plan fits, how many runs feed it and the
+decades they span in N, D and C, and whether that identifies it; ``check`` turns a law the plan cannot
+identify into a ConfigError that says what to add, before anything is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scalinglab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scalinglab.study.plan import Plan, RunSpec
+
+LAWS_OF = {
+    "isoflop": ["isoflop", "L(C_min)", "L(N,D)"],
+    "chinchilla": ["isoflop", "L(C_min)", "L(N,D)"],
+    "grid": ["L(N)", "L(D)", "L(N,D)"],
+    "kaplan": ["L(N)", "L(D)", "L(C_min)", "L(N,S)"],
+}
+GRID_PER_PARAM = (5.0, 20.0, 80.0)
+KAPLAN_PER_PARAM = 50.0
+SPAN_DECADES = 1.5  # the N range the grid and Kaplan designs lay out
+CHINCHILLA_ISO_SHARE = 0.75
+MIN_DECADES = 1.0  # a law's variable must span this much for its exponent to be identified
+MIN_BUDGET_SIZES = 5  # an isoFLOP budget needs this many sizes (>= 3 fit a parabola; 5 bracket it)
+
+
+def expand(plan: Plan, vocab_size: int) -> Plan:
+    """The plan with its design laid out (a copy; "custom" plans come back unchanged)."""
+    if plan.design == "custom":
+        return plan
+    upd: dict[str, Any] = {}
+    fit = plan.fit
+    if "laws" not in fit.model_fields_set:
+        fit = fit.model_copy(update={"laws": list(LAWS_OF[plan.design])})
+    if "bootstrap" not in fit.model_fields_set:
+        fit = fit.model_copy(update={"bootstrap": 200})
+    upd["fit"] = fit
+    total = plan.budget
+    if total is not None:
+        total = total / len(plan.seeds.seeds)  # every run once per seed
+        if plan.design in ("isoflop", "chinchilla") and not plan.isoflop.budgets:
+            share = CHINCHILLA_ISO_SHARE if plan.design == "chinchilla" else 1.0
+            upd["isoflop"] = plan.isoflop.model_copy(update={"budgets": _iso_budgets(plan, share * total)})
+        if plan.design == "grid" and not (plan.tokens.absolute or plan.tokens.per_param):
+            upd.update(_grid(plan, total))
+        if plan.design == "kaplan" and not (plan.kaplan.long_tokens or plan.kaplan.data_subsets):
+            upd.update(_kaplan(plan, total))
+        laid = any(r.role == "grid" for r in plan.runs)
+        if plan.design == "chinchilla" and not (plan.tokens.absolute or plan.tokens.per_param or laid):
+            iso = upd.get("isoflop", plan.isoflop)
+            upd["runs"] = list(plan.runs) + _chinchilla_grid(plan, iso, (1 - CHINCHILLA_ISO_SHARE) * total,
+                                                             vocab_size)
+    return plan.model_copy(update=upd)
+
+
+def _iso_budgets(plan: Plan, total: float) -> list[float]:
+    iso = plan.isoflop
+    ratios = [iso.budget_ratio ** -i for i in range(iso.n_budgets)]
+    c_max = total / (iso.n_sizes * sum(ratios))
+    return sorted(_round3(c_max * r) for r in ratios)
+
+
+def _round3(x: float) -> float:
+    """Three significant digits: budgets and sizes a person can read in the plan."""
+    return float(f"{x:.3g}")
+
+
+def _ladder(n_max: float, k: int) -> list[float]:
+    """k sizes log-spaced over SPAN_DECADES decades up to n_max."""
+    return [n_max * 10 ** (-SPAN_DECADES * (k - 1 - i) / (k - 1)) for i in range(k)]
+
+
+def _grid(plan: Plan, total: float) -> dict[str, Any]:
+    k = sum(GRID_PER_PARAM)
+    if plan.model.has_sizes:  # given sizes: scale the data multiples to spend the budget
+        return {"tokens": plan.tokens.model_copy(update={"per_param": list(GRID_PER_PARAM)})}
+    rel = sum(x * x for x in _ladder(1.0, 4))
+    n_max = math.sqrt(total / (6 * k * rel))
+    return {
+        "model": plan.model.model_copy(update={"n_params": [_round3(n) for n in _ladder(n_max, 4)]}),
+        "tokens": plan.tokens.model_copy(update={"per_param": list(GRID_PER_PARAM)}),
+    }
+
+
+def _kaplan(plan: Plan, total: float) -> dict[str, Any]:
+    fr = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
+    rel = sum(_ladder(1.0, 5)) + sum(fr)  # L(N): sizes x D_long; L(D): the largest x the subsets
+    n_max = math.sqrt(total / (6 * KAPLAN_PER_PARAM * rel))
+    d_long = KAPLAN_PER_PARAM * n_max
+    subsets = [_round3(d_long * f) for f in fr]
+    upd: dict[str, Any] = {
+        "kaplan": plan.kaplan.model_copy(update={"long_tokens": _round3(d_long), "data_subsets": subsets})
+    }
+    if not plan.model.has_sizes:
+        upd["model"] = plan.model.model_copy(update={"n_params": [_round3(n) for n in _ladder(n_max, 5)]})
+    return upd
+
+
+def _chinchilla_grid(plan: Plan, iso, total: float, vocab_size: int) -> list:
+    """Three sizes of the isoFLOP ladder (around the optima of the smallest, middle and largest budget),
+    each at 1/4, 1 and 4 times its expected optimal data, scaled to spend ``total``."""
+    from scalinglab.study.plan import ExtraRun, count_n, isoflop_shapes
+
+    if not iso.budgets:
+        return []
+    picks = []
+    for c in (iso.budgets[0], iso.budgets[len(iso.budgets) // 2], iso.budgets[-1]):
+        shapes = isoflop_shapes(plan.model_copy(update={"isoflop": iso}), c, vocab_size)
+        picks.append(shapes[len(shapes) // 2])
+    picks = list(dict.fromkeys(picks))
+    mult = (0.25, 1.0, 4.0)
+    ns = [count_n(nl, d, plan, vocab_size, nh) for nl, d, nh in picks]
+    raw = sum(6 * n * iso.tokens_per_param * n * m for n in ns for m in mult)
+    scale = total / raw if raw > 0 else 1.0
+    out = []
+    for (nl, d, nh), n in zip(picks, ns, strict=True):
+        for m in mult:
+            tokens = max(1.0, round(iso.tokens_per_param * n * m * scale))
+            out.append(ExtraRun(n_layer=nl, d_model=d, n_head=nh, tokens=tokens, role="grid"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+@dataclass
+class LawCheck:
+    """What the plan's runs give one law: runs, decades spanned, verdict and what to add if not identified."""
+
+    law: str
+    runs: int
+    decades: dict[str, float]
+    identified: bool
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"law": self.law, "runs": self.runs, "decades": dict(self.decades),
+                "identified": self.identified, "why": self.why}
+
+
+def _span(xs: list[float]) -> float:
+    xs = [x for x in xs if x > 0]
+    return math.log10(max(xs) / min(xs)) if len(xs) >= 2 else 0.0
+
+
+def identifiability(plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[LawCheck]:
+    """Per law of ``plan.fit.laws``: which planned runs feed it and whether they can identify it."""
+    from scalinglab.study.plan import count_n
+
+    pts = []
+    for r in runs:
+        c = r.config
+        n = count_n(c["n_layer"], c["d_model"], plan, vocab_size, c.get("n_head"))
+        pts.append({"N": n, "D": float(c["tokens"]), "C": 6 * n * float(c["tokens"]), "roles": r.roles})
+    out = []
+    for law in plan.fit.laws:
+        out.append(_check_law(law, pts, plan))
+    return out
+
+
+def _dec(rows) -> dict[str, float]:
+    return {v: round(_span([p[v] for p in rows]), 2) for v in ("N", "D", "C")}
+
+
+def _check_law(law: str, pts: list[dict], plan: Plan) -> LawCheck:
+    main = [p for p in pts if p["roles"] - {"extra", "pilot", "seed-noise"}]
+    if law == "L(N)":
+        rows = [p for p in main if "L(N)" in p["roles"]] or _largest_grid_d(main)
+        sizes = {p["N"] for p in rows}
+        dec = _dec(rows)
+        need = 4 if plan.fit.l_n_form == "power+const" else 3
+        if len(sizes) < need:
+            return LawCheck(law, len(rows), dec, False, f"L(N) needs >= {need} model sizes at one D, got "
+                            f"{len(sizes)}: add sizes ([model] shapes or n_params)")
+        if dec["N"] < MIN_DECADES:
+            return LawCheck(law, len(rows), dec, False, f"L(N) needs N over >= {MIN_DECADES:g} decade, got "
+                            f"{dec['N']:.2f}: add smaller or larger sizes")
+        return LawCheck(law, len(rows), dec, True)
+    if law == "L(D)":
+        rows = [p for p in main if "L(D)" in p["roles"]]
+        if not rows:
+            big = max((p["N"] for p in main if "grid" in p["roles"]), default=None)
+            rows = [p for p in main if "grid" in p["roles"] and p["N"] == big]
+        dec = _dec(rows)
+        need = 4 if plan.fit.l_d_form == "power+const" else 3
+        if len({p["D"] for p in rows}) < need:
+            return LawCheck(law, len(rows), dec, False, f"L(D) needs >= {need} token counts at one N: add "
+                            "kaplan.data_subsets or a grid (tokens.per_param)")
+        if dec["D"] < MIN_DECADES:
+            return LawCheck(law, len(rows), dec, False, f"L(D) needs D over >= {MIN_DECADES:g} decade, got "
+                            f"{dec['D']:.2f}: widen the data subsets")
+        return LawCheck(law, len(rows), dec, True)
+    if law == "isoflop":
+        by: dict[str, list] = {}
+        for p in main:
+            for r in p["roles"]:
+                if r.startswith("isoflop:"):
+                    by.setdefault(r, []).append(p)
+        rows = [p for g in by.values() for p in g]
+        dec = _dec(rows)
+        full = [g for g in by.values() if len({p["N"] for p in g}) >= 3]
+        if len(full) < 3:
+            return LawCheck(law, len(rows), dec, False, f"Approach 2 needs >= 3 isoFLOP budgets with >= 3 "
+                            f"model sizes each (5 recommended), got {len(full)}: add isoflop.budgets")
+        thin = [k for k, g in by.items() if len({p["N"] for p in g}) < MIN_BUDGET_SIZES]
+        if thin:
+            return LawCheck(law, len(rows), dec, False, f"every isoFLOP budget needs >= {MIN_BUDGET_SIZES} "
+                            f"sizes to bracket its optimum; {', '.join(sorted(thin))} have fewer: raise "
+                            "isoflop.n_sizes or add [model] shapes")
+        return LawCheck(law, len(rows), dec, True)
+    if law == "L(N,D)":
+        dec = _dec(main)
+        if len(main) < 8:
+            return LawCheck(law, len(main), dec, False, f"L(N,D) (5 parameters) needs >= 8 runs, got "
+                            f"{len(main)}: add budgets or a grid")
+        for v in ("N", "D"):
+            if dec[v] < MIN_DECADES:
+                return LawCheck(law, len(main), dec, False, f"L(N,D) needs {v} over >= {MIN_DECADES:g} "
+                                f"decade, got {dec[v]:.2f}: add budgets or a grid")
+        return LawCheck(law, len(main), dec, True)
+    if law == "L(C_min)":
+        dec = _dec(main)
+        if len(main) < 3:
+            return LawCheck(law, len(main), dec, False, "the compute frontier needs >= 3 runs of several "
+                            "sizes")
+        if len({p["N"] for p in main}) < 3:
+            return LawCheck(law, len(main), dec, False, "the compute frontier needs >= 3 model sizes")
+        return LawCheck(law, len(main), dec, True)
+    if law == "L(N,S)":
+        rows = [p for p in main if "L(N)" in p["roles"]] or main
+        dec = _dec(rows)
+        ok = len({p["N"] for p in rows}) >= 2
+        return LawCheck(law, len(rows), dec, ok, "" if ok else "L(N,S) needs learning curves of >= 2 sizes")
+    if law == "B_crit(L)":
+        ok = plan.train.get("noise_scale", True) is not False
+        return LawCheck(law, len(main), _dec(main), ok, "" if ok else "B_crit(L) needs the noise scale: "
+                        "remove [train] noise_scale = false")
+    raise ConfigError(f"unknown law {law!r}")
+
+
+def _largest_grid_d(main: list[dict]) -> list[dict]:
+    grid = [p for p in main if "grid" in p["roles"]]
+    if not grid:
+        return []
+    by: dict[float, set] = {}
+    for p in grid:
+        by.setdefault(p["D"], set()).add(p["N"])
+    d = max(by, key=lambda x: (len(by[x]), x))
+    return [p for p in grid if p["D"] == d]
+
+
+def check(plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[LawCheck]:
+    """The identifiability table; a ConfigError naming every law the plan cannot identify and the fix."""
+    table = identifiability(plan, runs, vocab_size)
+    bad = [c for c in table if not c.identified]
+    if bad:
+        raise ConfigError("the plan cannot identify " + "; ".join(f"{c.law}: {c.why}" for c in bad)
+                          + " (`scalinglab study plan` shows the table)")
+    return table
