@@ -109,7 +109,8 @@ class FitResult:
         """(low, high) prediction interval from the bootstrap fits; needs ``bootstrap > 0``.
 
         Each bootstrap parameter vector predicts; with ``noise`` a log residual of the fit drawn at random
-        (seeded) is added to each, so the interval is for a new observation, not only for the mean curve.
+        (seeded; rescaled by sqrt(n / (n - p)) for the p fitted parameters) is added to each, so the interval
+        is for a new observation, not only for the mean curve.
         """
         if self.samples is None or len(self.samples) == 0:
             raise FitError("prediction intervals need a bootstrap: fit(..., bootstrap=K)")
@@ -122,8 +123,11 @@ class FitResult:
         with np.errstate(over="ignore", invalid="ignore"):
             lp = self.form.log_eval(thetas, logx, jac=False)  # (B, m)
         if noise and self.residuals.size:
+            # the fit's log residuals, rescaled by sqrt(n / (n - p)): the fit absorbed p degrees of freedom
+            n, p = self.residuals.size, len(names)
+            r = self.residuals * np.sqrt(n / (n - p)) if n > p else self.residuals
             rng = np.random.default_rng(0 if self.seed is None else self.seed + 1)
-            lp = lp + rng.choice(self.residuals, size=lp.shape)
+            lp = lp + rng.choice(r, size=lp.shape)
         q = (1.0 - level) / 2.0
         lo, hi = np.nanquantile(np.exp(lp), [q, 1.0 - q], axis=0)
         return lo.reshape(shape), hi.reshape(shape)
