@@ -29,11 +29,39 @@ def run(
         None, "--out", "-o", help="study folder (default: plan's `out`, else ./runs/<name>)"
     ),
     no_report: bool = typer.Option(False, "--no-report", help="skip the HTML report"),
+    adaptive: int = typer.Option(
+        0, "--adaptive", min=0, help="then R rounds of suggest-then-train (see `study suggest`)"
+    ),
+    adaptive_runs: int = typer.Option(2, "--adaptive-runs", min=1, help="runs per adaptive round"),
 ) -> None:
     """Plan the ladder, train every run, fit the laws, write the report. Re-run the same command to resume."""
     from scalinglab.study.runner import run_study
 
-    run_study(plan, out, echo=typer.echo, report=not no_report)
+    run_study(
+        plan, out, echo=typer.echo, report=not no_report, adaptive=adaptive, adaptive_runs=adaptive_runs
+    )
+
+
+@study_app.command("suggest")
+def suggest_cmd(
+    study_dir: Path = typer.Argument(..., help="the study folder (or its plan)"),
+    target: str = typer.Option(..., "--target", help="the budget to predict at, C=FLOPS (e.g. C=1e16)"),
+    runs: int = typer.Option(2, "--runs", min=1, help="how many runs to propose"),
+    quantity: str = typer.Option("N_opt", "--for", help="shrink the interval of N_opt or of the loss"),
+    max_flops: float = typer.Option(None, "--max-flops", help="most FLOPs one run may cost "
+                                    "(default: 3x the largest run so far)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The runs to train next: those that most shrink the 95 % interval of N_opt (or the loss) at the target,
+    from the L(N,D) fit's bootstrap laws (expected variance reduction; see scalinglab.laws.suggest)."""
+    from scalinglab.study.suggest import study_suggest
+
+    d = study_suggest(_study_dir(study_dir), target, runs, quantity, max_flops)
+    if as_json:
+        print_json(d)
+        return
+    for line in d["lines"]:
+        typer.echo(line)
 
 
 @study_app.command("plan")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import ConfigError
+from scalinglab.errors import ConfigError, FitError, InputError
 from scalinglab.io import atomic_write_json
 from scalinglab.study import design
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
@@ -31,6 +31,7 @@ from scalinglab.study.plan import (
     plan_hash,
 )
 from scalinglab.study.store import Store
+from scalinglab.study.suggest import adaptive_specs, remember, suggest_runs
 
 Echo = Callable[[str], None]
 POLL_S = 0.2
@@ -257,9 +258,16 @@ def _report(study_dir: Path, echo: Echo) -> Path | None:
 
 
 def run_study(
-    plan_path: str | Path, out: str | Path | None = None, *, echo: Echo = print, report: bool = True
+    plan_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    echo: Echo = print,
+    report: bool = True,
+    adaptive: int = 0,
+    adaptive_runs: int = 2,
 ) -> dict[str, Any]:
-    """Run (or continue) a study end to end; returns {"study_dir", "runs", "fits", "report"}."""
+    """Run (or continue) a study end to end; returns {"study_dir", "runs", "fits", "report"}. ``adaptive``
+    rounds of suggest-then-train (``study.suggest``, ``adaptive_runs`` runs each) follow the plan's runs."""
     from scalinglab.study import fitting
 
     t0 = time.time()
@@ -290,7 +298,8 @@ def run_study(
         execute(store, study_dir, plan, [p.run_id for p in pilots], echo)
         wait_for_others(store, [p.run_id for p in pilots], echo)  # the batch sizes need every pilot's result
         batch_for = batches_from_pilots(store, plan, pilots, echo)
-    ids = register(store, study_dir, plan, pilots + make_runs(plan, vocab, batch_for), vocab)
+    planned = pilots + make_runs(plan, vocab, batch_for)
+    ids = register(store, study_dir, plan, planned + adaptive_specs(store), vocab)
     execute(store, study_dir, plan, ids, echo)
     counts = store.counts()
     if counts["running"]:
@@ -298,6 +307,23 @@ def run_study(
     store.set_meta("phase", "fitting")
     fits = fitting.fit_study(store, plan, ids, echo)
     store.set_meta("phase", "fitted")
+    done_rounds = int(store.get_meta("adaptive_rounds", 0))
+    for rnd in range(done_rounds, adaptive):
+        target = fitting.target_flops(plan, fitting.finished_runs(store, plan, ids))
+        try:
+            sg, specs = suggest_runs(store, plan, fits, vocab, target_C=target, k=adaptive_runs)
+        except (FitError, ConfigError, InputError) as e:
+            echo(f"adaptive round {rnd + 1}: stopped ({e})")
+            break
+        for line in sg.lines():
+            echo(f"adaptive round {rnd + 1}: {line}")
+        remember(store, specs)
+        ids = register(store, study_dir, plan, planned + adaptive_specs(store), vocab)
+        store.set_meta("phase", "training")
+        execute(store, study_dir, plan, ids, echo)
+        fits = fitting.fit_study(store, plan, ids, echo)
+        store.set_meta("adaptive_rounds", rnd + 1)
+        store.set_meta("phase", "fitted")
     fitting.print_summary(store, plan, ids, fits, echo)
     rep = _report(study_dir, echo) if report else None
     if rep is not None:
