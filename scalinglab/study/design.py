@@ -6,10 +6,10 @@ C = 6 N D summed over the runs) leaves open; whatever the plan sets itself is ke
 - ``isoflop`` (Hoffmann et al. 2022, Approach 2): ``isoflop.n_budgets`` (4) budgets ``budget_ratio`` (3x)
   apart, the largest ``budget / (n_sizes * sum of ratios)``, each with ``n_sizes`` (5) models from
   N_opt / span to N_opt * span around the expected optimum D = k N (k = ``tokens_per_param``).
-- ``grid`` (N x D): 4 sizes over 1.5 decades of N, each trained at 5, 20 and 80 tokens per parameter
-  (1.2 decades of D), scaled so the runs spend the budget.
+- ``grid`` (N x D): 4 sizes over 1.5 decades of N, each trained on D_max / 16, D_max / 4 and D_max
+  tokens (1.2 decades; D_max = 20 N_max), scaled so the runs spend the budget.
 - ``kaplan`` (Kaplan et al. 2020): 5 sizes over 1.5 decades, all on the same long run of 50 tokens per
-  parameter of the largest (L(N)), and the largest also on 1/16, 1/8, 1/4 and 1/2 of it (L(D)).
+  parameter of the largest (L(N)), and the largest also on 1/32, 1/16, 1/8, 1/4 and 1/2 of it (L(D)).
 - ``chinchilla``: the isoFLOP sets with 75 % of the budget and a grid of three of their sizes at 1/4, 1
   and 4 times the expected optimal data with the rest, so that all three approaches (envelope,
   isoFLOP, parametric L(N, D)) are fitted on the same runs and L(N, D) sees D move at fixed N.
@@ -36,7 +36,8 @@ LAWS_OF = {
     "grid": ["L(N)", "L(D)", "L(N,D)"],
     "kaplan": ["L(N)", "L(D)", "L(C_min)", "L(N,S)"],
 }
-GRID_PER_PARAM = (5.0, 20.0, 80.0)
+GRID_D_FRACTIONS = (1 / 16, 1 / 4, 1.0)
+GRID_TOKENS_PER_PARAM = 20.0  # D_max = 20 N_max
 KAPLAN_PER_PARAM = 50.0
 SPAN_DECADES = 1.5  # the N range the grid and Kaplan designs lay out
 CHINCHILLA_ISO_SHARE = 0.75
@@ -62,7 +63,7 @@ def expand(plan: Plan, vocab_size: int) -> Plan:
             share = CHINCHILLA_ISO_SHARE if plan.design == "chinchilla" else 1.0
             upd["isoflop"] = plan.isoflop.model_copy(update={"budgets": _iso_budgets(plan, share * total)})
         if plan.design == "grid" and not (plan.tokens.absolute or plan.tokens.per_param):
-            upd.update(_grid(plan, total))
+            upd.update(_grid(plan, total, vocab_size))
         if plan.design == "kaplan" and not (plan.kaplan.long_tokens or plan.kaplan.data_subsets):
             upd.update(_kaplan(plan, total))
         laid = any(r.role == "grid" for r in plan.runs)
@@ -90,20 +91,27 @@ def _ladder(n_max: float, k: int) -> list[float]:
     return [n_max * 10 ** (-SPAN_DECADES * (k - 1 - i) / (k - 1)) for i in range(k)]
 
 
-def _grid(plan: Plan, total: float) -> dict[str, Any]:
-    k = sum(GRID_PER_PARAM)
-    if plan.model.has_sizes:  # given sizes: scale the data multiples to spend the budget
-        return {"tokens": plan.tokens.model_copy(update={"per_param": list(GRID_PER_PARAM)})}
-    rel = sum(x * x for x in _ladder(1.0, 4))
-    n_max = math.sqrt(total / (6 * k * rel))
+def _grid(plan: Plan, total: float, vocab_size: int) -> dict[str, Any]:
+    """Every size at every token count: D_max x (1/16, 1/4, 1) with D_max = 20 N_max, so that L(N) has all
+    sizes at each D and L(D) all counts at each N; scaled to spend ``total``."""
+    rel_d = GRID_D_FRACTIONS
+    if plan.model.has_sizes:  # given sizes: the token counts spend the budget
+        from scalinglab.study.plan import count_n, sizes
+
+        ns = [count_n(nl, d, plan, vocab_size, nh) for nl, d, nh in sizes(plan, vocab_size)]
+        d_max = total / (6 * sum(ns) * sum(rel_d))
+        return {"tokens": plan.tokens.model_copy(update={"absolute": [_round3(d_max * f) for f in rel_d]})}
+    rel_n = _ladder(1.0, 4)
+    n_max = math.sqrt(total / (6 * GRID_TOKENS_PER_PARAM * sum(rel_n) * sum(rel_d)))
+    d_max = GRID_TOKENS_PER_PARAM * n_max
     return {
         "model": plan.model.model_copy(update={"n_params": [_round3(n) for n in _ladder(n_max, 4)]}),
-        "tokens": plan.tokens.model_copy(update={"per_param": list(GRID_PER_PARAM)}),
+        "tokens": plan.tokens.model_copy(update={"absolute": [_round3(d_max * f) for f in rel_d]}),
     }
 
 
 def _kaplan(plan: Plan, total: float) -> dict[str, Any]:
-    fr = (1 / 16, 1 / 8, 1 / 4, 1 / 2)
+    fr = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
     rel = sum(_ladder(1.0, 5)) + sum(fr)  # L(N): sizes x D_long; L(D): the largest x the subsets
     n_max = math.sqrt(total / (6 * KAPLAN_PER_PARAM * rel))
     d_long = KAPLAN_PER_PARAM * n_max
@@ -269,11 +277,16 @@ def _largest_grid_d(main: list[dict]) -> list[dict]:
     return [p for p in grid if p["D"] == d]
 
 
-def check(plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[LawCheck]:
-    """The identifiability table; a ConfigError naming every law the plan cannot identify and the fix."""
+def check(plan: Plan, runs: list[RunSpec], vocab_size: int, echo=None) -> list[LawCheck]:
+    """The identifiability table; with ``[fit] check = "strict"`` (the default) a ConfigError naming every
+    law the plan cannot identify and what to add, with "warn" the same said through ``echo``."""
     table = identifiability(plan, runs, vocab_size)
     bad = [c for c in table if not c.identified]
     if bad:
-        raise ConfigError("the plan cannot identify " + "; ".join(f"{c.law}: {c.why}" for c in bad)
-                          + " (`scalinglab study plan` shows the table)")
+        msg = ("the plan cannot identify " + "; ".join(f"{c.law}: {c.why}" for c in bad)
+               + " (`scalinglab study plan` shows the table)")
+        if plan.fit.check == "strict":
+            raise ConfigError(msg + '; [fit] check = "warn" trains it anyway')
+        if echo is not None:
+            echo(f"warning: {msg}")
     return table

@@ -180,6 +180,9 @@ class FitPlan(_Strict):
     backtest_holdout: int = Field(1, ge=1)  # back-tests hold out the runs at the largest k values
     bootstrap: int = Field(0, ge=0)
     target_flops: Positive | None = None  # the allocation's budget (FLOPs; default 10x the largest run)
+    # "strict": a law the planned runs cannot identify stops the study before training (the default);
+    # "warn": it is trained anyway and only warned (smoke tests, deliberately tiny studies)
+    check: Literal["strict", "warn"] = "strict"
 
     @field_validator("laws")
     @classmethod
@@ -355,15 +358,26 @@ def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int
 
 
 def shape_for_n(n: float, plan: Plan, vocab_size: int) -> tuple[int, int]:
-    """(n_layer, d_model) with d_model / n_layer near the aspect ratio and N (plan.params) nearest to n."""
+    """(n_layer, d_model) with N (plan.params) nearest to n and d_model / n_layer near the aspect ratio.
+
+    d_model is a multiple of head_dim, or below 4 head_dim a multiple of 4 that the head count
+    (d_model // head_dim, at least 1) divides: tiny models keep distinct sizes instead of all rounding to
+    one. A shape more than 4x off the aspect ratio pays for it (a 3-layer d_model-8 model is not a
+    plausible member of a ladder at aspect ratio 32)."""
     r, h = plan.model.aspect_ratio, plan.model.head_dim
     best: tuple[float, int, int] | None = None
     guess = max(1, round((n / (12 * r * r)) ** (1 / 3)))
     for n_layer in range(max(1, guess - 2), guess + 3):
         d0 = math.sqrt(max(n, 1.0) / (12 * n_layer))
-        for d in {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}:
+        cands = {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}
+        if d0 < 4 * h:
+            cands |= {max(4, q * 4) for q in (math.floor(d0 / 4), math.ceil(d0 / 4))}
+        for d in sorted(cands):
+            if d % max(1, d // h):
+                continue
             err = abs(math.log(count_n(n_layer, d, plan, vocab_size) / n))
-            err += 0.05 * abs(math.log((d / n_layer) / r))  # tie-break towards the aspect ratio
+            off = abs(math.log((d / n_layer) / r))
+            err += 0.05 * off + max(0.0, off - math.log(4.0))  # towards the aspect ratio; far off: costly
             if best is None or err < best[0]:
                 best = (err, n_layer, d)
     assert best is not None

@@ -276,7 +276,7 @@ def run_study(
     study_dir = study_dir_for(plan, plan_path, out)
     vocab, fingerprint = data_identity(plan.data.spec)
     plan = design.expand(plan, vocab)  # the design's runs and laws, laid out from its budget
-    design.check(plan, make_runs(plan, vocab), vocab)  # a law the runs cannot identify: refused now
+    design.check(plan, make_runs(plan, vocab), vocab, echo)  # a law the runs cannot identify: refused now
     study_dir.mkdir(parents=True, exist_ok=True)
     store = Store(study_dir)
     check_same_data(store, plan.data.spec, fingerprint)  # before anything of the study is changed

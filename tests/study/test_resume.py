@@ -34,6 +34,7 @@ size = 16
 [lr]
 value = 3e-3
 [fit]
+check = "warn"
 laws = ["L(N)", "L(N,S)"]
 [train]
 eval_batches = 4

@@ -25,6 +25,7 @@ pilot_tokens = 4096
 min_size = 2
 max_size = 64
 [fit]
+check = "warn"
 laws = ["L(N)"]
 [train]
 eval_batches = 2
