@@ -491,8 +491,8 @@ def _check_floors(a: dict[str, Any], floors: list[Floor]) -> None:
             continue
         if a["loss"] < f.low:
             a["loss_refused"] = (
-                f"the predicted {a['loss']:.4f} nats/token is below the irreducible loss {f.source} fitted "
-                f"on the same runs (95 % low {f.low:.4f}): the fits contradict each other"
+                f"the L(N,D) loss there is below the irreducible loss {f.source} fitted on the same runs "
+                f"(its 95 % low {f.low:.4f} nats/token): the fits contradict each other"
             )
             a["loss"], a["loss_ci"] = None, None
             return
@@ -506,7 +506,8 @@ def _check_floors(a: dict[str, Any], floors: list[Floor]) -> None:
 
 def _fix_advice(lnd) -> str:
     """What runs would identify the L(N, D) parameters that are not."""
-    bad = set(getattr(lnd, "at_bound", [])) | set(getattr(lnd, "not_identified", []))
+    bad = (set(getattr(lnd, "at_bound", [])) | set(getattr(lnd, "not_identified", []))
+           | set(getattr(lnd, "interval_at_bound", [])))
     tips = []
     if "E" in bad:
         tips.append("E (the loss floor) needs runs where the loss flattens: larger models trained on more "
