@@ -592,8 +592,9 @@ def _bootstrap_summary(form, theta, logx, logy, delta, n_boot, seed):
     if len(samples) < 2:
         raise FitError("the bootstrap produced fewer than 2 converged refits")
     lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a scale at 1e300 (N_c of alpha ~ 0)
         C = np.corrcoef(samples, rowvar=False)
+        se = np.std(samples, axis=0, ddof=1)
     # a coordinate at a bound in more than 2.5 % of the refits: that end of its interval is the bound
     ok = thetas[conv]
     edge = [
@@ -604,7 +605,7 @@ def _bootstrap_summary(form, theta, logx, logy, delta, n_boot, seed):
     return {
         "interval_at_bound": edge,
         "samples": samples,
-        "se": {k: float(np.std(samples[:, i], ddof=1)) for i, k in enumerate(names)},
+        "se": {k: float(se[i]) for i, k in enumerate(names)},
         "ci95": {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)},
         "corr": {a: {b: float(C[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)},
     }, int(np.sum(~conv))
