@@ -61,9 +61,9 @@ def _fmt(x) -> str:
 
 
 def _console():
-    from rich.console import Console
+    from scalinglab.cli._app import console
 
-    return Console()
+    return console()
 
 
 @app.command("fit")
