@@ -31,7 +31,7 @@ def chinchilla_csv(shared_data: Path) -> Path:
 
 @pytest.fixture
 def cli(monkeypatch, capsys):
-    """Run the console entry point in-process: ``cli("allocate", "1e22", ...)`` -> (exit code, stdout, stderr)."""
+    """Run the console entry point in-process: ``cli("allocate", "1e22")`` -> (exit code, stdout, stderr)."""
     import sys
 
     def call(*args):

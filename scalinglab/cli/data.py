@@ -70,8 +70,9 @@ def _show(info, json_out: bool) -> None:
     if json_out:
         print_json(info.to_json())
         return
-    from scalinglab.cli._app import console
     from rich.table import Table
+
+    from scalinglab.cli._app import console
 
     t = Table(title=f"{info.spec}  ({info.path})")
     t.add_column("split")

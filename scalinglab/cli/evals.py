@@ -25,8 +25,9 @@ def _shots(text: str) -> list[int]:
 
 
 def _print_results(results: list[dict]) -> None:
-    from scalinglab.cli._app import console
     from rich.table import Table
+
+    from scalinglab.cli._app import console
 
     t = Table(title="few-shot accuracy (mean ± sd over seeds)")
     for col in ("task", "preset", "scorer", "K", "acc", "sd", "se", "docs", "contam."):

@@ -234,8 +234,19 @@ def allocate_cmd(
         "kaplan2020-frontier) or a fit JSON from `scalinglab fit --json`.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print N_opt, D_opt, loss (and B, S) as JSON."),
+    inference_tokens: float = typer.Option(
+        None, "--inference-tokens", help="Tokens the model will serve: also the (N, D) of least training + "
+        "inference FLOPs at the compute-optimal loss (Sardana et al. 2024)."
+    ),
+    unique_tokens: float = typer.Option(
+        None, "--unique-tokens", help="Unique tokens available: the data-constrained optimum and what more "
+        "epochs are worth (Muennighoff et al. 2023)."
+    ),
+    rd_star: float = typer.Option(None, "--rd-star", help="With --unique-tokens: R_D* (default 15.39, C4)."),
+    shape: str = typer.Option(None, "--shape", help="gpt or llama: a (n_layer, d_model, n_head) for N_opt."),
 ) -> None:
     """Compute-optimal model size N and tokens D (C = 6ND) for a budget, with the predicted loss."""
+    from scalinglab.cli.budget import allocate_extras, print_extras
     from scalinglab.errors import InputError
     from scalinglab.laws.allocate import allocate
 
@@ -247,8 +258,10 @@ def allocate_cmd(
     special = law in ("kaplan2020-frontier", "kaplan2020-table6") or law in HENIGHAN_NOPT
     obj = law if special else _load_law(law)
     a = allocate(c, obj)
+    extra = allocate_extras(c, obj, a, inference_tokens=inference_tokens, unique_tokens=unique_tokens,
+                            rd_star=rd_star, shape=shape)
     if as_json:
-        print_json(a.to_dict())
+        print_json({**a.to_dict(), **extra})
         return
     from rich.table import Table
 
@@ -268,6 +281,7 @@ def allocate_cmd(
     con.print(t)
     for n in a.notes:
         con.print(f"note: {n}", highlight=False)
+    print_extras(extra, con)
 
 
 @app.command("presets")

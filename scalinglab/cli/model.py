@@ -10,9 +10,9 @@ from scalinglab.cli._app import app, print_json
 @app.command("count")
 def count(
     name: str = typer.Option(
-        None, "--name", help="A named size: gpt2 ... gpt2-xl, gpt3-small ... gpt3-175b, llama-2-7b, llama-2-13b, "
-        "llama-2-70b, llama-3-8b, llama-3-70b, mistral-7b, mixtral-8x7b, chinchilla-44m ... chinchilla-16183m "
-        "(Hoffmann Table A9), chinchilla-70b."
+        None, "--name", help="A named size: gpt2 ... gpt2-xl, gpt3-small ... gpt3-175b, llama-2-7b, "
+        "llama-2-13b, llama-2-70b, llama-3-8b, llama-3-70b, mistral-7b, mixtral-8x7b, chinchilla-44m ... "
+        "chinchilla-16183m (Hoffmann Table A9), chinchilla-70b."
     ),
     n_layer: int = typer.Option(None, "--n-layer", help="Transformer blocks."),
     d_model: int = typer.Option(None, "--d-model", help="Residual width."),
@@ -25,12 +25,12 @@ def count(
     ),
     bias: bool = typer.Option(None, "--bias/--no-bias", help="Biases in linear layers and LayerNorms."),
     sparse_window: int = typer.Option(
-        None, "--sparse-window", help="GPT: alternate dense and banded:W layers; --arch llama: a sliding window "
-        "of W in every layer."
+        None, "--sparse-window", help="GPT: alternate dense and banded:W layers; --arch llama: a sliding "
+        "window of W in every layer."
     ),
     arch: str = typer.Option(
-        None, "--arch", help="gpt (GELU, LayerNorm, learned positions; the default) or llama (SwiGLU, RMSNorm, "
-        "RoPE, untied head; vocab 32000 and n_ctx 4096 unless given)."
+        None, "--arch", help="gpt (GELU, LayerNorm, learned positions; the default) or llama (SwiGLU, "
+        "RMSNorm, RoPE, untied head; vocab 32000 and n_ctx 4096 unless given)."
     ),
     n_kv_head: int = typer.Option(None, "--n-kv-head", help="Key/value heads (grouped-query attention)."),
     experts: int = typer.Option(None, "--experts", help="Mixture of experts: experts per layer."),
@@ -78,8 +78,9 @@ def count(
     if as_json:
         print_json(out)
         return
-    from scalinglab.cli._app import console
     from rich.table import Table
+
+    from scalinglab.cli._app import console
 
     t = Table(
         title=f"{cfg.n_layer} layers, d_model {cfg.d_model}, {cfg.n_head} heads, V {cfg.vocab_size}, "
@@ -92,3 +93,39 @@ def count(
     for k, v in out["flops_per_token"].items():
         t.add_row(f"train FLOPs/token.{k}", f"{v:,}")
     console().print(t)
+
+
+@app.command("shape")
+def shape_cmd(
+    n: float = typer.Argument(..., help="Target parameter count N."),
+    params: str = typer.Option(
+        "total", "--params", help="The count N means: total, non_embedding, kaplan, non_embedding_with_head."
+    ),
+    arch: str = typer.Option("gpt", "--arch", help="gpt (the trainer's model) or llama."),
+    aspect: float = typer.Option(None, "--aspect", help="d_model / n_layer (default gpt 64, llama 128)."),
+    head_dim: int = typer.Option(None, "--head-dim", help="d_model per head (default gpt 64, llama 128)."),
+    vocab: int = typer.Option(None, "--vocab", help="Vocabulary (default gpt 50257, llama 32000)."),
+    ctx: int = typer.Option(None, "--ctx", help="Context length (default gpt 1024, llama 4096)."),
+    n_kv_head: int = typer.Option(None, "--n-kv-head", help="llama: key/value heads (must divide n_head)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the suggestion as JSON."),
+) -> None:
+    """A (n_layer, d_model, n_head) for a target N under the aspect rule, with its exact parameter count."""
+    from scalinglab.errors import ConfigError
+    from scalinglab.model.shapes import suggest_shape
+
+    llama = arch == "llama"
+    kw = {"n_kv_head": n_kv_head} if n_kv_head is not None else {}
+    if kw and not llama:
+        raise ConfigError("--n-kv-head needs --arch llama")
+    s = suggest_shape(n, params=params, arch=arch, aspect=aspect or (128.0 if llama else 64.0),
+                      head_dim=head_dim or (128 if llama else 64),
+                      vocab_size=vocab or (32000 if llama else 50257), n_ctx=ctx or (4096 if llama else 1024),
+                      **kw)
+    if as_json:
+        print_json(s.to_dict())
+        return
+    from scalinglab.cli._app import console
+
+    console().print(f"N = {n:.4g} ({arch}): n_layer {s.n_layer}, d_model {s.d_model}, n_head {s.n_head} "
+                    f"-> exactly {s.n_params:,} parameters ({params}; {100 * s.rel_error:+.2f} %), "
+                    f"aspect {s.aspect:.0f}", highlight=False)

@@ -82,7 +82,8 @@ def _load_causal_lm(auto: Any, path: Path, dtype: Any) -> Any:
 
 def cache_keyword(model: Any) -> str:
     """The keyword a model's ``forward`` takes its KV cache by: ``cache`` (transformers 5.x, where
-    ``past_key_values`` is deprecated) or ``past_key_values`` (4.x). The output attribute has the same name."""
+    ``past_key_values`` is deprecated) or ``past_key_values`` (4.x). The output attribute has the same
+    name."""
     import inspect
 
     try:

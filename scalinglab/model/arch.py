@@ -77,10 +77,13 @@ class DecoderConfig:
                 raise ConfigError(f"DecoderConfig.{name} = {v!r}: must be a positive integer")
         for name, allowed in (("mlp", MLPS), ("norm", NORMS), ("positions", POSITIONS)):
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"DecoderConfig.{name} = {getattr(self, name)!r}: one of {', '.join(allowed)}")
+                raise ConfigError(
+                    f"DecoderConfig.{name} = {getattr(self, name)!r}: one of {', '.join(allowed)}"
+                )
         if self.d_head is None and self.d_model % self.n_head:
-            raise ConfigError(f"DecoderConfig: d_model {self.d_model} is not divisible by n_head {self.n_head} "
-                              "(set d_head)")
+            raise ConfigError(
+                f"DecoderConfig: d_model {self.d_model} is not divisible by n_head {self.n_head} (set d_head)"
+            )
         kv = self.kv_heads
         if not (1 <= kv <= self.n_head and self.n_head % kv == 0):
             raise ConfigError(f"DecoderConfig.n_kv_head = {self.n_kv_head}: must divide n_head {self.n_head}")
@@ -91,7 +94,9 @@ class DecoderConfig:
         if self.attention is not None:
             pats = tuple(self.attention)
             if len(pats) != self.n_layer:
-                raise ConfigError(f"DecoderConfig.attention has {len(pats)} entries for n_layer {self.n_layer}")
+                raise ConfigError(
+                    f"DecoderConfig.attention has {len(pats)} entries for n_layer {self.n_layer}"
+                )
         elif self.sliding_window is not None:
             pats = (f"banded:{self.sliding_window}",) * self.n_layer
         else:
@@ -136,15 +141,45 @@ class DecoderConfig:
     @classmethod
     def from_gpt(cls, cfg: GPTConfig) -> DecoderConfig:
         """The project's GPT (GELU MLP, LayerNorm, learned positions) as a DecoderConfig."""
-        return cls(n_layer=cfg.n_layer, d_model=cfg.d_model, n_head=cfg.n_head, vocab_size=cfg.vocab_size,
-                   n_ctx=cfg.n_ctx, d_head=cfg.d_head, d_ff=cfg.ff, mlp="gelu", norm="layernorm",
-                   positions="learned", tied=cfg.tied, bias=cfg.bias, attention=tuple(cfg.patterns))
+        return cls(
+            n_layer=cfg.n_layer,
+            d_model=cfg.d_model,
+            n_head=cfg.n_head,
+            vocab_size=cfg.vocab_size,
+            n_ctx=cfg.n_ctx,
+            d_head=cfg.d_head,
+            d_ff=cfg.ff,
+            mlp="gelu",
+            norm="layernorm",
+            positions="learned",
+            tied=cfg.tied,
+            bias=cfg.bias,
+            attention=tuple(cfg.patterns),
+        )
 
 
-def _llama(n_layer: int, d_model: int, n_head: int, vocab: int, n_ctx: int, *, kv: int | None = None,
-           mult: float | None = None, multiple_of: int = 256, **kw) -> DecoderConfig:
-    return DecoderConfig(n_layer=n_layer, d_model=d_model, n_head=n_head, vocab_size=vocab, n_ctx=n_ctx,
-                         n_kv_head=kv, d_ff=kw.pop("d_ff", None) or llama_d_ff(d_model, multiple_of, mult), **kw)
+def _llama(
+    n_layer: int,
+    d_model: int,
+    n_head: int,
+    vocab: int,
+    n_ctx: int,
+    *,
+    kv: int | None = None,
+    mult: float | None = None,
+    multiple_of: int = 256,
+    **kw,
+) -> DecoderConfig:
+    return DecoderConfig(
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head,
+        vocab_size=vocab,
+        n_ctx=n_ctx,
+        n_kv_head=kv,
+        d_ff=kw.pop("d_ff", None) or llama_d_ff(d_model, multiple_of, mult),
+        **kw,
+    )
 
 
 # Released configs (params.json / config.json of each model).
@@ -158,31 +193,76 @@ NAMED_DECODERS: dict[str, DecoderConfig] = {
     "mixtral-8x7b": _llama(32, 4096, 32, 32000, 32768, kv=8, d_ff=14336, n_experts=8, top_k=2),
 }
 
-# Hoffmann et al. 2022, Table A9: (label in millions, d_model, n_heads, n_layers, kv_size); ffw_size = 4 d_model.
+# Hoffmann et al. 2022, Table A9: (label in millions, d_model, n_heads, n_layers, kv_size), ffw_size 4 d.
 # Gopher-style: RMSNorm, relative positions, a 32k vocabulary, one embedding matrix shared with the output.
 CHINCHILLA_A9: tuple[tuple[int, int, int, int, int], ...] = (
-    (44, 512, 8, 8, 64), (57, 576, 9, 9, 64), (74, 640, 10, 10, 64), (90, 640, 10, 13, 64),
-    (106, 640, 10, 16, 64), (117, 768, 12, 12, 64), (140, 768, 12, 15, 64), (163, 768, 12, 18, 64),
-    (175, 896, 14, 14, 64), (196, 896, 14, 16, 64), (217, 896, 14, 18, 64), (251, 1024, 16, 16, 64),
-    (278, 1024, 16, 18, 64), (306, 1024, 16, 20, 64), (425, 1280, 10, 18, 128), (489, 1280, 10, 21, 128),
-    (509, 1408, 11, 18, 128), (552, 1280, 10, 24, 128), (587, 1408, 11, 21, 128), (632, 1536, 12, 19, 128),
-    (664, 1408, 11, 24, 128), (724, 1536, 12, 22, 128), (816, 1536, 12, 25, 128), (893, 1792, 14, 20, 128),
-    (1018, 1792, 14, 23, 128), (1143, 1792, 14, 26, 128), (1266, 2048, 16, 22, 128),
-    (1424, 2176, 17, 22, 128), (1429, 2048, 16, 25, 128), (1593, 2048, 16, 28, 128),
-    (1609, 2176, 17, 25, 128), (1731, 2304, 18, 24, 128), (1794, 2176, 17, 28, 128),
-    (2007, 2304, 18, 28, 128), (2283, 2304, 18, 32, 128), (2298, 2560, 20, 26, 128),
-    (2639, 2560, 20, 30, 128), (2980, 2560, 20, 34, 128), (3530, 2688, 22, 36, 128),
-    (3802, 2816, 22, 36, 128), (4084, 2944, 22, 36, 128), (4516, 3072, 24, 36, 128),
-    (6796, 3584, 28, 40, 128), (9293, 4096, 32, 42, 128), (11452, 4352, 32, 47, 128),
-    (12295, 4608, 36, 44, 128), (12569, 4608, 32, 47, 128), (13735, 4864, 32, 47, 128),
-    (14940, 4992, 32, 49, 128), (16183, 5120, 40, 47, 128),
+    (44, 512, 8, 8, 64),
+    (57, 576, 9, 9, 64),
+    (74, 640, 10, 10, 64),
+    (90, 640, 10, 13, 64),
+    (106, 640, 10, 16, 64),
+    (117, 768, 12, 12, 64),
+    (140, 768, 12, 15, 64),
+    (163, 768, 12, 18, 64),
+    (175, 896, 14, 14, 64),
+    (196, 896, 14, 16, 64),
+    (217, 896, 14, 18, 64),
+    (251, 1024, 16, 16, 64),
+    (278, 1024, 16, 18, 64),
+    (306, 1024, 16, 20, 64),
+    (425, 1280, 10, 18, 128),
+    (489, 1280, 10, 21, 128),
+    (509, 1408, 11, 18, 128),
+    (552, 1280, 10, 24, 128),
+    (587, 1408, 11, 21, 128),
+    (632, 1536, 12, 19, 128),
+    (664, 1408, 11, 24, 128),
+    (724, 1536, 12, 22, 128),
+    (816, 1536, 12, 25, 128),
+    (893, 1792, 14, 20, 128),
+    (1018, 1792, 14, 23, 128),
+    (1143, 1792, 14, 26, 128),
+    (1266, 2048, 16, 22, 128),
+    (1424, 2176, 17, 22, 128),
+    (1429, 2048, 16, 25, 128),
+    (1593, 2048, 16, 28, 128),
+    (1609, 2176, 17, 25, 128),
+    (1731, 2304, 18, 24, 128),
+    (1794, 2176, 17, 28, 128),
+    (2007, 2304, 18, 28, 128),
+    (2283, 2304, 18, 32, 128),
+    (2298, 2560, 20, 26, 128),
+    (2639, 2560, 20, 30, 128),
+    (2980, 2560, 20, 34, 128),
+    (3530, 2688, 22, 36, 128),
+    (3802, 2816, 22, 36, 128),
+    (4084, 2944, 22, 36, 128),
+    (4516, 3072, 24, 36, 128),
+    (6796, 3584, 28, 40, 128),
+    (9293, 4096, 32, 42, 128),
+    (11452, 4352, 32, 47, 128),
+    (12295, 4608, 36, 44, 128),
+    (12569, 4608, 32, 47, 128),
+    (13735, 4864, 32, 47, 128),
+    (14940, 4992, 32, 49, 128),
+    (16183, 5120, 40, 47, 128),
 )
 
 
 def _chinchilla(d_model: int, n_head: int, n_layer: int, kv_size: int) -> DecoderConfig:
-    return DecoderConfig(n_layer=n_layer, d_model=d_model, n_head=n_head, d_head=kv_size, vocab_size=32000,
-                         n_ctx=2048, d_ff=4 * d_model, mlp="gelu", norm="rmsnorm", positions="relative",
-                         tied=True)
+    return DecoderConfig(
+        n_layer=n_layer,
+        d_model=d_model,
+        n_head=n_head,
+        d_head=kv_size,
+        vocab_size=32000,
+        n_ctx=2048,
+        d_ff=4 * d_model,
+        mlp="gelu",
+        norm="rmsnorm",
+        positions="relative",
+        tied=True,
+    )
 
 
 NAMED_DECODERS.update({f"chinchilla-{m}m": _chinchilla(d, h, L, kv) for m, d, h, L, kv in CHINCHILLA_A9})
@@ -190,15 +270,17 @@ NAMED_DECODERS["chinchilla-70b"] = _chinchilla(8192, 64, 80, 128)  # Hoffmann et
 
 
 def named_decoder(name: str, **overrides) -> DecoderConfig:
-    """A named modern shape (``llama-2-7b`` ... ``mixtral-8x7b``, ``chinchilla-44m`` ... ``chinchilla-70b``)."""
+    """A named modern shape (``llama-2-7b`` ... ``mixtral-8x7b``, ``chinchilla-44m`` ...
+    ``chinchilla-70b``)."""
     if name not in NAMED_DECODERS:
         known = [k for k in NAMED_DECODERS if not (k.startswith("chinchilla-") and k[-1] == "m")]
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(known)}, chinchilla-44m ... "
-                          "chinchilla-16183m (Table A9)")
+        raise ConfigError(
+            f"unknown model {name!r}; known: {', '.join(known)}, chinchilla-44m ... "
+            "chinchilla-16183m (Table A9)"
+        )
     return NAMED_DECODERS[name].with_(**overrides) if overrides else NAMED_DECODERS[name]
 
 
 def experts_per_token(cfg: DecoderConfig) -> int:
     """MLP experts a token passes through per layer: top_k routed + the shared ones (1 for a dense model)."""
     return (cfg.top_k if cfg.n_experts > 1 else 1) + cfg.n_shared_experts
-

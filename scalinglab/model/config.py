@@ -6,7 +6,6 @@ causal band: a query at position i sees keys j with i - W < j <= i, i.e. the W m
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 
 from scalinglab.errors import ConfigError
@@ -127,22 +126,13 @@ def config_for_target(
     n_ctx: int = 1024,
     **kw,
 ) -> GPTConfig:
-    """The standard-shape model whose Kaplan N = 12 n_layer d_model^2 is closest to ``n_target``.
+    """The GPT whose Kaplan N = 2 d_model n_layer (2 d_attn + d_ff) is nearest to ``n_target``, with
+    d_model / n_layer near ``aspect`` (Kaplan: performance is flat over a wide range around ~50-100),
+    d_model a multiple of ``head_dim`` and n_head = d_model / head_dim (``model.shapes.suggest_shape``)."""
+    from scalinglab.model.shapes import suggest_shape
 
-    ``aspect`` = d_model / n_layer (Kaplan: performance is flat over a wide range around ~50-100).
-    n_layer = round((N / (12 aspect^2))^(1/3)); d_model is the multiple of ``head_dim`` (>= head_dim) that
-    brings 12 n_layer d_model^2 closest to N; n_head = d_model / head_dim.
-    """
-    if not (n_target > 0 and aspect > 0 and head_dim >= 1):
-        raise ConfigError(
-            f"config_for_target: need N > 0, aspect > 0, head_dim >= 1 (got {n_target}, {aspect}, {head_dim})"
-        )
-    n_layer = max(1, round((n_target / (12 * aspect**2)) ** (1 / 3)))
-    d_exact = math.sqrt(n_target / (12 * n_layer))
-    cands = {max(1, math.floor(d_exact / head_dim)), max(1, math.ceil(d_exact / head_dim))}
-    k = min(cands, key=lambda m: abs(12 * n_layer * (m * head_dim) ** 2 - n_target))
-    d_model = k * head_dim
-    return GPTConfig(n_layer=n_layer, d_model=d_model, n_head=k, vocab_size=vocab_size, n_ctx=n_ctx, **kw)
+    return suggest_shape(n_target, aspect=aspect, head_dim=head_dim, params="kaplan", vocab_size=vocab_size,
+                         n_ctx=n_ctx, **kw).config
 
 
 # Named sizes. GPT-2 (Radford et al. 2019; nanoGPT shapes, context 1024, vocab 50257, tied).

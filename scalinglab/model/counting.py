@@ -43,6 +43,7 @@ from __future__ import annotations
 from scalinglab.model.arch import DecoderConfig, experts_per_token
 from scalinglab.model.config import GPTConfig
 
+
 def _as_decoder(cfg: GPTConfig | DecoderConfig) -> DecoderConfig:
     return DecoderConfig.from_gpt(cfg) if isinstance(cfg, GPTConfig) else cfg
 

@@ -319,19 +319,13 @@ def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int
 
 
 def shape_for_n(n: float, plan: Plan, vocab_size: int) -> tuple[int, int]:
-    """(n_layer, d_model) with d_model / n_layer near the aspect ratio and N (plan.params) nearest to n."""
-    r, h = plan.model.aspect_ratio, plan.model.head_dim
-    best: tuple[float, int, int] | None = None
-    guess = max(1, round((n / (12 * r * r)) ** (1 / 3)))
-    for n_layer in range(max(1, guess - 2), guess + 3):
-        d0 = math.sqrt(max(n, 1.0) / (12 * n_layer))
-        for d in {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}:
-            err = abs(math.log(count_n(n_layer, d, plan, vocab_size) / n))
-            err += 0.05 * abs(math.log((d / n_layer) / r))  # tie-break towards the aspect ratio
-            if best is None or err < best[0]:
-                best = (err, n_layer, d)
-    assert best is not None
-    return best[1], best[2]
+    """(n_layer, d_model) with d_model / n_layer near the aspect ratio and N (plan.params) nearest to n
+    (``scalinglab.model.shapes.suggest_shape``)."""
+    from scalinglab.model.shapes import suggest_shape
+
+    s = suggest_shape(n, aspect=plan.model.aspect_ratio, head_dim=plan.model.head_dim, params=plan.params,
+                      vocab_size=vocab_size, n_ctx=plan.data.n_ctx)
+    return s.n_layer, s.d_model
 
 
 def sizes(plan: Plan, vocab_size: int) -> list[tuple[int, int, int | None]]:

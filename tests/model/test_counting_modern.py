@@ -76,8 +76,9 @@ def test_mixtral_total_and_active():
 
 
 def test_shared_experts_count_as_active():
-    base = DecoderConfig(n_layer=2, d_model=64, n_head=4, vocab_size=100, n_ctx=32, d_ff=96, n_experts=4,
-                         top_k=1)
+    base = DecoderConfig(
+        n_layer=2, d_model=64, n_head=4, vocab_size=100, n_ctx=32, d_ff=96, n_experts=4, top_k=1
+    )
     shared = base.with_(n_shared_experts=1)
     expert = 3 * 64 * 96
     assert count_params(shared)["total"] - count_params(base)["total"] == 2 * expert
@@ -85,8 +86,20 @@ def test_shared_experts_count_as_active():
 
 
 def test_gpt_shapes_count_the_same_through_decoder():
-    for cfg in (NAMED_CONFIGS["gpt2"], GPTConfig(n_layer=3, d_model=96, n_head=4, vocab_size=300, n_ctx=40,
-                                                 d_ff=200, sparse_window=8, bias=True, tied=False)):
+    for cfg in (
+        NAMED_CONFIGS["gpt2"],
+        GPTConfig(
+            n_layer=3,
+            d_model=96,
+            n_head=4,
+            vocab_size=300,
+            n_ctx=40,
+            d_ff=200,
+            sparse_window=8,
+            bias=True,
+            tied=False,
+        ),
+    ):
         dec = DecoderConfig.from_gpt(cfg)
         pg, pd_ = count_params(cfg), count_params(dec)
         assert {k: pd_[k] for k in pg} == pg
@@ -97,7 +110,7 @@ def test_chinchilla_a9_shapes_near_their_labels():
     # Table A9 labels are rounded and their counting convention is not stated; with Gopher's design (RMSNorm,
     # relative positions, a tied 32k embedding, no biases) every row lands within 1.5M (0.8 %) of its label
     worst = 0.0
-    for m, d, h, L, kv in CHINCHILLA_A9:
+    for m, *_ in CHINCHILLA_A9:
         p = count_params(named_decoder(f"chinchilla-{m}m"))["total"]
         assert abs(p / 1e6 - m) < 1.5, (m, p)
         worst = max(worst, abs(p / 1e6 - m) / m)
@@ -141,11 +154,19 @@ def test_llama_count_equals_transformers_model(tied, kv):
     pytest.importorskip("transformers")
     from transformers import LlamaConfig
 
-    hf = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=176, num_hidden_layers=3,
-                     num_attention_heads=4, num_key_value_heads=kv, tie_word_embeddings=tied,
-                     max_position_embeddings=128)
-    ours = DecoderConfig(n_layer=3, d_model=64, n_head=4, n_kv_head=kv, vocab_size=300, n_ctx=128, d_ff=176,
-                         tied=tied)
+    hf = LlamaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=kv,
+        tie_word_embeddings=tied,
+        max_position_embeddings=128,
+    )
+    ours = DecoderConfig(
+        n_layer=3, d_model=64, n_head=4, n_kv_head=kv, vocab_size=300, n_ctx=128, d_ff=176, tied=tied
+    )
     assert count_params(ours)["total"] == _hf_numel(hf)
 
 
@@ -153,11 +174,20 @@ def test_mixtral_count_equals_transformers_model():
     pytest.importorskip("transformers")
     from transformers import MixtralConfig
 
-    hf = MixtralConfig(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
-                       max_position_embeddings=128)
-    ours = DecoderConfig(n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=300, n_ctx=128, d_ff=96,
-                         n_experts=4, top_k=2)
+    hf = MixtralConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=128,
+    )
+    ours = DecoderConfig(
+        n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=300, n_ctx=128, d_ff=96, n_experts=4, top_k=2
+    )
     assert count_params(ours)["total"] == _hf_numel(hf)
 
 
@@ -169,10 +199,30 @@ def test_count_cli_modern(cli):
     assert code == 0, err
     p = json.loads(out)["params"]
     assert p["total"] == 46_702_792_704 and p["active"] == 12_879_925_248 - 32 * 3 * 4096 * 14336
-    code, out, err = cli("count", "--arch", "llama", "--n-layer", "2", "--d-model", "64",
-                         "--n-head", "4", "--n-kv-head", "2", "--vocab", "300", "--ctx", "64", "--json")
+    code, out, err = cli(
+        "count",
+        "--arch",
+        "llama",
+        "--n-layer",
+        "2",
+        "--d-model",
+        "64",
+        "--n-head",
+        "4",
+        "--n-kv-head",
+        "2",
+        "--vocab",
+        "300",
+        "--ctx",
+        "64",
+        "--json",
+    )
     assert code == 0, err
-    assert json.loads(out)["params"]["total"] == count_params(
-        DecoderConfig(n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=300, n_ctx=64))["total"]
+    assert (
+        json.loads(out)["params"]["total"]
+        == count_params(
+            DecoderConfig(n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=300, n_ctx=64)
+        )["total"]
+    )
     code, out, err = cli("count", "--name", "gpt2", "--n-kv-head", "2")
     assert code == 2 and "unknown model 'gpt2'" in err
