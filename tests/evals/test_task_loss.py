@@ -11,8 +11,9 @@ from scalinglab.evals.runner import evaluate
 from scalinglab.evals.tasks import get_task
 
 
-@pytest.mark.parametrize("task,preset", [("arithmetic.2d+", "gpt3"), ("arithmetic.2d+", "lmeval"),
-                                         ("analogy.generated", None)])
+@pytest.mark.parametrize(
+    "task,preset", [("arithmetic.2d+", "gpt3"), ("arithmetic.2d+", "lmeval"), ("analogy.generated", None)]
+)
 def test_task_loss_is_nats_per_byte_of_the_correct_answer(hf_lm, task, preset):
     r = evaluate(hf_lm, task, shots=[0], preset=preset, limit=6)[0]
     t = get_task(task)
