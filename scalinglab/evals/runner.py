@@ -89,7 +89,7 @@ def _gold_requests(task: Task, preset_name: str | None, docs: list[dict], pool: 
 
 def _task_loss(lm: LM, kind: str, outputs: list, plans: list, gold: list[tuple[str, str]]) -> float | None:
     """Nats per byte of the correct continuations (see ``EvalResult``): read off the scored requests where
-    they are the gold continuation (loglikelihood, multiple choice), one extra loglikelihood call otherwise."""
+    they are the gold continuation (loglikelihood, multiple choice), else one extra loglikelihood call."""
     if kind == "generate_until":
         lls = [ll.logprob for ll in lm.loglikelihood(gold)]
     else:

@@ -47,7 +47,7 @@ def _fit_sigmoid(
     pseudo: bool,
     x0: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool, str]:
-    """Weighted least squares of the sigmoid from a few starts (or from ``x0``); (params, success, message)."""
+    """Weighted least squares of the sigmoid from a few starts (or ``x0``): (params, success, message)."""
     from scipy.optimize import least_squares
 
     L, acc, w = np.asarray(L, float), np.asarray(acc, float), np.asarray(w, float)
@@ -197,9 +197,9 @@ def fit_downstream(
     ``acc_range``: (floor, top) of the task, e.g. (0.25, 1.0) for 4-way multiple choice. ``starts``: a
     seeded subsample of step 1's start grid (default: all of it, see ``scalinglab.laws.fit``).
     """
-    from scalinglab.laws.fit import fit
-
     import pandas as pd
+
+    from scalinglab.laws.fit import fit
 
     cols, xcol, notes = _table(data, x)
     n = cols["N"].size
