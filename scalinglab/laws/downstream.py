@@ -257,11 +257,7 @@ def backtest_downstream(data, *, holdout: int = 1, **kw) -> dict[str, Any]:
     observed and predicted accuracy, the 95 % interval, the error in accuracy points, covered or not."""
     import pandas as pd
 
-    df = (
-        pd.DataFrame({k: np.asarray(data[k], dtype=float) for k in data.columns})
-        if hasattr(data, "columns")
-        else pd.DataFrame(data)
-    )
+    df = pd.DataFrame(data).reset_index(drop=True)
     c = 6.0 * df["N"] * df["D"]
     order = np.argsort(c.to_numpy())
     held = order[-holdout:]

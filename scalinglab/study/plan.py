@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scalinglab.errors import ConfigError
 
-LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)")
+LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)", "repeat", "downstream")
 PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
 
 
@@ -117,6 +117,24 @@ class KaplanPlan(_Strict):
     subset_model: int = -1  # index into the sizes (default the largest)
 
 
+class RepeatPlan(_Strict):
+    """Repeated data (Muennighoff et al. 2023): sizes trained for k epochs over U unique tokens (the first U
+    of the train split), for the `repeat` law's decay constant R_D* (and R_N* with ``fit_rn``)."""
+
+    unique_tokens: list[Positive] = []  # U per subset
+    epochs: list[Positive] = [1, 2, 4, 8, 16]  # D = epochs x U
+    sizes: Literal["all", "smallest", "largest"] = "all"
+    fit_rn: bool = False  # also fit the excess-parameter constant R_N*
+
+
+class DownstreamPlan(_Strict):
+    """The `downstream` law (OLMo ladder): which stored few-shot results, and the task's accuracy range."""
+
+    tasks: list[str] = []  # default: every task in the store
+    shots: list[int] = []  # default: every K
+    acc_floor: float = Field(0.0, ge=0, le=1)  # chance accuracy (0 for generation, 1/n for n-way choice)
+
+
 class BatchPlan(_Strict):
     rule: Literal["fixed", "noise_scale"] = "fixed"
     size: int = Field(16, ge=1)  # sequences per step (fixed rule, and the pilot's batch)
@@ -205,6 +223,8 @@ class Plan(_Strict):
     lr: LRPlan = LRPlan()
     seeds: SeedsPlan = SeedsPlan()
     fit: FitPlan = FitPlan()
+    repeat: RepeatPlan = RepeatPlan()
+    downstream: DownstreamPlan = DownstreamPlan()
     executor: ExecutorPlan = ExecutorPlan()
     train: dict[
         str, Any
@@ -230,10 +250,11 @@ class Plan(_Strict):
             or self.kaplan.long_tokens
             or self.kaplan.data_subsets
             or self.runs
+            or self.repeat.unique_tokens
         ):
             raise ValueError(
                 "the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
-                "kaplan.long_tokens, kaplan.data_subsets or [[runs]]"
+                "kaplan.long_tokens, kaplan.data_subsets, repeat.unique_tokens or [[runs]]"
             )
         return self
 
@@ -413,6 +434,14 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
         for tokens in plan.kaplan.data_subsets:
             for s in seeds:
                 add(_config(plan, nl, d, nh, tokens, s, batch_for), "L(D)")
+    if plan.repeat.unique_tokens and shapes:  # repeated data: epochs over a fixed subset
+        rep = plan.repeat
+        for nl, d, nh in {"smallest": shapes[:1], "largest": shapes[-1:], "all": shapes}[rep.sizes]:
+            for u in rep.unique_tokens:
+                for e in rep.epochs:
+                    for s in seeds:
+                        cfg = _config(plan, nl, d, nh, e * u, s, batch_for, unique_tokens=int(round(u)))
+                        add(cfg, f"repeat:{int(round(u))}")
     for c in plan.isoflop.budgets:
         iso = plan.isoflop
         n_opt = math.sqrt(c / (6 * iso.tokens_per_param))
