@@ -78,7 +78,8 @@ def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     for i, (summ, cfg) in enumerate(zip(summaries, configs, strict=True)):
         if np.isnan(out.at[i, "batch_tokens"]):
             bt = summ.get("batch_size_tokens")
-            if bt is None and "batch_size" in runs.columns and cfg.get("n_ctx"):
+            known = "batch_size" in runs.columns and pd.notna(runs["batch_size"].iloc[i])  # NULL: imported
+            if bt is None and known and cfg.get("n_ctx"):
                 bt = float(runs["batch_size"].iloc[i]) * float(cfg["n_ctx"])
             out.at[i, "batch_tokens"] = np.nan if bt is None else float(bt)
     for col in ("n_layer", "d_model", "lr", "seed"):
