@@ -85,3 +85,25 @@ def test_errors():
     bad = ladder().assign(acc=lambda d: d["acc"] * 100)
     with pytest.raises(InputError, match="fraction"):
         fit_downstream(bad)
+
+
+def test_olmo_ladder_predicts_the_7b_hellaswag_accuracy():
+    """Real data: the OLMo ladder's 16 rungs (190M-1.3B, 1-10x Chinchilla tokens; final checkpoints) predict
+    the 7B model trained on 3.9T tokens. OLMo reports its ranked-classification tasks within 2 points; here
+    the task loss lands within 0.5 % and the accuracy within 2 points, inside the 95 % interval."""
+    from pathlib import Path
+
+    df = pd.read_csv(Path(__file__).with_name("olmo_ladder_hellaswag.csv"), comment="#")
+    ladder, target = df[df["size"] != "7B"], df[df["size"] == "7B"].iloc[0]
+    r = fit_downstream(ladder, bootstrap=200, acc_range=(0.25, 1.0))  # 4-way choice: chance 25 %
+    assert set(r.step1.form.variables) == {"C"}  # 4 sizes over 0.83 decades: N and D not separable
+    loss = float(r.predict_loss(target["N"], target["D"]))
+    assert loss == pytest.approx(target["task_loss"], rel=0.005)
+    acc = float(r.predict(target["N"], target["D"]))
+    lo, hi = r.predict_interval(target["N"], target["D"])
+    assert abs(acc - target["acc"]) < 0.02 and lo < target["acc"] < hi
+    # the Chinchilla form on the same rungs misses by more (its N exponent is not identified), still covered
+    nd = fit_downstream(ladder, bootstrap=100, acc_range=(0.25, 1.0), step1="nd", starts=500)
+    assert any("decades" in w for w in nd.warnings)
+    lo, hi = nd.predict_interval(target["N"], target["D"])
+    assert abs(float(nd.predict(target["N"], target["D"])) - target["acc"]) < 0.05 and lo < target["acc"] < hi
