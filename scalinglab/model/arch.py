@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from scalinglab.errors import ConfigError
-from scalinglab.model.config import GPTConfig, parse_attention
+from scalinglab.model.config import GPTConfig, HeadsMixin, resolve_patterns
 
 MLPS = ("swiglu", "gelu")
 NORMS = ("rmsnorm", "layernorm")
@@ -34,7 +34,7 @@ def llama_d_ff(d_model: int, multiple_of: int = 256, ffn_dim_multiplier: float |
 
 
 @dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(HeadsMixin):
     """A decoder-only transformer for counting. Units: widths in features, n_ctx in tokens.
 
     - ``mlp``: ``"swiglu"`` (three d x d_ff matrices; d_ff default ``llama_d_ff(d_model)``) or ``"gelu"``
@@ -91,41 +91,20 @@ class DecoderConfig:
             raise ConfigError(f"DecoderConfig.top_k = {self.top_k} > n_experts = {self.n_experts}")
         if self.n_shared_experts < 0 or (self.d_ff is not None and self.d_ff < 1):
             raise ConfigError("DecoderConfig: n_shared_experts must be >= 0 and d_ff >= 1")
-        if self.attention is not None:
-            pats = tuple(self.attention)
-            if len(pats) != self.n_layer:
-                raise ConfigError(
-                    f"DecoderConfig.attention has {len(pats)} entries for n_layer {self.n_layer}"
-                )
-        elif self.sliding_window is not None:
-            pats = (f"banded:{self.sliding_window}",) * self.n_layer
-        else:
-            pats = ("dense",) * self.n_layer
-        for p in pats:
-            parse_attention(p)
+        pats = resolve_patterns(
+            "DecoderConfig", self.attention, self.n_layer, self.sliding_window, alternate=False
+        )
         object.__setattr__(self, "patterns", pats)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_head if self.d_head is not None else self.d_model // self.n_head
 
     @property
     def kv_heads(self) -> int:
         return self.n_kv_head if self.n_kv_head is not None else self.n_head
 
     @property
-    def d_attn(self) -> int:
-        return self.n_head * self.head_dim
-
-    @property
     def ff(self) -> int:
         if self.d_ff is not None:
             return self.d_ff
         return llama_d_ff(self.d_model) if self.mlp == "swiglu" else 4 * self.d_model
-
-    def windows(self) -> list[int | None]:
-        """Per layer: None for dense, W for banded (sliding window)."""
-        return [parse_attention(p) for p in self.patterns]
 
     def to_dict(self) -> dict:
         d = asdict(self)
