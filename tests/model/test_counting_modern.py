@@ -140,55 +140,39 @@ def test_decoder_config_errors():
         named_decoder("llama-9")
 
 
-def _hf_numel(hf_config) -> int:
+CASES = [  # (transformers config class, its kwargs beyond the common ones, our DecoderConfig kwargs)
+    ("LlamaConfig", {"intermediate_size": 176, "num_key_value_heads": 2}, {"d_ff": 176, "n_kv_head": 2}),
+    (
+        "LlamaConfig",
+        {"intermediate_size": 176, "num_key_value_heads": 4, "tie_word_embeddings": True},
+        {"d_ff": 176, "n_kv_head": 4, "tied": True},
+    ),
+    ("LlamaConfig", {"intermediate_size": 176, "num_key_value_heads": 1}, {"d_ff": 176, "n_kv_head": 1}),
+    (
+        "MixtralConfig",
+        {"intermediate_size": 96, "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2},
+        {"d_ff": 96, "n_kv_head": 2, "n_experts": 4, "top_k": 2},
+    ),
+]
+
+
+@pytest.mark.parametrize("cls,hf_kw,ours_kw", CASES)
+def test_count_equals_the_transformers_model(cls, hf_kw, ours_kw):
+    transformers = pytest.importorskip("transformers")
     import torch
-    from transformers import AutoModelForCausalLM
 
+    common = {
+        "vocab_size": 300,
+        "hidden_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 128,
+    }
+    hf = getattr(transformers, cls)(**common, **hf_kw)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(hf_config)
-    return sum(p.numel() for p in model.parameters())
-
-
-@pytest.mark.parametrize("tied,kv", [(False, 2), (True, 4), (False, 1)])
-def test_llama_count_equals_transformers_model(tied, kv):
-    pytest.importorskip("transformers")
-    from transformers import LlamaConfig
-
-    hf = LlamaConfig(
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=176,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=kv,
-        tie_word_embeddings=tied,
-        max_position_embeddings=128,
-    )
-    ours = DecoderConfig(
-        n_layer=3, d_model=64, n_head=4, n_kv_head=kv, vocab_size=300, n_ctx=128, d_ff=176, tied=tied
-    )
-    assert count_params(ours)["total"] == _hf_numel(hf)
-
-
-def test_mixtral_count_equals_transformers_model():
-    pytest.importorskip("transformers")
-    from transformers import MixtralConfig
-
-    hf = MixtralConfig(
-        vocab_size=300,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        max_position_embeddings=128,
-    )
-    ours = DecoderConfig(
-        n_layer=2, d_model=64, n_head=4, n_kv_head=2, vocab_size=300, n_ctx=128, d_ff=96, n_experts=4, top_k=2
-    )
-    assert count_params(ours)["total"] == _hf_numel(hf)
+        model = transformers.AutoModelForCausalLM.from_config(hf)
+    ours = DecoderConfig(n_layer=3, d_model=64, n_head=4, vocab_size=300, n_ctx=128, **ours_kw)
+    assert count_params(ours)["total"] == sum(p.numel() for p in model.parameters())
 
 
 def test_count_cli_modern(cli):
