@@ -37,7 +37,7 @@ def _law(law) -> tuple[Form, dict[str, float], str, list[str]]:
     from scalinglab.laws.allocate import _resolve_law
     from scalinglab.laws.presets import Frontier, HenighanNopt
 
-    form, params, label, caveats = _resolve_law(law)
+    form, params, label, caveats = _resolve_law(law)[:4]  # (main's version also returns the fit)
     if isinstance(form, (Frontier, HenighanNopt)) or set(getattr(form, "variables", ())) != {"N", "D"}:
         raise InputError(
             f"law {label!r} is not an L(N, D) law: over-training needs the loss at any (N, D) "

@@ -107,7 +107,7 @@ def repeat_params(law="muennighoff2023", rd_star: float | None = None, rn_star: 
         from scalinglab.laws.allocate import _resolve_law
         from scalinglab.laws.forms import ChinchillaND
 
-        form, base, label, caveats = _resolve_law(law)
+        form, base, label, caveats = _resolve_law(law)[:4]  # (main's version also returns the fit)
         if not isinstance(form, ChinchillaND):
             raise InputError(
                 f"repeated data needs a Chinchilla-form law E + A/N^alpha + B/D^beta; {label} is not"

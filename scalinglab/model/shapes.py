@@ -4,9 +4,11 @@ turns N_opt into a model to build, ``config_for_target`` sizes a GPT). Pure Pyth
 
 The rule (Kaplan et al. 2020 sec. 3.1: loss depends weakly on shape at fixed N over a wide range of
 aspect ratios d_model / n_layer): start from n_layer = round((N / (12 aspect^2))^(1/3)), try two layers
-either side, and for each the multiples of ``head_dim`` around d_model = sqrt(N / (12 n_layer)); keep the
-shape whose exact count (under the chosen convention) is nearest to N in log, ties broken towards the aspect
-ratio (a 0.05 x |log(aspect / target aspect)| penalty). n_head = d_model / head_dim (at least 1).
+either side, and for each the multiples of ``head_dim`` around d_model = sqrt(N / (12 n_layer)) (below
+4 head_dim also multiples of 4 that the head count divides, so tiny targets keep distinct sizes); keep the
+shape whose exact count (under the chosen convention) is nearest to N in log, plus 0.05 x |log(aspect /
+target aspect)| (a tie-break) and, more than 4x off the aspect ratio, the excess in full.
+n_head = d_model // head_dim (at least 1).
 """
 
 from __future__ import annotations
@@ -105,9 +107,12 @@ def suggest_shape(
     guess = max(1, round((n_target / (12 * r * r)) ** (1 / 3)))
     for n_layer in range(max(1, guess - 2), guess + 3):
         d0 = math.sqrt(max(n_target, 1.0) / (12 * n_layer))
-        for d in sorted(
-            {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}
-        ):
+        cands = {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}
+        if d0 < 4 * h:  # tiny models: multiples of 4 too, so that small targets keep distinct sizes
+            cands |= {max(4, q * 4) for q in (math.floor(d0 / 4), math.ceil(d0 / 4))}
+        for d in sorted(cands):
+            if d % max(1, d // h):  # the head count d // h must divide d_model
+                continue
             try:
                 cfg = build_config(
                     arch, n_layer, d, max(1, d // h), vocab_size=vocab_size, n_ctx=n_ctx, **config
@@ -117,7 +122,8 @@ def suggest_shape(
             counts = count_params(cfg)
             if params not in counts:
                 raise ConfigError(f"parameter convention {params!r}: one of {', '.join(counts)}")
-            err = abs(math.log(counts[params] / n_target)) + 0.05 * abs(math.log((d / n_layer) / r))
+            off = abs(math.log((d / n_layer) / r))
+            err = abs(math.log(counts[params] / n_target)) + 0.05 * off + max(0.0, off - math.log(4.0))
             if best is None or err < best[0]:
                 best = (err, n_layer, d, cfg, counts)
     if best is None:

@@ -14,7 +14,9 @@ from scalinglab.model.shapes import suggest_shape
 def test_suggestion_is_near_the_target_with_its_exact_count(n):
     s = suggest_shape(n, params="total", vocab_size=256, n_ctx=128)
     assert s.n_params == count_params(s.config)["total"]
-    assert s.d_model % 64 == 0 and s.n_head == s.d_model // 64
+    assert s.n_head == max(1, s.d_model // 64) and s.d_model % s.n_head == 0
+    if s.d_model >= 4 * 64:  # below 4 head sizes d_model may be any multiple of 4 the heads divide
+        assert s.d_model % 64 == 0
     assert abs(s.rel_error) < 0.25
     assert 16 <= s.aspect <= 256
     d = s.to_dict()
@@ -58,3 +60,12 @@ def test_shape_cli(cli):
     assert code == 0, err
     d = json.loads(out)
     assert (d["n_layer"], d["d_model"], d["n_head"], d["n_params"]) == (32, 4096, 32, 6_738_415_616)
+
+
+def test_tiny_targets_keep_distinct_sizes_near_the_aspect_ratio():
+    import numpy as np
+
+    shapes = [suggest_shape(n, aspect=32, head_dim=16, params="non_embedding", vocab_size=256, n_ctx=64)
+              for n in np.geomspace(2e3, 4e4, 5)]
+    assert len({(s.n_layer, s.d_model) for s in shapes}) == 5
+    assert all(s.d_model % 4 == 0 and s.aspect <= 4 * 32 and s.aspect >= 32 / 4 for s in shapes)
