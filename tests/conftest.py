@@ -27,3 +27,23 @@ def chinchilla_csv(shared_data: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run the console entry point in-process: ``cli("allocate", "1e22")`` -> (exit code, stdout, stderr)."""
+    import sys
+
+    def call(*args):
+        from scalinglab.cli._app import main
+
+        monkeypatch.setattr(sys, "argv", ["scalinglab", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call

@@ -5,7 +5,7 @@ Each capability owns one module here that registers its commands on the shared T
 
 from __future__ import annotations
 
-from scalinglab.cli import data, evals, laws, model, noise, report, study, train  # noqa: F401
+from scalinglab.cli import budget, data, evals, laws, model, noise, report, study, train  # noqa: F401
 from scalinglab.cli._app import app, main, print_json
 
 __all__ = ["app", "main", "print_json"]

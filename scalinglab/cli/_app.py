@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -37,6 +38,40 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from scalinglab import __version__
+
+        sys.stdout.write(f"scalinglab {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Empirical neural scaling-law science: train ladders, measure the noise scale, fit laws, evaluate
+    few-shot, report."""
+
+
+PIPE_WIDTH = 10_000
+"""Console width when stdout is not a terminal (and COLUMNS is unset): tables keep their natural width
+instead of being squeezed into rich's 80-column default, so piped output stays one row per line."""
+
+
+def console(stderr: bool = False):
+    """The rich Console every command prints through: the terminal's width on a terminal; when the output
+    is piped or redirected, wide enough that no table column wraps (``COLUMNS`` still wins when set)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    width = PIPE_WIDTH if piped and not os.environ.get("COLUMNS") else None
+    return Console(stderr=stderr, width=width)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -71,6 +106,29 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _negative_argument(e: Exception) -> str | None:
+    """Click reads ``-1e24`` as an unknown option ``-1``: when the "option" is a negative number standing
+    where a command's positional number goes, the message says that the value must be positive."""
+    name = getattr(e, "option_name", None)
+    if not (isinstance(name, str) and name.startswith("-")):
+        return None
+    value = next((a for a in sys.argv[1:] if a.startswith(name)), name)
+    try:
+        float(value)
+    except ValueError:
+        return None
+    ctx = getattr(e, "ctx", None)
+    cmd = getattr(ctx, "command", None)
+    args = [p for p in getattr(cmd, "params", []) if getattr(p, "param_type_name", "") == "argument"]
+    what = "the value"
+    if args:
+        what = str(args[0].name).upper()
+        hint = (getattr(args[0], "help", None) or "").split(",")[0].split(".")[0].strip()
+        what += f" ({hint[:1].lower()}{hint[1:]})" if hint else ""
+    prefix = f"{ctx.info_name}: " if getattr(ctx, "info_name", None) else ""
+    return f"{prefix}{what} must be positive, got {value}"
+
+
 def main() -> None:
     """Console-script entry point: run the app; user errors become one line on stderr and exit 2."""
     from scalinglab import cli as _register  # noqa: F401  (imports every command module)
@@ -85,6 +143,9 @@ def main() -> None:
         sys.stderr.write("aborted\n")
         raise SystemExit(130) from None
     except click_errors as e:
+        negative = _negative_argument(e)
+        if negative:
+            fail(negative)
         e.show()
         raise SystemExit(e.exit_code) from None
     except KeyboardInterrupt:

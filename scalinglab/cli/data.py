@@ -70,8 +70,9 @@ def _show(info, json_out: bool) -> None:
     if json_out:
         print_json(info.to_json())
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from scalinglab.cli._app import console
 
     t = Table(title=f"{info.spec}  ({info.path})")
     t.add_column("split")
@@ -80,7 +81,7 @@ def _show(info, json_out: bool) -> None:
     for k, v in {**info.tokens, **info.extra_splits}.items():
         bpt = info.bytes_per_token.get(k)
         t.add_row(k, f"{v:,}", "-" if bpt is None else f"{bpt:.3f}")
-    c = Console()
+    c = console()
     c.print(t)
     c.print(f"domain {info.domain}  tokenizer {info.tokenizer}  vocab {info.vocab_size}  "
             f"record_len {info.record_len}  fingerprint {info.fingerprint}")

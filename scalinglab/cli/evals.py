@@ -25,8 +25,9 @@ def _shots(text: str) -> list[int]:
 
 
 def _print_results(results: list[dict]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from scalinglab.cli._app import console
 
     t = Table(title="few-shot accuracy (mean ± sd over seeds)")
     for col in ("task", "preset", "scorer", "K", "acc", "sd", "se", "docs", "contam."):
@@ -36,7 +37,7 @@ def _print_results(results: list[dict]) -> None:
         t.add_row(r["task"], r["preset"], r["scorer"], str(r["shots"]), f"{100 * r['acc']:.1f}%",
                   f"{100 * r['acc_sd']:.1f}", f"{100 * r['acc_se']:.1f}", str(r["n_docs"]),
                   "-" if c is None else f"{100 * c:.1f}%")
-    Console().print(t)
+    console().print(t)
 
 
 @app.command("eval")

@@ -61,9 +61,9 @@ def _fmt(x) -> str:
 
 
 def _console():
-    from rich.console import Console
+    from scalinglab.cli._app import console
 
-    return Console()
+    return console()
 
 
 @app.command("fit")
@@ -319,9 +319,20 @@ def allocate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print N_opt, D_opt, loss (and B, S) as JSON."),
     pick: str = typer.Option(None, "--fit", help="Which fit of a `study fit --json` file (default L(N,D))."),
     force: bool = typer.Option(False, "--force", help="Print an allocation the fit cannot support, marked."),
+    inference_tokens: float = typer.Option(
+        None, "--inference-tokens", help="Tokens the model will serve: also the (N, D) of least training + "
+        "inference FLOPs at the compute-optimal loss (Sardana et al. 2024)."
+    ),
+    unique_tokens: float = typer.Option(
+        None, "--unique-tokens", help="Unique tokens available: the data-constrained optimum and what more "
+        "epochs are worth (Muennighoff et al. 2023)."
+    ),
+    rd_star: float = typer.Option(None, "--rd-star", help="With --unique-tokens: R_D* (default 15.39, C4)."),
+    shape: str = typer.Option(None, "--shape", help="gpt or llama: a (n_layer, d_model, n_head) for N_opt."),
 ) -> None:
     """Compute-optimal model size N and tokens D (C = 6ND) for a budget, with the predicted loss; from a
     fit, each with its 95 % bootstrap interval, or refused with the reason when the fit cannot support it."""
+    from scalinglab.cli.budget import allocate_extras, print_extras
     from scalinglab.errors import InputError
     from scalinglab.laws.allocate import allocate
 
@@ -334,8 +345,10 @@ def allocate_cmd(
     obj = law if special else _load_law(law, pick, want_nd=True)
     a = allocate(c, obj)
     _refuse([a.refused] if a.refused else [], force, "the allocation")
+    extra = allocate_extras(c, obj, a, inference_tokens=inference_tokens, unique_tokens=unique_tokens,
+                            rd_star=rd_star, shape=shape)
     if as_json:
-        print_json(a.to_dict())
+        print_json({**a.to_dict(), **extra})
         return
     from rich.table import Table
 
@@ -365,6 +378,7 @@ def allocate_cmd(
         con.print(f"intervals: 95% over {a.n_samples} bootstrap refits of the fit", highlight=False)
     for n in a.notes:
         con.print(f"note: {n}", highlight=False)
+    print_extras(extra, con)
 
 
 @app.command("presets")

@@ -185,3 +185,39 @@ def export(
         raise ConfigError(f"{d} is not a study folder (no scalinglab.db)")
     for p in Store(d).export(out, fmt):
         typer.echo(str(p))
+
+
+@study_app.command("import")
+def import_(
+    sources: list[Path] = typer.Argument(..., help="CSV / Parquet / JSON-lines tables, or W&B run folders"),
+    out: Path = typer.Option(..., "--out", "-o", help="the study folder to write (created)"),
+    col: list[str] = typer.Option(
+        None, "--col", help='VAR=COLUMN: N, D, C, loss, run, step, seed, batch, train_loss (N="Model Size")'
+    ),
+    params: str = typer.Option("total", "--params", help="what N counts: total (all parameters) or kaplan"),
+    laws: str = typer.Option(
+        None, "--laws", help='comma-separated laws, e.g. "L(N),L(N,D)" (default: what the data allow)'
+    ),
+    eval_: list[str] = typer.Option(None, "--eval", help="TASK[@K]=COLUMN: a few-shot accuracy (fraction)"),
+    eval_loss: list[str] = typer.Option(None, "--eval-loss", help="TASK[@K]=COLUMN: its task loss"),
+    name: str = typer.Option(None, "--name", help="study name (default: the folder's)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Import runs trained elsewhere (a table or a W&B export) into a study for `study fit` and `report`."""
+    import re
+
+    from scalinglab.cli.laws import _parse_pairs
+    from scalinglab.study.importer import import_runs
+
+    res = import_runs(sources, out, columns=_parse_pairs(col, "--col"), params=params, name=name,
+                      laws=[x.strip() for x in re.split(r",(?![^(]*\))", laws)] if laws else None,
+                      evals=_parse_pairs(eval_, "--eval"), eval_losses=_parse_pairs(eval_loss, "--eval-loss"))
+    if as_json:
+        print_json(res.to_dict())
+        return
+    cols = ", ".join(f"{k}={v!r}" for k, v in res.columns.items())
+    typer.echo(f"{res.study_dir}: {res.runs} runs ({res.new_runs} new), {res.metrics} metrics rows, "
+               f"{res.evals} evaluations; columns {cols}")
+    for s in res.skipped:
+        typer.echo(f"note: {s}")
+    typer.echo(f"next: scalinglab study fit {res.study_dir} ; scalinglab report {res.study_dir}")

@@ -20,6 +20,9 @@ def train_cmd(
     n_head: int = typer.Option(..., "--n-head"),
     ctx: int = typer.Option(..., "--ctx", help="Context length (tokens per sequence)."),
     tokens: float = typer.Option(..., "--tokens", help="Training budget in tokens (1e6 accepted)."),
+    unique_tokens: float = typer.Option(
+        None, "--unique-tokens", help="Repeated data: epochs over the first U tokens of the train split."
+    ),
     data: str = typer.Option("text:default", "--data", help="Data spec or prepared folder."),
     batch_size: int = typer.Option(16, "--batch-size", help="Global batch in sequences."),
     micro_batch_size: int = typer.Option(None, "--micro-batch-size", help="Sequences per micro-batch."),
@@ -57,7 +60,8 @@ def train_cmd(
     from scalinglab.train.config import TrainConfig
     from scalinglab.train.trainer import train
 
-    for flag, v in (("--tokens", tokens), ("--warmup-tokens", warmup_tokens)):
+    flags = (("--tokens", tokens), ("--warmup-tokens", warmup_tokens), ("--unique-tokens", unique_tokens))
+    for flag, v in flags:
         if v is not None and not math.isfinite(v):
             raise ConfigError(f"{flag} {v}: must be a finite number of tokens")
     if out.exists() and not out.is_dir():
@@ -73,6 +77,7 @@ def train_cmd(
         sparse_window=sparse_window,
         data=data,
         tokens=int(tokens),
+        unique_tokens=None if unique_tokens is None else int(unique_tokens),
         batch_size=batch_size,
         micro_batch_size=micro_batch_size,
         lr=lr,

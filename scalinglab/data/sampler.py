@@ -42,10 +42,18 @@ class Sampler:
     an image's BOS or a math problem's first character; the default for image and math data).
     ``batch_size`` is global; with ``world_size > 1`` every rank draws the same global batch and returns its
     own contiguous block of rows, so data-parallel training sees exactly the single-process data.
+
+    ``unique_tokens`` U: train on the first U tokens of the split only, in epochs (repeated-data studies,
+    Muennighoff et al. 2023). The subset is cut into windows (text: the (U - 1) // seq_len non-overlapping
+    windows, so each epoch predicts every token of the subset once; records: every record start whose window
+    ends inside the subset); epoch e visits them in a permutation seeded by (seed, e), and row r of the
+    stream (batch r // batch_size) is window r mod n_windows of epoch r // n_windows. Batch k still depends
+    only on (seed, k): resume is restoring the cursor.
     """
 
     def __init__(self, dataset, split: str, batch_size: int, seq_len: int, seed: int = 0, *,
-                 align: str | None = None, rank: int = 0, world_size: int = 1) -> None:
+                 align: str | None = None, rank: int = 0, world_size: int = 1,
+                 unique_tokens: int | None = None) -> None:
         self.ds = _as_dataset(dataset)
         self.split, self.batch_size, self.seq_len, self.seed = split, int(batch_size), int(seq_len), int(seed)
         if self.batch_size < 1 or self.seq_len < 1:
@@ -73,9 +81,46 @@ class Sampler:
             raise ConfigError(f"align={align!r}: use 'none' or 'record'")
         self.n = n
         self.cursor = 0
+        self.unique_tokens = None if unique_tokens is None else int(unique_tokens)
+        self._epoch_perm: tuple[int, np.ndarray] | None = None
+        if self.unique_tokens is not None:
+            self.windows = self._subset_windows(split)
+
+    def _subset_windows(self, split: str) -> np.ndarray:
+        """Window start offsets inside the first ``unique_tokens`` tokens (see the class docstring)."""
+        u = self.unique_tokens
+        if u is None or u < self.seq_len + 1:
+            raise ConfigError(f"unique_tokens={u}: must be at least seq_len+1 = {self.seq_len + 1}")
+        if u > self.n:
+            raise InputError(f"unique_tokens={u:,} is more than the {split} split's {self.n:,} tokens")
+        if self.align == "record":
+            w = self.starts[self.starts + self.seq_len + 1 <= u]
+            if len(w) == 0:
+                raise ConfigError(f"unique_tokens={u}: no record window of {self.seq_len + 1} tokens fits")
+            return w.astype(np.int64)
+        return np.arange((u - 1) // self.seq_len, dtype=np.int64) * self.seq_len
+
+    @property
+    def epoch_tokens(self) -> int | None:
+        """Targets per epoch over the subset (text: n_windows x seq_len); None without ``unique_tokens``."""
+        return None if self.unique_tokens is None else int(len(self.windows) * self.seq_len)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if self._epoch_perm is None or self._epoch_perm[0] != epoch:
+            rng = np.random.default_rng([self.seed, int(epoch), 1])  # 3 words: never a batch key [seed, k]
+            self._epoch_perm = (epoch, rng.permutation(len(self.windows)))
+        return self._epoch_perm[1]
 
     def offsets(self, k: int) -> np.ndarray:
         """Start offsets of the rows of global batch ``k`` (all ranks)."""
+        if self.unique_tokens is not None:
+            rows = np.arange(int(k) * self.batch_size, (int(k) + 1) * self.batch_size)
+            nw = len(self.windows)
+            out = np.empty(self.batch_size, dtype=np.int64)
+            for e in np.unique(rows // nw):
+                sel = rows // nw == e
+                out[sel] = self.windows[self._perm(int(e))[rows[sel] % nw]]
+            return out
         rng = np.random.default_rng([self.seed, int(k)])
         if self.align == "record":
             return self.starts[rng.integers(0, len(self.starts), size=self.batch_size)]
@@ -97,7 +142,10 @@ class Sampler:
             yield self.next_batch()
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "cursor": self.cursor, "fingerprint": self.ds.fingerprint}
+        d = {"seed": self.seed, "cursor": self.cursor, "fingerprint": self.ds.fingerprint}
+        if self.unique_tokens is not None:
+            d["unique_tokens"] = self.unique_tokens
+        return d
 
     def load_state_dict(self, state: dict) -> None:
         fp = state.get("fingerprint")

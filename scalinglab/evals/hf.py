@@ -69,6 +69,30 @@ def _byte_dtype():
     return torch.uint8
 
 
+def _load_causal_lm(auto: Any, path: Path, dtype: Any) -> Any:
+    """``from_pretrained`` with the weights' dtype: ``dtype=`` (current releases), ``torch_dtype=`` in the
+    4.x releases before it (which pass an unknown ``dtype`` on to the model's constructor)."""
+    try:
+        return auto.from_pretrained(path, local_files_only=True, dtype=dtype)
+    except TypeError as e:
+        if "dtype" not in str(e):
+            raise
+        return auto.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword a model's ``forward`` takes its KV cache by: ``cache`` (transformers 5.x, where
+    ``past_key_values`` is deprecated) or ``past_key_values`` (4.x). The output attribute has the same
+    name."""
+    import inspect
+
+    try:
+        names = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        names = {}
+    return "cache" if "cache" in names else "past_key_values"
+
+
 class HFLM(TokenLM):
     """A ``transformers`` causal LM (``AutoModelForCausalLM``) with its tokenizer, in eval mode.
 
@@ -87,6 +111,7 @@ class HFLM(TokenLM):
                               or getattr(cfg, "max_position_embeddings", None) or 2048)
         eot = tokenizer.eos_token_id
         self.eot_token_id = int(eot if eot is not None else getattr(cfg, "eos_token_id", 0) or 0)
+        self._cache_kw = cache_keyword(model)
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         self.identity = {"backend": "hf", "path": name or getattr(cfg, "_name_or_path", "") or "<memory>",
                          "weights": weights_hash(model), "dtype": dtype, "max_length": self.max_length}
@@ -104,9 +129,7 @@ class HFLM(TokenLM):
 
         hf_logging.disable_progress_bar()
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                path, local_files_only=True, dtype=getattr(torch, dtype)
-            )
+            model = _load_causal_lm(AutoModelForCausalLM, path, getattr(torch, dtype))
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, KeyError) as e:  # a broken config.json, missing weights or tokenizer
             msg = (str(e).strip().splitlines() or [""])[0][:200]
@@ -132,6 +155,7 @@ class HFLM(TokenLM):
 
     def _forward_cached(self, ids, mask, pos, cache):
         dev = self.device
-        out = self.model(ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                         past_key_values=cache, use_cache=True)
-        return out.logits, out.past_key_values
+        kw = {self._cache_kw: cache}
+        out = self.model(ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                         **kw)
+        return out.logits, (out.cache if self._cache_kw == "cache" else out.past_key_values)

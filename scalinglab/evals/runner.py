@@ -24,7 +24,9 @@ from scalinglab.evals.tasks import Task, get_task
 class EvalResult:
     """Accuracy of one (model, task, preset, scorer, K). ``acc`` is the mean over seeds (a fraction in
     [0, 1]); ``acc_sd`` its sample sd over seeds (0 for one seed); ``acc_se`` the binomial standard error
-    over documents, sqrt(p (1 - p) / n_docs)."""
+    over documents, sqrt(p (1 - p) / n_docs). ``task_loss``: the negative log-likelihood of the correct
+    continuation (target delimiter + answer) in nats per UTF-8 byte, summed over documents and seeds and
+    divided by their bytes (OLMo's task bits-per-byte x ln 2; step 1 of the downstream law)."""
 
     task: str
     preset: str
@@ -40,6 +42,7 @@ class EvalResult:
     task_version: int
     model: dict[str, Any] = field(default_factory=dict)
     contamination: float | None = None
+    task_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +73,36 @@ def _requests(task: Task, preset_name: str | None, scorer: str, docs: list[dict]
                 reqs.extend((uctx, c) for c in conts)
             plan.append((start, choices, p.gold(doc)))
     return kind, reqs, plan
+
+
+def _gold_requests(task: Task, preset_name: str | None, docs: list[dict], pool: list[dict], k: int,
+                   seed: int) -> list[tuple[str, str]]:
+    """Per document, (context, target delimiter + correct answer): what the task loss scores."""
+    p = task.preset(preset_name)
+    out = []
+    for doc in docs:
+        ctx = build_context(p, doc, sample_shots(pool, k, seed=seed, task=task.name, doc=doc))
+        answer = p.choices(doc)[p.gold(doc)] if p.output_type == "multiple_choice" else p.target(doc)
+        out.append((ctx, p.target_delimiter + answer))
+    return out
+
+
+def _task_loss(lm: LM, kind: str, outputs: list, plans: list, gold: list[tuple[str, str]]) -> float | None:
+    """Nats per byte of the correct continuations (see ``EvalResult``): read off the scored requests where
+    they are the gold continuation (loglikelihood, multiple choice), else one extra loglikelihood call."""
+    if kind == "generate_until":
+        lls = [ll.logprob for ll in lm.loglikelihood(gold)]
+    else:
+        lls = []
+        for offset, plan in plans:
+            for item in plan:
+                if kind == "loglikelihood":
+                    lls.append(outputs[item + offset].logprob)
+                else:
+                    start, _choices, g = item
+                    lls.append(outputs[start + offset + g].logprob)
+    n_bytes = sum(len(cont.encode("utf-8")) for _, cont in gold)
+    return -math.fsum(lls) / n_bytes if n_bytes else None
 
 
 def _score(kind: str, scorer: str, outputs: list, plan: list) -> list[bool]:
@@ -118,11 +151,13 @@ def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: in
         ks = seed_list if k > 0 else seed_list[:1]
         all_reqs: list = []
         plans = []
+        gold: list = []
         kind = p.output_type
         for s in ks:
             kind, reqs, plan = _requests(t, preset, scorer, docs, pool, k, s)
             plans.append((len(all_reqs), plan))
             all_reqs.extend(reqs)
+            gold.extend(_gold_requests(t, preset, docs, pool, k, s))
         if kind == "generate_until":
             outputs = lm.generate_until(all_reqs)
         else:
@@ -135,10 +170,11 @@ def evaluate(lm: LM, task: str | Task, *, shots: Sequence[int] = (0,), seeds: in
         mean = sum(accs) / len(accs)
         sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
         se = math.sqrt(mean * (1 - mean) / max(1, len(docs)))
+        tl = _task_loss(lm, kind, outputs, plans, gold)
         results.append(EvalResult(
             task=t.name, preset=p.name, scorer=scorer, output_type=kind, shots=int(k), seeds=list(ks),
             acc_per_seed=accs, acc=mean, acc_sd=sd, acc_se=se, n_docs=len(docs), task_version=t.version,
-            model=dict(getattr(lm, "identity", {}) or {}), contamination=dirty,
+            model=dict(getattr(lm, "identity", {}) or {}), contamination=dirty, task_loss=tl,
         ))
     return results
 

@@ -166,6 +166,20 @@ for _pr in [
         units=_UNITS_H,
         se={"E": 0.0257, "A": 124.52, "B": 1293.28, "alpha": 0.0154, "beta": 0.0206},
     ),
+    _p(
+        "muennighoff2023",
+        ChinchillaND(),
+        {
+            "E": float(np.exp(0.6254804)),
+            "A": float(np.exp(6.255414)),
+            "B": float(np.exp(7.3049974)),
+            "alpha": 0.3526596,
+            "beta": 0.3526596,
+        },
+        "Muennighoff et al. 2023, data-constrained fit on C4 (huggingface/datablations)",
+        units=_UNITS_H,
+        note="unique data; repeated data: R_D* = 15.387756, R_N* = 5.309743 (scalinglab.laws.repeat)",
+    ),
 ]:
     PRESETS[_pr.name] = _pr
 

@@ -6,7 +6,6 @@ causal band: a query at position i sees keys j with i - W < j <= i, i.e. the W m
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 
 from scalinglab.errors import ConfigError
@@ -29,8 +28,44 @@ def parse_attention(kind: str) -> int | None:
     raise ConfigError(f"attention pattern {kind!r}: expected 'dense' or 'banded:W' with W >= 1")
 
 
+def resolve_patterns(
+    owner: str, attention, n_layer: int, window: int | None, alternate: bool
+) -> tuple[str, ...]:
+    """Per-layer attention patterns: ``attention`` as given (one per layer), else with a ``window`` W every
+    layer ``banded:W`` (``alternate``: dense, banded:W, dense, ...), else all dense; each one checked."""
+    if attention is not None:
+        pats = tuple(attention)
+        if len(pats) != n_layer:
+            raise ConfigError(f"{owner}.attention has {len(pats)} entries for n_layer {n_layer}")
+    elif window is not None:
+        if window < 1:
+            raise ConfigError(f"{owner}: window {window} must be >= 1")
+        pats = tuple("dense" if alternate and i % 2 == 0 else f"banded:{window}" for i in range(n_layer))
+    else:
+        pats = ("dense",) * n_layer
+    for p in pats:
+        parse_attention(p)
+    return pats
+
+
+class HeadsMixin:
+    """head_dim, d_attn and per-layer windows of a config with n_head, d_model, d_head and patterns."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_head if self.d_head is not None else self.d_model // self.n_head
+
+    @property
+    def d_attn(self) -> int:
+        return self.n_head * self.head_dim
+
+    def windows(self) -> list[int | None]:
+        """Per layer: None for dense, W for banded."""
+        return [parse_attention(p) for p in self.patterns]
+
+
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(HeadsMixin):
     """A decoder-only GPT-2 style transformer (pre-LayerNorm, learned positions, GELU MLP).
 
     ``activation``: ``"gelu"`` (exact, erf) or ``"gelu_tanh"`` (GPT-2's approximation, to load GPT-2 weights).
@@ -70,37 +105,14 @@ class GPTConfig:
             raise ConfigError(
                 f"GPTConfig.activation = {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}"
             )
-        if self.attention is not None:
-            pats = tuple(self.attention)
-            if len(pats) != self.n_layer:
-                raise ConfigError(f"GPTConfig.attention has {len(pats)} entries for n_layer {self.n_layer}")
-        elif self.sparse_window is not None:
-            if self.sparse_window < 1:
-                raise ConfigError(f"GPTConfig.sparse_window = {self.sparse_window}: must be >= 1")
-            pats = tuple(
-                "dense" if i % 2 == 0 else f"banded:{self.sparse_window}" for i in range(self.n_layer)
-            )
-        else:
-            pats = ("dense",) * self.n_layer
-        for p in pats:
-            parse_attention(p)
+        if self.sparse_window is not None and self.attention is None and self.sparse_window < 1:
+            raise ConfigError(f"GPTConfig.sparse_window = {self.sparse_window}: must be >= 1")
+        pats = resolve_patterns("GPTConfig", self.attention, self.n_layer, self.sparse_window, alternate=True)
         object.__setattr__(self, "patterns", pats)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_head if self.d_head is not None else self.d_model // self.n_head
-
-    @property
-    def d_attn(self) -> int:
-        return self.n_head * self.head_dim
 
     @property
     def ff(self) -> int:
         return self.d_ff if self.d_ff is not None else 4 * self.d_model
-
-    def windows(self) -> list[int | None]:
-        """Per layer: None for dense, W for banded."""
-        return [parse_attention(p) for p in self.patterns]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -127,22 +139,13 @@ def config_for_target(
     n_ctx: int = 1024,
     **kw,
 ) -> GPTConfig:
-    """The standard-shape model whose Kaplan N = 12 n_layer d_model^2 is closest to ``n_target``.
+    """The GPT whose Kaplan N = 2 d_model n_layer (2 d_attn + d_ff) is nearest to ``n_target``, with
+    d_model / n_layer near ``aspect`` (Kaplan: performance is flat over a wide range around ~50-100),
+    d_model a multiple of ``head_dim`` and n_head = d_model / head_dim (``model.shapes.suggest_shape``)."""
+    from scalinglab.model.shapes import suggest_shape
 
-    ``aspect`` = d_model / n_layer (Kaplan: performance is flat over a wide range around ~50-100).
-    n_layer = round((N / (12 aspect^2))^(1/3)); d_model is the multiple of ``head_dim`` (>= head_dim) that
-    brings 12 n_layer d_model^2 closest to N; n_head = d_model / head_dim.
-    """
-    if not (n_target > 0 and aspect > 0 and head_dim >= 1):
-        raise ConfigError(
-            f"config_for_target: need N > 0, aspect > 0, head_dim >= 1 (got {n_target}, {aspect}, {head_dim})"
-        )
-    n_layer = max(1, round((n_target / (12 * aspect**2)) ** (1 / 3)))
-    d_exact = math.sqrt(n_target / (12 * n_layer))
-    cands = {max(1, math.floor(d_exact / head_dim)), max(1, math.ceil(d_exact / head_dim))}
-    k = min(cands, key=lambda m: abs(12 * n_layer * (m * head_dim) ** 2 - n_target))
-    d_model = k * head_dim
-    return GPTConfig(n_layer=n_layer, d_model=d_model, n_head=k, vocab_size=vocab_size, n_ctx=n_ctx, **kw)
+    return suggest_shape(n_target, aspect=aspect, head_dim=head_dim, params="kaplan", vocab_size=vocab_size,
+                         n_ctx=n_ctx, **kw).config
 
 
 # Named sizes. GPT-2 (Radford et al. 2019; nanoGPT shapes, context 1024, vocab 50257, tied).

@@ -26,56 +26,106 @@ Training FLOPs per token (forward + backward = 3 x forward), sequence length n_c
 
 Attention terms use no causal halving (the convention of all four sources). For a banded layer the context
 length in the attention terms is min(W, n_ctx) (as nanochat does for sliding windows).
+
+Modern shapes (``scalinglab.model.arch.DecoderConfig``: SwiGLU, RMSNorm, RoPE or relative positions, GQA,
+untied heads, top-k mixture of experts) are counted by the same code; a GPT shape is a DecoderConfig with a
+GELU MLP, LayerNorm and learned positions. For a DecoderConfig the dict also has ``active`` (parameters a
+token passes through: routed top-k + shared experts, the router, everything outside the MLPs) and
+``active_non_embedding``; ``kaplan`` counts the *active* attention and MLP matrices, so that 6N is the
+training FLOPs per token of a mixture of experts too. With GQA, K and V have n_kv_head heads (their
+projections are smaller) while every query head still attends over all keys (the attention FLOPs do not
+shrink). A SwiGLU MLP costs 3 x 2 d d_ff per token instead of 2 x 2 d d_ff; the router 2 d n_experts.
+Relative-position terms (Gopher/Chinchilla) are counted as parameters but not in the FLOPs.
 """
 
 from __future__ import annotations
 
+from scalinglab.model.arch import DecoderConfig, experts_per_token
 from scalinglab.model.config import GPTConfig
 
 
-def count_params(cfg: GPTConfig) -> dict[str, int]:
-    """Parameter counts (plain integers) under every convention; see the module docstring."""
-    d, L, V, T, da, ff = cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.n_ctx, cfg.d_attn, cfg.ff
-    b = 1 if cfg.bias else 0
-    ln = d * (1 + b)  # LayerNorm weight (+ bias)
-    attn = d * 3 * da + b * 3 * da + da * d + b * d
-    mlp = d * ff + b * ff + ff * d + b * d
-    block = 2 * ln + attn + mlp
-    non_embedding = L * block + ln  # blocks + final LayerNorm
-    wte, wpe, head = V * d, T * d, V * d
-    total = wte + wpe + non_embedding + (0 if cfg.tied else head)
+def _as_decoder(cfg: GPTConfig | DecoderConfig) -> DecoderConfig:
+    return DecoderConfig.from_gpt(cfg) if isinstance(cfg, GPTConfig) else cfg
+
+
+def _layer_parts(c: DecoderConfig) -> dict[str, int]:
+    """Per layer: attention, one MLP expert, router, norms, position parameters (weights + biases)."""
+    d, da, ff, b = c.d_model, c.d_attn, c.ff, 1 if c.bias else 0
+    kv = c.kv_heads * c.head_dim
+    norm = d * (1 + b) if c.norm == "layernorm" else d
+    attn = d * (da + 2 * kv) + b * (da + 2 * kv) + da * d + b * d
+    n_mat = 3 if c.mlp == "swiglu" else 2
+    mlp = n_mat * d * ff + b * ((n_mat - 1) * ff + d)
     return {
-        "kaplan": 2 * d * L * (2 * da + ff),
-        "non_embedding": non_embedding,
-        "non_embedding_with_head": non_embedding + head,
-        "total": total,
-        "total_without_head": total - (0 if cfg.tied else head),
-        "embedding": wte + wpe,
-        "head": head,
+        "attn": attn,
+        "attn_matrices": d * (da + 2 * kv) + da * d,
+        "mlp": mlp,
+        "mlp_matrices": n_mat * d * ff,
+        "router": d * c.n_experts if c.n_experts > 1 else 0,
+        "norms": 2 * norm,
+        "norm": norm,
+        "positions": d * da + 2 * da if c.positions == "relative" else 0,
     }
 
 
-def _attn_ctx(cfg: GPTConfig) -> list[int]:
+def count_params(cfg: GPTConfig | DecoderConfig) -> dict[str, int]:
+    """Parameter counts (plain integers) under every convention; see the module docstring. A GPTConfig gets
+    the GPT keys; a DecoderConfig also ``active`` and ``active_non_embedding``."""
+    c = _as_decoder(cfg)
+    p = _layer_parts(c)
+    L, d, V = c.n_layer, c.d_model, c.vocab_size
+    experts = c.n_experts + c.n_shared_experts if c.n_experts > 1 else 1 + c.n_shared_experts
+    per_token = experts_per_token(c)
+    outside = p["attn"] + p["router"] + p["norms"] + p["positions"]
+    non_embedding = L * (outside + experts * p["mlp"]) + p["norm"]  # blocks + final norm
+    active_non_embedding = L * (outside + per_token * p["mlp"]) + p["norm"]
+    wte, head = V * d, V * d
+    wpe = c.n_ctx * d if c.positions == "learned" else 0
+    untied = 0 if c.tied else head
+    total = wte + wpe + non_embedding + untied
+    out = {
+        "kaplan": L * (p["attn_matrices"] + per_token * p["mlp_matrices"]),
+        "non_embedding": non_embedding,
+        "non_embedding_with_head": non_embedding + head,
+        "total": total,
+        "total_without_head": total - untied,
+        "embedding": wte + wpe,
+        "head": head,
+    }
+    if isinstance(cfg, GPTConfig):
+        return out
+    out["active"] = wte + wpe + active_non_embedding + untied
+    out["active_non_embedding"] = active_non_embedding
+    return out
+
+
+def _attn_ctx(cfg: GPTConfig | DecoderConfig) -> list[int]:
     """Per layer, the number of keys a query is charged for: n_ctx, or min(W, n_ctx) for a banded layer."""
     return [cfg.n_ctx if w is None else min(w, cfg.n_ctx) for w in cfg.windows()]
 
 
-def flops_per_token(cfg: GPTConfig) -> dict[str, int]:
-    """Training FLOPs per token (forward + backward) per convention; exact integers (see module docstring)."""
-    p = count_params(cfg)
-    d, V, s, da, ff, H = cfg.d_model, cfg.vocab_size, cfg.n_ctx, cfg.d_attn, cfg.ff, cfg.n_head
-    ctx = _attn_ctx(cfg)
+def flops_per_token(cfg: GPTConfig | DecoderConfig) -> dict[str, int]:
+    """Training FLOPs per token (forward + backward) per convention; exact integers (see module docstring).
+    For a mixture of experts every convention counts the active parameters."""
+    c = _as_decoder(cfg)
+    p = count_params(c)
+    parts = _layer_parts(c)
+    d, V, s, da, ff, H = c.d_model, c.vocab_size, c.n_ctx, c.d_attn, c.ff, c.n_head
+    kv = c.kv_heads * c.head_dim
+    ctx = _attn_ctx(c)
     n = p["kaplan"]
-    kaplan_fwd = 2 * n + sum(2 * c * da for c in ctx)
-    palm = 6 * p["non_embedding_with_head"] + sum(12 * H * cfg.head_dim * c for c in ctx)
+    kaplan_fwd = 2 * n + sum(2 * k * da for k in ctx)
+    palm = 6 * (p["active_non_embedding"] + p["head"]) + sum(12 * H * c.head_dim * k for k in ctx)
     # Chinchilla App. F, forward per sequence; every term is a multiple of s, so the per-token value is exact.
-    layer_dense = 2 * 3 * s * d * da + 2 * s * da * d + 2 * s * 2 * d * ff
+    n_mat = 3 if c.mlp == "swiglu" else 2
+    mlp = experts_per_token(c) * 2 * s * n_mat * d * ff + 2 * s * parts["router"]
+    layer_dense = 2 * s * d * (da + 2 * kv) + 2 * s * da * d + mlp
     chin_fwd_seq = (
         2 * s * V * d
-        + sum(layer_dense + 2 * s * c * da + 3 * H * s * c + 2 * s * c * da for c in ctx)
+        + sum(layer_dense + 2 * s * k * da + 3 * H * s * k + 2 * s * k * da for k in ctx)
         + 2 * s * d * V
     )
-    matmul_fwd_seq = sum(layer_dense + 4 * s * c * da for c in ctx) + 2 * s * d * V
+    matmul_fwd_seq = sum(layer_dense + 4 * s * k * da for k in ctx) + 2 * s * d * V
     return {
         "6n": 6 * n,
         "kaplan": 3 * kaplan_fwd,

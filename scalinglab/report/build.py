@@ -19,6 +19,7 @@ from scalinglab.report import alloc, style
 from scalinglab.report import figures_alloc as fa
 from scalinglab.report import figures_batch as fb
 from scalinglab.report import figures_eval as fe
+from scalinglab.report import figures_extra as fx
 from scalinglab.report import figures_loss as fl
 from scalinglab.report.advice import advice
 from scalinglab.report.context import Context, build_context
@@ -105,6 +106,22 @@ FIGURES = [
         fe.fig_fewshot,
         "Few-shot accuracy against model size, one line per number of in-context examples K "
         "(Brown et al. 2020).",
+    ),
+    FigureSpec(
+        "downstream",
+        "Downstream accuracy from loss",
+        fx.fig_downstream,
+        "The OLMo ladder's two steps per task: task loss (nats per byte of the correct answer) against "
+        "compute with the fitted L(N, D) (dashed, at the runs' median tokens per parameter), and accuracy "
+        "against task loss with the fitted sigmoid; the star is the predicted target with its 95 % interval "
+        "(Bhagia et al. 2024).",
+    ),
+    FigureSpec(
+        "repeat",
+        "Repeated data",
+        fx.fig_repeat,
+        "Final loss against epochs over a fixed unique-token subset, with the data-constrained law "
+        "(Muennighoff et al. 2023) fitted to the runs (dashed, per size and subset).",
     ),
     FigureSpec(
         "residuals",

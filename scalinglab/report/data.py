@@ -78,7 +78,8 @@ def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     for i, (summ, cfg) in enumerate(zip(summaries, configs, strict=True)):
         if np.isnan(out.at[i, "batch_tokens"]):
             bt = summ.get("batch_size_tokens")
-            if bt is None and "batch_size" in runs.columns and cfg.get("n_ctx"):
+            known = "batch_size" in runs.columns and pd.notna(runs["batch_size"].iloc[i])  # NULL: imported
+            if bt is None and known and cfg.get("n_ctx"):
                 bt = float(runs["batch_size"].iloc[i]) * float(cfg["n_ctx"])
             out.at[i, "batch_tokens"] = np.nan if bt is None else float(bt)
     for col in ("n_layer", "d_model", "lr", "seed"):
@@ -112,14 +113,15 @@ def normalise_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
-    """Evaluations as one row per (run_id, task, scorer, preset, shots, seed): accuracy (fraction), se_docs.
+    """Evaluations as one row per (run_id, task, scorer, preset, shots, seed): accuracy (fraction), se_docs,
+    task_loss (nats per byte of the correct answers, NaN when the record has none).
 
     Accepts rows with ``accuracy`` or the store's ``value``/``metric``; rows of the evals module
     (``EvalResult`` dicts: ``seeds`` and ``acc_per_seed`` lists, ``acc_se``) are expanded to one row per
     seed, and ``se_docs`` keeps the binomial standard error over documents (NaN when absent). An evaluation
     repeated with the same key keeps its latest row (rows are in store order), so a re-run never counts as
     extra seeds, and different scorers or presets stay apart."""
-    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer", "preset", "se_docs"]
+    cols = ["run_id", "task", "shots", "seed", "accuracy", "scorer", "preset", "se_docs", "task_loss"]
     if evals is None or len(evals) == 0:
         return pd.DataFrame(columns=cols)
     e = evals.copy()
@@ -135,6 +137,7 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
     e["preset"] = e["preset"].fillna("") if "preset" in e.columns else ""
     e["scorer"] = e["scorer"].fillna("")
     e["se_docs"] = pd.to_numeric(e["acc_se"], errors="coerce") if "acc_se" in e.columns else np.nan
+    e["task_loss"] = pd.to_numeric(e["task_loss"], errors="coerce") if "task_loss" in e.columns else np.nan
     if "acc_per_seed" in e.columns and "seed" not in e.columns:
         # one record per evaluation: a repeated one replaces the earlier record whole (all its seeds)
         e = e.drop_duplicates(subset=["run_id", "task", "scorer", "preset", "shots"], keep="last")

@@ -259,6 +259,16 @@ def _check_law(law: str, pts: list[dict], plan: Plan) -> LawCheck:
         dec = _dec(rows)
         ok = len({p["N"] for p in rows}) >= 2
         return LawCheck(law, len(rows), dec, ok, "" if ok else "L(N,S) needs learning curves of >= 2 sizes")
+    if law == "repeat":
+        rows = [p for p in pts if any(r.startswith("repeat:") for r in p["roles"])]
+        dec = _dec(rows)
+        multi = {p["D"] for p in rows}
+        if len(rows) < 4 or len(multi) < 3:
+            return LawCheck(law, len(rows), dec, False, "the repeat law needs >= 4 repeated-data runs over "
+                            ">= 3 epoch counts: set [repeat] unique_tokens and epochs")
+        return LawCheck(law, len(rows), dec, True)
+    if law == "downstream":  # fitted on `study eval` results, which exist only after training
+        return LawCheck(law, len(main), _dec(main), True, "fitted on the few-shot results of `study eval`")
     if law == "B_crit(L)":
         ok = plan.train.get("noise_scale", True) is not False
         return LawCheck(law, len(main), _dec(main), ok, "" if ok else "B_crit(L) needs the noise scale: "

@@ -135,7 +135,8 @@ def table_isoflop(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_l_nd(points: pd.DataFrame) -> pd.DataFrame:
-    keep = points["roles"].map(lambda r: bool(r - {"extra", "pilot"}))
+    # repeated-data runs (roles "repeat:U") are the `repeat` law's: their D is not unique tokens
+    keep = points["roles"].map(lambda r: any(not x.startswith("repeat:") for x in r - {"extra", "pilot"}))
     return points[keep][["N", "D", "loss"]].reset_index(drop=True)
 
 
@@ -444,6 +445,10 @@ def _fit_one(law, store, plan, runs, points, fitted):
         if len(df) < min_pts:
             return None
         return df, lambda: _fit_form("bcrit", None, df, plan, target="B", holdout=False), None
+    if law in ("repeat", "downstream"):
+        from scalinglab.study.fitting_extra import fit_extra
+
+        return fit_extra(law, store, plan, runs, points, fitted)
     raise ValueError(f"unknown law {law!r}")
 
 

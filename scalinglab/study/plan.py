@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scalinglab.errors import ConfigError
 
-LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)")
+LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)", "repeat", "downstream")
 PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
 
 
@@ -118,6 +118,24 @@ class KaplanPlan(_Strict):
     long_tokens: Positive | None = None  # L(N): every size trained this many tokens
     data_subsets: list[Positive] = []  # L(D): token counts for the subset model
     subset_model: int = -1  # index into the sizes (default the largest)
+
+
+class RepeatPlan(_Strict):
+    """Repeated data (Muennighoff et al. 2023): sizes trained for k epochs over U unique tokens (the first U
+    of the train split), for the `repeat` law's decay constant R_D* (and R_N* with ``fit_rn``)."""
+
+    unique_tokens: list[Positive] = []  # U per subset
+    epochs: list[Positive] = [1, 2, 4, 8, 16]  # D = epochs x U
+    sizes: Literal["all", "smallest", "largest"] = "all"
+    fit_rn: bool = False  # also fit the excess-parameter constant R_N*
+
+
+class DownstreamPlan(_Strict):
+    """The `downstream` law (OLMo ladder): which stored few-shot results, and the task's accuracy range."""
+
+    tasks: list[str] = []  # default: every task in the store
+    shots: list[int] = []  # default: every K
+    acc_floor: float = Field(0.0, ge=0, le=1)  # chance accuracy (0 for generation, 1/n for n-way choice)
 
 
 class BatchPlan(_Strict):
@@ -226,6 +244,8 @@ class Plan(_Strict):
     lr: LRPlan = LRPlan()
     seeds: SeedsPlan = SeedsPlan()
     fit: FitPlan = FitPlan()
+    repeat: RepeatPlan = RepeatPlan()
+    downstream: DownstreamPlan = DownstreamPlan()
     executor: ExecutorPlan = ExecutorPlan()
     train: dict[
         str, Any
@@ -262,7 +282,8 @@ class Plan(_Strict):
         if not self._has_tables():
             raise ValueError(
                 "the plan trains nothing: set tokens.absolute, tokens.per_param, isoflop.budgets, "
-                "kaplan.long_tokens, kaplan.data_subsets or [[runs]] (or a design with a budget)"
+                "kaplan.long_tokens, kaplan.data_subsets, repeat.unique_tokens or [[runs]] (or a design "
+                "with a budget)"
             )
         return self
 
@@ -274,6 +295,7 @@ class Plan(_Strict):
             or self.kaplan.long_tokens
             or self.kaplan.data_subsets
             or self.runs
+            or self.repeat.unique_tokens
         )
 
 
@@ -358,30 +380,13 @@ def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int
 
 
 def shape_for_n(n: float, plan: Plan, vocab_size: int) -> tuple[int, int]:
-    """(n_layer, d_model) with N (plan.params) nearest to n and d_model / n_layer near the aspect ratio.
+    """(n_layer, d_model) with d_model / n_layer near the aspect ratio and N (plan.params) nearest to n
+    (``scalinglab.model.shapes.suggest_shape``)."""
+    from scalinglab.model.shapes import suggest_shape
 
-    d_model is a multiple of head_dim, or below 4 head_dim a multiple of 4 that the head count
-    (d_model // head_dim, at least 1) divides: tiny models keep distinct sizes instead of all rounding to
-    one. A shape more than 4x off the aspect ratio pays for it (a 3-layer d_model-8 model is not a
-    plausible member of a ladder at aspect ratio 32)."""
-    r, h = plan.model.aspect_ratio, plan.model.head_dim
-    best: tuple[float, int, int] | None = None
-    guess = max(1, round((n / (12 * r * r)) ** (1 / 3)))
-    for n_layer in range(max(1, guess - 2), guess + 3):
-        d0 = math.sqrt(max(n, 1.0) / (12 * n_layer))
-        cands = {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}
-        if d0 < 4 * h:
-            cands |= {max(4, q * 4) for q in (math.floor(d0 / 4), math.ceil(d0 / 4))}
-        for d in sorted(cands):
-            if d % max(1, d // h):
-                continue
-            err = abs(math.log(count_n(n_layer, d, plan, vocab_size) / n))
-            off = abs(math.log((d / n_layer) / r))
-            err += 0.05 * off + max(0.0, off - math.log(4.0))  # towards the aspect ratio; far off: costly
-            if best is None or err < best[0]:
-                best = (err, n_layer, d)
-    assert best is not None
-    return best[1], best[2]
+    s = suggest_shape(n, aspect=plan.model.aspect_ratio, head_dim=plan.model.head_dim, params=plan.params,
+                      vocab_size=vocab_size, n_ctx=plan.data.n_ctx)
+    return s.n_layer, s.d_model
 
 
 def sizes(plan: Plan, vocab_size: int) -> list[tuple[int, int, int | None]]:
@@ -495,6 +500,14 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
         for tokens in plan.kaplan.data_subsets:
             for s in seeds:
                 add(_config(plan, nl, d, nh, tokens, s, batch_for), "L(D)")
+    if plan.repeat.unique_tokens and shapes:  # repeated data: epochs over a fixed subset
+        rep = plan.repeat
+        for nl, d, nh in {"smallest": shapes[:1], "largest": shapes[-1:], "all": shapes}[rep.sizes]:
+            for u in rep.unique_tokens:
+                for e in rep.epochs:
+                    for s in seeds:
+                        cfg = _config(plan, nl, d, nh, e * u, s, batch_for, unique_tokens=int(round(u)))
+                        add(cfg, f"repeat:{int(round(u))}")
     for c in plan.isoflop.budgets:
         for nl, d, nh in isoflop_shapes(plan, c, vocab_size):
             n = count_n(nl, d, plan, vocab_size, nh)

@@ -257,6 +257,20 @@ def _report(study_dir: Path, echo: Echo) -> Path | None:
     return Path(path)
 
 
+def refuse_imported(*folders: Path) -> None:
+    """A study of imported runs (``scalinglab study import``) has nothing to train: a ConfigError."""
+    from scalinglab.study.store import DB_NAME
+
+    for d in folders:
+        if (Path(d) / DB_NAME).is_file():
+            with Store(d) as s:
+                meta = s.get_meta("imported")
+            if meta:
+                src = ", ".join(meta["sources"])
+                raise ConfigError(f"{d} holds runs imported from {src}: there is nothing to train; use "
+                                  "`study fit` and `report` on it")
+
+
 def run_study(
     plan_path: str | Path,
     out: str | Path | None = None,
@@ -274,6 +288,7 @@ def run_study(
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
     study_dir = study_dir_for(plan, plan_path, out)
+    refuse_imported(plan_path.parent, study_dir)
     vocab, fingerprint = data_identity(plan.data.spec)
     plan = design.expand(plan, vocab)  # the design's runs and laws, laid out from its budget
     design.check(plan, make_runs(plan, vocab), vocab, echo)  # a law the runs cannot identify: refused now

@@ -37,6 +37,8 @@ class TrainConfig(BaseModel):
     # data and budget
     data: str = "text:default"
     tokens: int = Field(ge=1)
+    # repeated data: train on the first unique_tokens tokens of the train split, in epochs (None: all of it)
+    unique_tokens: int | None = Field(None, ge=2)
     batch_size: int = Field(16, ge=1)
     micro_batch_size: int | None = None
     # optimiser and schedule

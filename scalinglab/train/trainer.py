@@ -297,7 +297,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         raw = GPT(mcfg)
     raw.to(device)
     opt = _optimizer(raw, cfg, device)
-    sampler = api.Sampler(ds, "train", B, T, cfg.seed)
+    sampler = api.Sampler(ds, "train", B, T, cfg.seed, unique_tokens=cfg.unique_tokens)
     step, wall_prev = 0, 0.0
     last = {"train_loss": None, "val_loss": None, "val_bpb": None}
     ck = None
@@ -408,6 +408,9 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
             "planned_steps": steps,
             "world_size": d.world,
         }
+        if cfg.unique_tokens is not None:  # repeated data: the subset and how many passes over it
+            s["unique_tokens"] = cfg.unique_tokens
+            s["epochs"] = tokens / sampler.epoch_tokens
         return s
 
     # ---- the loop

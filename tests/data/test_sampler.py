@@ -74,3 +74,39 @@ def test_sampler_errors(digits):
         Sampler(digits, "val", 4, 10**7)
     with pytest.raises(ConfigError, match="seed"):
         Sampler(digits, "train", 4, 16, seed=-1)
+
+
+def test_unique_tokens_repeat_one_subset_in_epochs(default_text):
+    """Repeated-data runs: the first U tokens only, every window once per epoch, a new order each epoch."""
+    u, T, B = 16 * 100 + 1, 16, 8  # 100 non-overlapping windows of 16 targets
+    s = Sampler(default_text, "train", B, T, seed=5, unique_tokens=u)
+    assert s.epoch_tokens == 100 * 16
+    offs = np.concatenate([s.offsets(k) for k in range(50)])  # 400 rows = 4 epochs
+    tok = np.asarray(default_text.tokens("train"))
+    assert offs.max() + T + 1 <= u  # nothing outside the subset
+    epochs = offs.reshape(4, 100)
+    for e in epochs:
+        assert sorted(e.tolist()) == list(range(0, 1600, 16))  # every window exactly once per epoch
+    assert not (epochs[0] == epochs[1]).all()  # a fresh permutation per epoch
+    b = s.batch(13)  # the rows of a batch are its windows, shifted by one for the targets
+    for off, x, y in zip(s.offsets(13), b.x, b.y, strict=True):
+        assert (x == tok[off:off + T]).all() and (y == tok[off + 1:off + T + 1]).all()
+    again = Sampler(default_text, "train", B, T, seed=5, unique_tokens=u)
+    again.load_state_dict(s.state_dict())
+    assert (again.batch(37).x == s.batch(37).x).all()  # batch k depends on (seed, k) only
+    assert s.state_dict()["unique_tokens"] == u
+
+
+def test_unique_tokens_errors(default_text):
+    n = default_text.num_tokens("train")
+    with pytest.raises(InputError, match="more than the train split"):
+        Sampler(default_text, "train", 4, 16, unique_tokens=n + 1)
+    with pytest.raises(ConfigError, match="at least seq_len"):
+        Sampler(default_text, "train", 4, 16, unique_tokens=10)
+
+
+def test_unique_tokens_on_records(digits):
+    s = Sampler(digits, "train", 8, 64, seed=0, unique_tokens=65 * 40)
+    starts = set(s.windows.tolist())
+    seen = np.concatenate([s.offsets(k) for k in range(2 * len(starts) // 8)])
+    assert set(seen.tolist()) == starts and all(o + 65 <= 65 * 40 for o in starts)

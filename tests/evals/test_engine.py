@@ -129,3 +129,21 @@ def test_generation_does_not_depend_on_the_batch(hf_lm):
     assert hf_lm.generate_until([("The quick brown fox jumps", stop, 6)]) == [full[: full.find(stop)]]
     with pytest.raises(InputError, match="does not fit the model's context"):
         hf_lm.loglikelihood([("", "x " * (hf_lm.max_length + 5))])
+
+
+def test_generation_uses_the_current_cache_api(hf_lm):
+    """transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns and goes in 5.40): the
+    cached decoding passes whichever keyword this release's forward takes, without a deprecation warning,
+    and still matches uncached greedy decoding."""
+    import inspect
+    import warnings
+
+    from scalinglab.evals.hf import cache_keyword
+
+    names = inspect.signature(hf_lm.model.forward).parameters
+    assert cache_keyword(hf_lm.model) == ("cache" if "cache" in names else "past_key_values")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = hf_lm.generate_until([("The quick brown fox", [], 5)])[0]
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    assert got == hf_lm.tok_decode(naive_greedy(hf_lm.model, hf_lm.tokenizer, "The quick brown fox", 5))

@@ -192,3 +192,18 @@ def test_bad_config_is_a_clear_error(text_data, tmp_path):
         train(tiny(text_data, micro_batch_size=3), tmp_path / "x")
     with pytest.raises(ConfigError, match="tokens"):
         train(tiny(text_data, tokens=0), tmp_path / "y")
+
+
+def test_repeated_data_run_trains_on_its_subset_in_epochs(text_data, tmp_path):
+    """unique_tokens: the trainer draws only the first U tokens, in epochs, records them in the summary, and
+    a stopped run resumes to the same end as one that never stopped."""
+    u = 32 * 16 + 1  # 16 windows of 32 targets: 2 batches of 8 per epoch
+    cfg = tiny(text_data, tokens=8 * 32 * 8, unique_tokens=u)  # 8 steps = 4 epochs
+    s = train(cfg, tmp_path / "rep")
+    assert s["unique_tokens"] == u and s["epochs"] == pytest.approx(4.0)
+    stopped = train(cfg, tmp_path / "rep2", should_stop=lambda step: step == 3)
+    assert stopped["status"] == "stopped"
+    resumed = train(cfg, tmp_path / "rep2")
+    assert resumed["final_train_loss"] == s["final_train_loss"]
+    fresh = train(tiny(text_data, tokens=8 * 32 * 8), tmp_path / "fresh")
+    assert fresh["final_train_loss"] != s["final_train_loss"] and "epochs" not in fresh
