@@ -141,7 +141,7 @@ class DownstreamPlan(_Strict):
 class BatchPlan(_Strict):
     """Batch size per run (sequences). fixed: ``size`` for every run; noise_scale: from each shape's measured
     B_simple (pilot runs); steps: about ``steps`` optimiser steps per run, batch = tokens / (steps n_ctx)
-    rounded to a power of two within [min_size, max_size]. Tiny models learn per step, not per token (the
+    rounded to an even integer within [min_size, max_size]. Tiny models learn per step, not per token (the
     batch is far above B_crit), so the steps rule keeps every run of a ladder past its early plateau, and
     small-data runs (high loss, small B_crit) get the small batches they can use."""
 
@@ -578,10 +578,11 @@ def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
 
 
 def batch_for_steps(tokens: float, plan: Plan) -> int:
-    """Steps rule: the power-of-two batch (sequences) nearest to tokens / (steps n_ctx), clamped."""
-    b = max(1.0, tokens / (plan.batch.steps * plan.data.n_ctx))
-    b = 2 ** round(math.log2(b))
-    return int(min(max(b, plan.batch.min_size), plan.batch.max_size))
+    """Steps rule: the even batch (sequences) nearest to tokens / (steps n_ctx), clamped (even: the noise
+    scale is measured from two equal micro-batches). Not a power of two: at this scale the loss depends on
+    the step count, and a 2x jump in batch between neighbouring runs shows up in their losses."""
+    b = 2 * round(tokens / (2 * plan.batch.steps * plan.data.n_ctx))  # even: two equal micro-batches
+    return int(min(max(b, plan.batch.min_size, 2), plan.batch.max_size))
 
 
 def batch_from_noise(b_simple_tokens: float, plan: Plan) -> int:
