@@ -127,10 +127,11 @@ def _gn_objective_fast(form, theta, lx, ly, delta, weights, dtype):
 
     def work(sl: slice) -> None:
         wt = None if weights is None else weights[sl]
+        y = ly if ly.ndim == 1 else ly[sl]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            F[sl], states[sl.start] = form.gn_objective(theta[sl].astype(dtype), lx, ly, delta, wt)
+            F[sl], states[sl.start] = form.gn_objective(theta[sl].astype(dtype), lx, y, delta, wt)
 
-    _map_chunks(work, K, _CHUNK_FAST, K * ly.size)
+    _map_chunks(work, K, _CHUNK_FAST, K * ly.shape[-1])
     F[~np.isfinite(F)] = np.inf
     return F, states
 
@@ -193,7 +194,7 @@ def _gn_terms(
     def work(sl: slice) -> None:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             lyh, J = form.log_eval(theta[sl].astype(dtype), lx)
-            r = ly - lyh
+            r = (ly if ly.ndim == 1 else ly[sl]) - lyh
             psi = np.clip(r, -delta, delta)
             h = psi * (r - 0.5 * psi)  # Huber: r^2/2 inside, delta (|r| - delta/2) outside
             inside = psi == r
@@ -207,7 +208,7 @@ def _gn_terms(
             G[sl] = -np.matmul(Jt, psi[:, :, None])[..., 0]
             H[sl] = np.matmul(Jt * w[:, None, :], J)
 
-    _map_chunks(work, K, chunk, K * logy.size)
+    _map_chunks(work, K, chunk, K * logy.shape[-1])
     bad = ~np.isfinite(F) | ~np.all(np.isfinite(G), axis=1) | ~np.all(np.isfinite(H), axis=(1, 2))
     F[bad] = np.inf
     G[bad] = 0.0
@@ -230,6 +231,7 @@ def batched_lm(
     """Damped IRLS Gauss-Newton (Levenberg-Marquardt) on all rows of theta0 at once, within the form's bounds.
 
     ``weights`` (K, n) gives each row its own point weights (bootstrap counts); (n,) or None share them.
+    ``logy`` (K, n) gives each row its own data (a residual or parametric bootstrap); (n,) shares it.
     Steps are capped per parameter (a tenth of its bound range, between 0.5 and 10) so that a term that is
     negligible at the start cannot throw its parameters to a bound. A row is converged when an accepted step
     lowers its objective by less than ftol (relative), or its damping grows past 1e12 (no descent left).
@@ -239,7 +241,7 @@ def batched_lm(
     cap = np.clip(0.1 * (hi - lo), 0.5, 10.0)
     theta = _project(np.array(theta0, dtype=float), lo, hi)
     K, p = theta.shape
-    W = None if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), (K, logy.size))
+    W = None if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), (K, logy.shape[-1]))
     f, G, H = _gn_terms(form, theta, logx, logy, delta, W, eps, dtype)
     fast = _fast_path(form)
     lx = {k: v.astype(dtype) for k, v in logx.items()}
@@ -266,15 +268,16 @@ def batched_lm(
         step /= np.maximum(np.max(np.abs(step) / cap, axis=1, keepdims=True), 1.0)
         new = _project(th + step, lo, hi)
         Wk = None if W is None else W[idx]
+        ly_k, logy_k = (ly, logy) if logy.ndim == 1 else (ly[idx], logy[idx])
         f_old = f[idx]
         if fast:  # the trial's objective first; G and H only where the step is accepted
-            f_new, states = _gn_objective_fast(form, new, lx, ly, delta, Wk, dtype)
+            f_new, states = _gn_objective_fast(form, new, lx, ly_k, delta, Wk, dtype)
             acc = f_new < f_old
             G_new, H_new, ok = _gn_matrices_fast(form, states, acc, idx.size, p, lx, delta, Wk, eps)
             acc &= ok
             del states
         else:
-            f_new, G_new, H_new = _gn_terms(form, new, logx, logy, delta, Wk, eps, dtype)
+            f_new, G_new, H_new = _gn_terms(form, new, logx, logy_k, delta, Wk, eps, dtype)
             acc = f_new < f_old
         gain = np.where(acc, (f_old - f_new) / np.maximum(f_old, 1e-300), 0.0)
         ia = idx[acc]
