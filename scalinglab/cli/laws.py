@@ -88,6 +88,10 @@ def fit_cmd(
         0, "--drop-highest", help="Drop the K rows with the highest loss first."
     ),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for SE and 95% intervals."),
+    bootstrap_method: str = typer.Option(
+        "parametric", "--bootstrap-method", help="parametric (losses redrawn around the fit; calibrated) or "
+        "pairs (runs resampled; conservative, as Besiroglu et al. 2024)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber delta on log residuals."),
     starts: int = typer.Option(
@@ -129,6 +133,7 @@ def fit_cmd(
         drop_highest=drop_highest,
         delta=delta,
         starts=starts,
+        bootstrap_method=bootstrap_method,
     )
     if as_json:
         print_json(res.to_dict(samples=bool(bootstrap)))

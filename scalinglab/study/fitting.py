@@ -212,7 +212,8 @@ def _fit_form(
     from scalinglab.laws.forms import get_form
 
     form = get_form(form_name, var)
-    res = fit(form, df, loss=target, bootstrap=plan.fit.bootstrap, seed=0)
+    res = fit(form, df, loss=target, bootstrap=plan.fit.bootstrap, seed=0,
+              bootstrap_method=plan.fit.bootstrap_method)
     bt = None
     if holdout:
         by = "N" if "N" in form.variables else form.variables[0]
@@ -245,7 +246,8 @@ def _envelope(cv: pd.DataFrame, plan: Plan) -> tuple[dict[str, Any], dict[str, A
 
     b = plan.fit.bootstrap
     env = frontier(cv, C="C", loss="loss", N="N", run="run_id")
-    res_fit = fit("power", env[["C", "loss"]], var="C", loss="loss", bootstrap=b, seed=0)
+    res_fit = fit("power", env[["C", "loss"]], var="C", loss="loss", bootstrap=b, seed=0,
+                  bootstrap_method=plan.fit.bootstrap_method)
     res = res_fit.to_dict(samples=res_fit.samples is not None)
     res["approach1"] = approach1(cv, C="C", loss="loss", N="N", run="run_id", bootstrap=b, seed=0).to_dict()
     res["envelope"] = {k: [float(x) for x in env[k]] for k in ("C", "loss", "N")}
@@ -383,7 +385,8 @@ def _consensus(store: Store, plan: Plan, runs: pd.DataFrame, points: pd.DataFram
     b = plan.fit.bootstrap
 
     def refit(df: pd.DataFrame):
-        return fit("chinchilla", df[["N", "D", "loss"]], bootstrap=b, seed=0)
+        return fit("chinchilla", df[["N", "D", "loss"]], bootstrap=b, seed=0,
+                   bootstrap_method=plan.fit.bootstrap_method)
 
     def thunk():
         c = consensus(pts[["run", "N", "D", "C", "loss", "budget"]], cv, target_C=target, lnd=lnd,

@@ -197,6 +197,7 @@ class FitPlan(_Strict):
     l_d_form: Literal["power", "power+const"] = "power"
     backtest_holdout: int = Field(1, ge=1)  # back-tests hold out the runs at the largest k values
     bootstrap: int = Field(0, ge=0)
+    bootstrap_method: Literal["parametric", "pairs"] = "parametric"  # see scalinglab.laws.fit.bootstrap_fit
     target_flops: Positive | None = None  # the allocation's budget (FLOPs; default 10x the largest run)
     # "strict": a law the planned runs cannot identify stops the study before training (the default);
     # "warn": it is trained anyway and only warned (smoke tests, deliberately tiny studies)
