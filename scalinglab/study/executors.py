@@ -6,15 +6,16 @@
 
 - `local`, workers = 0: runs one after another in a thread of this process (killing the study kills them).
 - `local`, workers = k: a process pool of k (spawned; each worker dies with its parent via PR_SET_PDEATHSIG).
-- `ray`: one Ray task per run, named after the run. `address` None: a private Ray instance bound to
-  127.0.0.1; "auto": the cluster `ray start` began on this machine (or $RAY_ADDRESS); "host:port" or
-  "ray://host:port": that cluster. A task whose worker process dies is re-run (`retries` times) and resumes
-  from the run's checkpoint. Needs `pip install "scalinglab[ray]"`.
+- `ray`: one Ray task per run, named after the run, its output in `runs/<run_id>/ray.log`. `address`
+  None: a private Ray instance bound to 127.0.0.1; "auto": the cluster `ray start` began on this machine
+  (or $RAY_ADDRESS); "host:port" or "ray://host:port": that cluster. A task whose worker process dies is
+  re-run (`retries` times) and resumes from the run's checkpoint. Needs `pip install "scalinglab[ray]"`.
 - `slurm`: one sbatch job per run through submitit, named `<study>.<run_id>.L<n_layer>d<d_model>`, its
   script, logs and result in `runs/<run_id>/slurm/`. At the warning signal before the time limit
   (submitit's USR2) the run checkpoints at its next step and the job requeues itself (`retries` times);
   past that the run is reported as stopped at its time limit. `tasks_per_node = k` trains the run with DDP
-  over k tasks (gloo on CPU, NCCL on GPUs). `slurm_local`: submitit's LocalExecutor (no cluster).
+  over k tasks (gloo on CPU, NCCL on GPUs). A job an earlier, dead driver left queued or running is waited
+  for (`attach`), not submitted twice. `slurm_local`: submitit's LocalExecutor (no cluster).
 
 Every back-end calls the same worker, `run_one(study_dir, run_id)`: it reads `runs/<run_id>/spec.json`
 (written by the runner), takes an exclusive lock on the run folder (so two workers never train one run at
@@ -196,12 +197,16 @@ class LocalExecutor:
 
 
 def _ray_task(study_dir: str, run_id: str) -> dict[str, Any]:
-    """The body of a run's Ray task: `run_one` with the task's id recorded."""
+    """The body of a run's Ray task: `run_one` with the task's id recorded, its Python output (prints,
+    warnings) appended to `runs/<run_id>/ray.log`."""
     import ray
 
     ctx = ray.get_runtime_context()
     job = {"engine": "ray", "job_id": ctx.get_task_id(), "node": ctx.get_node_id()}
-    return run_one(study_dir, run_id, job)
+    path = run_dir(study_dir, run_id)
+    with open(path / "ray.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"ray task {job['job_id']} on {socket.gethostname()} (pid {os.getpid()}) at {time.ctime()}")
+        return run_one(study_dir, run_id, job)
 
 
 def _is_loopback(host: str) -> bool:
@@ -306,7 +311,8 @@ class _RayHandle:
 
 
 class RayExecutor:
-    """One Ray task per run, each asking for `threads_per_run` CPUs; workers that die are retried."""
+    """One Ray task per run, each asking for `threads_per_run` CPUs (and `gpus_per_run` GPUs); a task whose
+    worker dies is retried `retries` times."""
 
     def __init__(
         self,
@@ -315,6 +321,7 @@ class RayExecutor:
         workers: int = 0,
         retries: int = 2,
         cores: int | None = None,
+        gpus_per_run: float = 0,
     ):
         try:
             import ray
@@ -334,6 +341,8 @@ class RayExecutor:
                 raise ConfigError(f"executor.address = {address!r}: Ray could not connect: {msg}") from None
             self.owns = True
         opts = {"num_cpus": max(1, threads_per_run), "max_retries": retries, "retry_exceptions": False}
+        if gpus_per_run:
+            opts["num_gpus"] = gpus_per_run
         self.remote = ray.remote(**opts)(_ray_task)
         self.capacity = workers or 10**9
 
@@ -454,8 +463,12 @@ class _SlurmHandle:
         outcome, payload = pickle_load(f)
         if outcome == "success":
             return payload
-        last = [x for x in str(payload).strip().splitlines() if x.strip()]
-        raise RuntimeError(f"slurm job {self.job_id}: {last[-1] if last else 'failed'} (log: {log})")
+        last = [x for x in str(payload).strip().splitlines() if x.strip()]  # "pkg.mod.SomeError: message"
+        name, _, msg = (last[-1] if last else "").partition(": ")
+        name = name.rsplit(".", 1)[-1]
+        if not (msg and name.isidentifier()):
+            name, msg = "RuntimeError", f"slurm job {self.job_id} failed: {last[-1] if last else '?'}"
+        raise type(name, (RuntimeError,), {})(f"{msg} (log: {log})")  # the job's error, by its own name
 
 
 def _init_distributed(path: Path, job_id: str | None, restarts: int) -> bool:
@@ -575,6 +588,16 @@ class SlurmExecutor:
             raise ConfigError(f"[executor.slurm] parameters refused by submitit: {msg}") from None
         return ex
 
+    def attach(self, study_dir: str | Path, run_id: str, job_id: str) -> Handle | None:
+        """The run's job an earlier driver submitted, while Slurm still queues or runs it (None: it ended).
+        A driver that died leaves its jobs running: the next `study run` waits for them, not for new ones."""
+        if self.queue is None or self.queue.state(job_id) in (None, *SLURM_FINAL):
+            return None
+        import submitit
+
+        job = submitit.SlurmJob(folder=run_dir(study_dir, run_id) / "slurm", job_id=job_id)
+        return _SlurmHandle(job, self.queue, self.retries)
+
     def submit(self, study_dir: str | Path, run_id: str) -> Handle:
         ex = self._executor(run_dir(study_dir, run_id) / "slurm", job_name(study_dir, run_id))
         job = ex.submit(slurm_job, str(study_dir), run_id, self.retries)
@@ -601,7 +624,7 @@ def make_executor(cfg: Any, study_dir: str | Path, cores: int | None = None) -> 
     if cfg.kind == "local":
         return LocalExecutor(cfg.workers, threads)
     if cfg.kind == "ray":
-        return RayExecutor(cfg.ray_address, threads, cfg.workers, cfg.retries, cores)
+        return RayExecutor(cfg.ray_address, threads, cfg.workers, cfg.retries, cores, cfg.gpus_per_run)
     if cfg.kind == "slurm":
         return SlurmExecutor(study_dir, cfg.slurm, cfg.slurm_local, threads, cfg.workers, cfg.retries)
     raise ConfigError(f"executor.kind = {cfg.kind!r}: allowed 'local', 'ray', 'slurm'")

@@ -188,6 +188,7 @@ class ExecutorPlan(_Strict):
     # $RAY_ADDRESS); "host:port" (its GCS) or "ray://host:10001" (Ray client). Also spelt `address`.
     ray_address: str | None = Field(None, validation_alias=pydantic.AliasChoices("address", "ray_address"))
     retries: int = Field(2, ge=0)  # ray: re-runs of a run whose worker died; slurm: requeues at time limit
+    gpus_per_run: float = Field(0, ge=0)  # ray: GPUs per run task (Ray hides GPUs from a task asking none)
     slurm: dict[str, Any] = {}  # slurm: submitit parameters (partition, timeout_min, gpus_per_node, ...)
     slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
 

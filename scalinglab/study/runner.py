@@ -152,8 +152,14 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     d / "spec.json",
                     {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
                 )
-                try:
-                    inflight[rid] = h = ex.submit(study_dir, rid)
+                old = run["job_id"] if run["job_engine"] == plan.executor.kind else None
+                try:  # a job an earlier (dead) driver left queued or running is waited for, not doubled
+                    h = ex.attach(study_dir, rid, old) if old and hasattr(ex, "attach") else None
+                    if h is not None:
+                        echo(f"{rid}: back to {plan.executor.kind} job {old} ({h.state()}), submitted before")
+                    else:
+                        h = ex.submit(study_dir, rid)
+                    inflight[rid] = h
                 except Exception as e:  # e.g. a broken process pool: recorded, retried on the next run
                     store.finish_run(rid, "failed", None, error=f"submit: {type(e).__name__}: {e}"[:500])
                     outcome["failed"] += 1
@@ -162,7 +168,8 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                 if getattr(h, "job_id", None):  # the engine's id: in the store, for `study status`
                     jobs[rid] = h.state()
                     store.set_job(rid, jobs[rid], plan.executor.kind, h.job_id)
-                    echo(f"{rid}: {plan.executor.kind} job {h.job_id} ({job_name(study_dir, rid)})")
+                    if h.job_id != old:
+                        echo(f"{rid}: {plan.executor.kind} job {h.job_id} ({job_name(study_dir, rid)})")
             time.sleep(POLL_S if inflight else 0)
             for rid, h in list(inflight.items()):
                 if not h.done():

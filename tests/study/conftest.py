@@ -122,31 +122,32 @@ def study(plan: Path, out: Path, echo=None) -> dict:
     return {**res, "lines": lines}
 
 
-def start_cli(plan: Path, out: Path, env: dict | None = None, **extra: str) -> subprocess.Popen:
+def start_cli(plan: Path, out: Path, env: dict | None = None, log: str = "cli.log", **extra: str):
     """`scalinglab study run` as a child process (its own session; environment ``env`` or ours, plus
-    ``extra``), its output in out/cli.log."""
+    ``extra``), its output in out/<log> (the Popen's `log_path`)."""
     out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "cli.log", "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(
+    f = open(out / log, "w")  # noqa: SIM115 (closed with the process)
+    p = subprocess.Popen(
         [CLI, "study", "run", str(plan), "--out", str(out), "--no-report"],
         env={**(os.environ if env is None else env), **extra},
-        stdout=log,
+        stdout=f,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+    p.log_path = out / log
+    return p
 
 
-def wait_cli(p: subprocess.Popen, out: Path, timeout: float = 240.0) -> str:
+def wait_cli(p: subprocess.Popen, timeout: float = 240.0) -> str:
+    """Wait for a `start_cli` process (killed past ``timeout``); its output."""
     try:
         p.wait(timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait(10)
-        raise AssertionError(
-            f"study run did not finish in {timeout} s:\n{(out / 'cli.log').read_text()}"
-        ) from None
-    return (out / "cli.log").read_text()
+        raise AssertionError(f"study run did not finish in {timeout} s:\n{p.log_path.read_text()}") from None
+    return p.log_path.read_text()
 
 
 def fit_params(store) -> dict[str, dict]:

@@ -79,7 +79,7 @@ def test_ray_worker_killed_mid_run_is_retried_from_its_checkpoint(ray_cluster, l
     p = start_cli(plan, out, env=env)
     victim, socks, t0 = None, [], time.time()
     while victim is None:
-        assert p.poll() is None, (out / "cli.log").read_text()
+        assert p.poll() is None, p.log_path.read_text()
         assert time.time() - t0 < 120, "no run reached a checkpoint"
         for run in sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []:
             w = run / "worker.json"
@@ -90,7 +90,7 @@ def test_ray_worker_killed_mid_run_is_retried_from_its_checkpoint(ray_cluster, l
                     os.kill(victim[1], signal.SIGKILL)
                     break
         time.sleep(0.02)
-    log = wait_cli(p, out)
+    log = wait_cli(p)
     assert p.returncode == 0, log
     store = Store(out)
     assert_same_study(store, local_baseline)  # nothing lost, nothing twice, the same losses and fits
@@ -118,3 +118,12 @@ def test_ray_wrong_address_is_one_clear_error(ray_installed, tmp_path):
         len(err) == 1 and f"executor.address = '127.0.0.1:{port}': no Ray cluster answers there" in err[0]
     ), err
     assert time.time() - t0 < 60  # not Ray's minute of retries
+
+
+def test_ray_malformed_address_is_refused():
+    from scalinglab.errors import ConfigError
+    from scalinglab.study.executors import _ray_target
+
+    with pytest.raises(ConfigError, match="expected 'auto', 'host:port' or 'ray://host:port'"):
+        _ray_target("nonsense")
+    assert _ray_target(None) == ("local", True)

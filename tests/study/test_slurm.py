@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -60,23 +61,45 @@ def _worker(out: Path, rid: str) -> dict:
 # ------------------------------------------------------------------------------------ time limits
 
 
+def _replace_driver(entry: dict) -> None:
+    """Once the requeue study's job runs: SIGKILL its driver (the job lives on in Slurm) and start another,
+    which must wait for that job rather than submit a second one."""
+    out, t0 = entry["out"], time.time()
+    while (
+        not list(out.glob("runs/*/worker.json")) and time.time() - t0 < 120 and entry["proc"].poll() is None
+    ):
+        time.sleep(0.2)
+    first = entry["proc"]
+    if first.poll() is None:
+        os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+    entry["first"] = first
+    entry["proc"] = start_cli(entry["plan"], out, log="cli2.log", SCALINGLAB_RUN_STEP_SLEEP="0.5")
+
+
 @pytest.fixture(scope="session")
 def time_limited(slurm_cluster, tmp_path_factory):
     """Two one-run studies whose jobs hit a 1-minute time limit (Slurm warns with USR2 5 s before, give or
     take its 30 s resolution): each step sleeps 0.5 s, so the run needs 65 s (requeue: retries = 2) or 100 s
-    (report: retries = 0) of a 60 s job. Started by the first test here; the tests that check them run last
-    in the session (conftest.py), so that everything else runs meanwhile."""
+    (report: retries = 0) of a 60 s job. The requeue study's driver is killed once its job runs, and started
+    again. Begun by the first test here; the tests that check them run last in the session (conftest.py),
+    so that everything else runs meanwhile."""
     d = tmp_path_factory.mktemp("timelimit")
     out = {}
     for name, steps, retries in (("requeue", 130, 2), ("report", 200, 0)):
         ex = {**SLURM, "retries": retries, "slurm": {"timeout_min": 1, "slurm_signal_delay_s": 5}}
         plan = write_plan(d / f"{name}.toml", ex, shapes=ONE, tokens=steps * 8 * 16, laws=())
-        out[name] = (plan, d / name, start_cli(plan, d / name, SCALINGLAB_RUN_STEP_SLEEP="0.5"))
+        p = start_cli(plan, d / name, SCALINGLAB_RUN_STEP_SLEEP="0.5")
+        out[name] = {"plan": plan, "out": d / name, "proc": p}
+    swap = threading.Thread(target=_replace_driver, args=(out["requeue"],), daemon=True)
+    swap.start()
+    out["requeue"]["swap"] = swap
     yield out
-    for _, _, p in out.values():  # not waited for (only some tests ran): stopped
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
+    swap.join(150)
+    for e in out.values():  # not waited for (only some tests ran): stopped
+        if e["proc"].poll() is None:
+            os.killpg(e["proc"].pid, signal.SIGKILL)
+            e["proc"].wait(10)
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -92,7 +115,7 @@ def test_slurm_study_scancel_mid_run_then_rerun_matches_local(
     p = start_cli(plan, out, SCALINGLAB_RUN_STEP_SLEEP="0.08")  # ~6 s a run: time to cancel one mid-run
     victim, socks, t0 = None, set(), time.time()
     while victim is None:
-        assert p.poll() is None, (out / "cli.log").read_text()
+        assert p.poll() is None, p.log_path.read_text()
         assert time.time() - t0 < 120, "no run reached a checkpoint"
         socks |= set(listening(slurm_cluster.pids()))
         for run in sorted((out / "runs").glob("*")) if (out / "runs").is_dir() else []:
@@ -105,7 +128,7 @@ def test_slurm_study_scancel_mid_run_then_rerun_matches_local(
                 slurm_cluster.run("scancel", victim[1])
                 break
         time.sleep(0.05)
-    log = wait_cli(p, out)
+    log = wait_cli(p)
     store = Store(out)
     assert store.counts()["done"] == 2 and store.run(victim[0])["status"] == "failed", log
     err = store.run(victim[0])["error"]
@@ -124,7 +147,7 @@ def test_slurm_study_scancel_mid_run_then_rerun_matches_local(
         assert names[r["job_id"]] == f"s.{rid}.L{r['n_layer']}d{r['d_model']}"
 
     p = start_cli(plan, out)  # again: the cancelled run is resubmitted and continues from its checkpoint
-    log = wait_cli(p, out)
+    log = wait_cli(p)
     assert p.returncode == 0, log
     store = Store(out)
     assert_same_study(
@@ -171,7 +194,7 @@ def test_slurm_ddp_two_tasks_match_one_process(slurm_cluster, tmp_path):
     while p.poll() is None:  # what the job's processes listen on while it trains (TCPStore, gloo)
         socks |= set(listening(slurm_cluster.pids()))
         time.sleep(0.05)
-    log = wait_cli(p, out)
+    log = wait_cli(p)
     assert p.returncode == 0, log
     (rid,) = Store(out).run_ids()
     run = Store(out).run(rid)
@@ -195,17 +218,23 @@ def test_slurm_ddp_two_tasks_match_one_process(slurm_cluster, tmp_path):
 
 
 def test_slurm_time_limit_requeues_and_resumes(time_limited, tmp_path):
-    plan, out, p = time_limited["requeue"]
-    log = wait_cli(p, out, timeout=400)
-    assert p.returncode == 0, log
+    """The job checkpoints at Slurm's warning and requeues itself; the run resumes and ends with the curve of
+    an uninterrupted run. Its first driver died meanwhile: the second waited for the same job."""
+    e = time_limited["requeue"]
+    e["swap"].join(150)
+    out, p = e["out"], e["proc"]
+    log = wait_cli(p, timeout=400)
+    assert p.returncode == 0 and e["first"].returncode != 0, log
     store = Store(out)
     (rid,) = store.run_ids()
     run = store.run(rid)
-    assert run["status"] == "done" and run["attempts"] == 1, log  # one submission: Slurm requeued it
+    assert run["status"] == "done" and run["attempts"] == 2, log  # two drivers claimed it ...
+    assert f"{rid}: back to slurm job {run['job_id']}" in log  # ... and Slurm ran one job, requeued
     w = _worker(out, rid)
     assert w["restarts"] >= 1 and w["job_id"] == run["job_id"] and run["resumed_from_step"] > 0, w
-    log = (out / "runs" / rid / "slurm" / f"{run['job_id']}_0_log.out").read_text()
-    assert log.count("Starting with JobEnvironment") == w["restarts"] + 1  # every attempt's log, appended
+    jobs = (out / "runs" / rid / "slurm" / f"{run['job_id']}_0_log.out").read_text()
+    assert jobs.count("Starting with JobEnvironment") == w["restarts"] + 1  # every attempt's log, appended
+    assert len(list((out / "runs" / rid / "slurm").glob("*_submitted.pkl"))) == 1
     # the curve of the same run trained without interruption (and without sleeping)
     ref_plan = write_plan(
         tmp_path / "ref.toml",
@@ -222,9 +251,10 @@ def test_slurm_time_limit_requeues_and_resumes(time_limited, tmp_path):
 
 
 def test_slurm_time_limit_without_retries_is_reported(time_limited):
-    plan, out, p = time_limited["report"]
-    log = wait_cli(p, out, timeout=400)
-    store = Store(out)
+    """retries = 0: at the warning the run checkpoints and the job fails saying why; nothing is lost."""
+    e = time_limited["report"]
+    log = wait_cli(e["proc"], timeout=400)
+    store = Store(e["out"])
     (rid,) = store.run_ids()
     run = store.run(rid)
     assert run["status"] == "failed", log
@@ -232,7 +262,5 @@ def test_slurm_time_limit_without_retries_is_reported(time_limited):
     assert "retries = 0" in run["error"] and "`study run` again resumes it" in run["error"]
     from scalinglab.study.executors import checkpoint_step
 
-    step = checkpoint_step(
-        out / "runs" / rid
-    )  # the stop was checkpointed: nothing after the last step is lost
+    step = checkpoint_step(e["out"] / "runs" / rid)  # checkpointed at the stop: no step after it is lost
     assert step is not None and f"at step {step} " in run["error"]
