@@ -397,20 +397,30 @@ def slurm_states(job_ids: list[str], timeout_s: float = 30.0) -> dict[str, str] 
 
 
 class _SlurmQueue:
-    """The states of the jobs a driver watches, from one squeue call per `every_s`."""
+    """The states of the jobs a driver watches, from one squeue call per `every_s`. A job the controller has
+    never listed is "GONE" only after `grace_s` (a queue that lags must not fail a job just submitted)."""
 
-    def __init__(self, every_s: float = 2.0):
-        self.every_s, self.t, self.ids, self.states = every_s, 0.0, set(), {}
+    def __init__(self, every_s: float = 2.0, grace_s: float = 60.0):
+        self.every_s, self.grace_s, self.t = every_s, grace_s, 0.0
+        self.ids: set[str] = set()
+        self.states: dict[str, str] = {}
+        self.since: dict[str, float] = {}
+        self.seen: set[str] = set()
 
     def state(self, job_id: str) -> str | None:
         self.ids.add(job_id)
+        self.since.setdefault(job_id, time.time())
         if time.time() - self.t > self.every_s:
             got = slurm_states(sorted(self.ids))
-            if got is not None:  # the controller did not answer: keep what we knew
+            if got is not None:  # None: the controller did not answer; keep what we knew
                 self.states.update(got)
-                self.ids -= {j for j, s in got.items() if s in SLURM_FINAL}
+                self.seen |= {j for j, s in got.items() if s != "GONE"}
+                self.ids -= {j for j, s in got.items() if s in SLURM_FINAL and s != "GONE"}
             self.t = time.time()
-        return self.states.get(job_id)
+        st = self.states.get(job_id)
+        if st == "GONE" and job_id not in self.seen and time.time() - self.since[job_id] < self.grace_s:
+            return None
+        return st
 
 
 class _SlurmHandle:
@@ -425,8 +435,11 @@ class _SlurmHandle:
         return Path(self.main.paths.result_pickle)
 
     def state(self) -> str | None:
-        if self._result_file().exists():
-            return "COMPLETED"
+        if self._result_file().exists():  # the job's function returned or raised: that is its end
+            from submitit.core.utils import pickle_load
+
+            with contextlib.suppress(Exception):
+                return "COMPLETED" if pickle_load(self._result_file())[0] == "success" else "FAILED"
         if self.queue is None:  # submitit's LocalExecutor
             return self.job.state
         return self.queue.state(self.job_id) or "PENDING"

@@ -79,14 +79,15 @@ def _replace_driver(entry: dict) -> None:
 
 @pytest.fixture(scope="session")
 def time_limited(slurm_cluster, tmp_path_factory):
-    """Two one-run studies whose jobs hit a 1-minute time limit (Slurm warns with USR2 5 s before, give or
-    take its 30 s resolution): each step sleeps 0.5 s, so the run needs 65 s (requeue: retries = 2) or 100 s
-    (report: retries = 0) of a 60 s job. The requeue study's driver is killed once its job runs, and started
-    again. Begun by the first test here; the tests that check them run last in the session (conftest.py),
-    so that everything else runs meanwhile."""
+    """Two one-run studies whose jobs hit a 1-minute time limit. Slurm warns with USR2 5 s before it, give or
+    take the 30 s of its time-limit checks: 25 to 55 s into the job. Each step sleeps 0.5 s, so the run needs
+    55 s (requeue: retries = 3) or 75 s (report: retries = 0) of training: more than the first warning
+    leaves. The requeue study's driver is killed once its job runs, and started again. Begun by the first
+    test here; the tests that check them run last in the session (conftest.py), so that everything else
+    runs meanwhile."""
     d = tmp_path_factory.mktemp("timelimit")
     out = {}
-    for name, steps, retries in (("requeue", 130, 2), ("report", 200, 0)):
+    for name, steps, retries in (("requeue", 110, 3), ("report", 150, 0)):
         ex = {**SLURM, "retries": retries, "slurm": {"timeout_min": 1, "slurm_signal_delay_s": 5}}
         plan = write_plan(d / f"{name}.toml", ex, shapes=ONE, tokens=steps * 8 * 16, laws=())
         p = start_cli(plan, d / name, SCALINGLAB_RUN_STEP_SLEEP="0.5")
@@ -240,7 +241,7 @@ def test_slurm_time_limit_requeues_and_resumes(time_limited, tmp_path):
         tmp_path / "ref.toml",
         {"kind": "local", "threads_per_run": 1},
         shapes=ONE,
-        tokens=130 * 8 * 16,
+        tokens=110 * 8 * 16,
         laws=(),
     )
     assert study(ref_plan, tmp_path / "ref")["runs"]["done"] == 1
@@ -257,7 +258,7 @@ def test_slurm_time_limit_without_retries_is_reported(time_limited):
     store = Store(e["out"])
     (rid,) = store.run_ids()
     run = store.run(rid)
-    assert run["status"] == "failed", log
+    assert run["status"] == "failed" and run["job_state"] == "FAILED", log
     assert "TimeLimitError: slurm job" in run["error"] and "time limit" in run["error"], run["error"]
     assert "retries = 0" in run["error"] and "`study run` again resumes it" in run["error"]
     from scalinglab.study.executors import checkpoint_step
