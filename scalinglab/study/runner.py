@@ -18,7 +18,7 @@ from typing import Any
 
 from scalinglab.errors import ConfigError
 from scalinglab.io import atomic_write_json
-from scalinglab.study.executors import job_name, make_executor, run_dir, slurm_states, threads_per_run
+from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
     BatchFor,
     Plan,
@@ -120,6 +120,7 @@ class MetricsTail:
 
 def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Echo) -> dict[str, int]:
     """Train every pending run of `ids` with the plan's executor; returns counts of outcomes."""
+    from scalinglab.study.executors import job_name
     todo = [r for r in ids if store.run(r)["status"] == "pending"]
     if not todo:
         return {}
@@ -384,6 +385,7 @@ def study_status(study_dir: str | Path) -> dict[str, Any]:
 def _jobs(runs) -> list[dict[str, Any]]:
     """The engine's job of each run that went to Ray or Slurm: {"run_id", "status", "engine", "job_id",
     "state"}; Slurm states are asked of the controller now where `squeue` answers, else the driver's last."""
+    from scalinglab.study.executors import slurm_states
     out = [
         {"run_id": r["run_id"], "status": r["effective"], "engine": r["job_engine"], "job_id": r["job_id"],
          "state": r["job_state"]}
