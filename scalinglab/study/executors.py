@@ -229,10 +229,12 @@ def _ray_target(address: str | None) -> tuple[str, bool]:
     if address is None or address == "local":
         return "local", True
     if address == "auto":
-        from ray._private import services  # the lookup ray.init("auto") does: $RAY_ADDRESS, then `ray start`
-
+        try:  # the lookup ray.init("auto") does: $RAY_ADDRESS, then the cluster `ray start` began
+            from ray._private.services import get_ray_address_from_environment
+        except ImportError:  # a Ray without this (private) helper: let ray.init look
+            return "auto", False
         try:
-            address = str(services.get_ray_address_from_environment("auto", None))
+            address = str(get_ray_address_from_environment("auto", None))
         except ConnectionError:
             raise ConfigError(
                 "executor.address = 'auto': no running Ray cluster found on this machine; start one with "
