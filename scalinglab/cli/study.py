@@ -143,6 +143,9 @@ def status(
         f"{r['pending']} pending, {r['failed']} failed, {r['diverged']} diverged; "
         f"phase {st['phase'] or '-'}{eta}; fits: {', '.join(st['fits']) or '-'}"
     )
+    for j in st["jobs"]:  # the engine's view of every run not finished
+        if j["status"] not in ("done", "diverged"):
+            typer.echo(f"  {j['run_id']} {j['status']}: {j['engine']} job {j['job_id']} {j['state'] or '?'}")
 
 
 @study_app.command("fit")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -216,7 +217,11 @@ class ExecutorPlan(_Strict):
     kind: Literal["local", "ray", "slurm"] = "local"
     workers: int = Field(0, ge=0)  # local: 0 = in-process sequential, k = a process pool of k
     threads_per_run: int = Field(0, ge=0)  # torch threads per run; 0 = cores // max(workers, 1)
-    ray_address: str | None = None  # ray: None = start/attach a local instance
+    # ray: None = a private local instance on 127.0.0.1; "auto" = the cluster `ray start` began (or
+    # $RAY_ADDRESS); "host:port" (its GCS) or "ray://host:10001" (Ray client). Also spelt `address`.
+    ray_address: str | None = Field(None, validation_alias=pydantic.AliasChoices("address", "ray_address"))
+    retries: int = Field(2, ge=0)  # ray: re-runs of a run whose worker died; slurm: requeues at time limit
+    gpus_per_run: float = Field(0, ge=0)  # ray: GPUs per run task (Ray hides GPUs from a task asking none)
     slurm: dict[str, Any] = {}  # slurm: submitit parameters (partition, timeout_min, gpus_per_node, ...)
     slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
 

@@ -122,6 +122,7 @@ class MetricsTail:
 
 def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Echo) -> dict[str, int]:
     """Train every pending run of `ids` with the plan's executor; returns counts of outcomes."""
+    from scalinglab.study.executors import job_name
     todo = [r for r in ids if store.run(r)["status"] == "pending"]
     if not todo:
         return {}
@@ -132,6 +133,7 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
     threads = threads_per_run(plan.executor)
     tail = MetricsTail(store, study_dir)
     inflight: dict[str, Any] = {}
+    jobs: dict[str, str | None] = {}  # run -> the engine's state of its job, as last recorded
     outcome = {"done": 0, "diverged": 0, "failed": 0, "pending": 0}
     n_total, n_start = len(ids), len(ids) - len(todo)
     t0, last_beat = time.time(), 0.0
@@ -153,17 +155,31 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     d / "spec.json",
                     {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
                 )
-                try:
-                    inflight[rid] = ex.submit(study_dir, rid)
+                old = run["job_id"] if run["job_engine"] == plan.executor.kind else None
+                try:  # a job an earlier (dead) driver left queued or running is waited for, not doubled
+                    h = ex.attach(study_dir, rid, old) if old and hasattr(ex, "attach") else None
+                    if h is not None:
+                        echo(f"{rid}: back to {plan.executor.kind} job {old} ({h.state()}), submitted before")
+                    else:
+                        h = ex.submit(study_dir, rid)
+                    inflight[rid] = h
                 except Exception as e:  # e.g. a broken process pool: recorded, retried on the next run
                     store.finish_run(rid, "failed", None, error=f"submit: {type(e).__name__}: {e}"[:500])
                     outcome["failed"] += 1
                     echo(f"{rid}: could not be submitted ({type(e).__name__}: {e})")
+                    continue
+                if getattr(h, "job_id", None):  # the engine's id: in the store, for `study status`
+                    jobs[rid] = h.state()
+                    store.set_job(rid, jobs[rid], plan.executor.kind, h.job_id)
+                    if h.job_id != old:
+                        echo(f"{rid}: {plan.executor.kind} job {h.job_id} ({job_name(study_dir, rid)})")
             time.sleep(POLL_S if inflight else 0)
             for rid, h in list(inflight.items()):
                 if not h.done():
                     continue
                 del inflight[rid]
+                if jobs.pop(rid, False) is not False:
+                    store.set_job(rid, h.state())  # the engine's last word on it
                 tail.offsets[rid] = 0  # the whole file, once more: the trainer rewrites it on resume
                 tail.ingest(rid)
                 status = _finish(store, rid, h)
@@ -179,8 +195,11 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     + f" [{time.time() - t0:.0f} s]"
                 )
             if time.time() - last_beat > 2.0:
-                for rid in inflight:
+                for rid, h in inflight.items():
                     tail.ingest(rid)
+                    if rid in jobs and h.state() != jobs[rid]:
+                        jobs[rid] = h.state()
+                        store.set_job(rid, jobs[rid])
                 store.heartbeat(inflight)
                 last_beat = time.time()
     finally:
@@ -446,4 +465,22 @@ def study_status(study_dir: str | Path) -> dict[str, Any]:
         "eta_s": eta,
         "study_dir": str(study_dir),
         "fits": [f["law"] for f in store.fits()],
+        "jobs": _jobs(runs),
     }
+
+
+def _jobs(runs) -> list[dict[str, Any]]:
+    """The engine's job of each run that went to Ray or Slurm: {"run_id", "status", "engine", "job_id",
+    "state"}; Slurm states are asked of the controller now where `squeue` answers, else the driver's last."""
+    from scalinglab.study.executors import slurm_states
+    out = [
+        {"run_id": r["run_id"], "status": r["effective"], "engine": r["job_engine"], "job_id": r["job_id"],
+         "state": r["job_state"]}
+        for _, r in runs.iterrows() if r["job_id"]
+    ]
+    ask = [j["job_id"] for j in out if j["engine"] == "slurm" and j["status"] not in ("done", "diverged")]
+    if ask and shutil.which("squeue"):
+        live = slurm_states(ask) or {}
+        for j in out:
+            j["state"] = live.get(j["job_id"], j["state"]) if j["engine"] == "slurm" else j["state"]
+    return out

@@ -7,7 +7,8 @@ Tables (every write is one transaction; readers never block the writer):
   `n_non_embedding_with_head`, `n_total`, `n_total_without_head`), `n_layer`, `d_model`, `tokens`,
   `batch_size`, `lr`, `seed`, `flops_6n` .. (planned training FLOPs), final losses (nats/token), `wall_s`,
   `owner_pid`/`owner_host`/`heartbeat` (who runs it; a dead owner means the run was interrupted),
-  `attempts`, `resumed_from_step` (step of the checkpoint the last attempt resumed from, or null), `error`.
+  `attempts`, `resumed_from_step` (step of the checkpoint the last attempt resumed from, or null), `error`,
+  `job_engine`/`job_id`/`job_state` (the Ray task or Slurm job of the last attempt, as the driver saw it).
 - `metrics`: the trainer's metrics rows keyed (run_id, step): re-ingesting after a resume replaces, never
   duplicates. Columns are the pinned metrics keys; anything else goes to `extra` (JSON).
 - `noise_scale`: (run_id, step) -> tokens, train_loss, g2, trace, b_simple_tokens (from metrics rows).
@@ -48,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
   {", ".join(f"flops_{k} REAL" for k in FLOP_KEYS)},
   final_train_loss REAL, final_val_loss REAL, final_val_bpb REAL, steps INTEGER, wall_s REAL,
   summary TEXT, owner_pid INTEGER, owner_host TEXT, heartbeat REAL, started_at REAL, finished_at REAL,
-  attempts INTEGER NOT NULL DEFAULT 0, resumed_from_step INTEGER, error TEXT, created_at REAL);
+  attempts INTEGER NOT NULL DEFAULT 0, resumed_from_step INTEGER, error TEXT, created_at REAL,
+  job_engine TEXT, job_id TEXT, job_state TEXT);
 CREATE TABLE IF NOT EXISTS metrics (
   run_id TEXT NOT NULL, step INTEGER NOT NULL, {", ".join(f"{k} REAL" for k in METRIC_KEYS)}, extra TEXT,
   PRIMARY KEY (run_id, step));
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 DB_NAME = "scalinglab.db"
+_ADDED_RUN_COLUMNS = ("job_engine", "job_id", "job_state")  # added after the first release of the schema
 
 
 def _num(v: Any) -> Any:
@@ -130,6 +133,10 @@ class Store:
             for stmt in _SCHEMA.strip().split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            have = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
+            for col in _ADDED_RUN_COLUMNS:  # a study folder from before these columns existed
+                if col not in have:
+                    c.execute(f"ALTER TABLE runs ADD COLUMN {col} TEXT")
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -289,6 +296,19 @@ class Store:
                     run_id,
                 ),
             )
+
+    def set_job(
+        self, run_id: str, state: str | None, engine: str | None = None, job_id: str | None = None
+    ) -> None:
+        """Record the engine's job of a run's current attempt (engine and id at submission) and its state."""
+        with self.transaction() as c:
+            if engine is not None or job_id is not None:
+                c.execute(
+                    "UPDATE runs SET job_engine = ?, job_id = ?, job_state = ? WHERE run_id = ?",
+                    (engine, job_id, state, run_id),
+                )
+            else:
+                c.execute("UPDATE runs SET job_state = ? WHERE run_id = ?", (state, run_id))
 
     def set_resumed(self, run_id: str, step: int | None) -> None:
         with self.transaction() as c:
