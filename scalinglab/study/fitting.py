@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalinglab.faults import point
 from scalinglab.study.plan import Plan
 from scalinglab.study.store import Store
 
@@ -288,6 +289,7 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
             gone = " (its earlier fit removed)" if store.drop_fit(law) else ""
             echo(f"fit {law}: failed ({type(e).__name__}: {e}){gone}")
             continue
+        point("fit.law")
         store.put_fit(law, h, res, bt)
         fitted[law] = {"law": law, "result": res, "backtest": bt}
     return [f for f in store.fits() if f["law"] in laws]

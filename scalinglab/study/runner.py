@@ -8,6 +8,7 @@ nothing is duplicated) and re-fits only the laws whose data changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import ConfigError
+from scalinglab.errors import ConfigError, StorageError
 from scalinglab.io import atomic_write_json
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
@@ -189,6 +190,10 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
 def _finish(store: Store, rid: str, handle: Any) -> str:
     try:
         res = handle.result()
+    except StorageError:  # a full disk is not the run's fault: it stays to do, and the study stops
+        with contextlib.suppress(StorageError):
+            store.finish_run(rid, "pending", None)
+        raise
     except Exception as e:  # the run raised: record it and go on with the study
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         store.finish_run(rid, "failed", None, error=msg)
@@ -249,6 +254,8 @@ def _report(study_dir: Path, echo: Echo) -> Path | None:
         return None
     try:
         path = build_report(study_dir)
+    except StorageError:  # a full disk stops the study with its one error line
+        raise
     except Exception as e:  # the report must never break the study
         echo(f"report: failed ({type(e).__name__}: {e}); results are in {study_dir / 'scalinglab.db'}")
         return None

@@ -29,7 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import InputError
+from scalinglab.errors import InputError, StorageError
+from scalinglab.faults import point
+from scalinglab.io import no_space_message, pid_alive  # noqa: F401  (pid_alive: re-exported)
 from scalinglab.model.counting import FLOP_CONVENTIONS
 from scalinglab.train.metric_keys import VALUE_KEYS
 
@@ -88,19 +90,6 @@ def _dumps(obj: Any) -> str:
     return json.dumps(clean(obj), sort_keys=True)
 
 
-def pid_alive(pid: int | float | None) -> bool:
-    """Whether process ``pid`` exists on this host (None/NaN/0, e.g. a NULL read through pandas: no)."""
-    if pid is None or pid != pid or not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Store:
     """The study's SQLite store: `Store(study_dir)` or `Store(path/to/scalinglab.db)`, multi-process safe."""
 
@@ -145,11 +134,14 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
+            point("store.commit")
             self.conn.execute("COMMIT")
+        except BaseException as e:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError) and "full" in str(e):  # SQLITE_FULL: disk or quota
+                raise StorageError(no_space_message(self.path)) from None
+            raise
 
     def close(self) -> None:
         self.conn.close()
