@@ -94,7 +94,7 @@ def draw(rng: random.Random, kind: str) -> str:
     """A kill moment of ``kind`` with its seeded count (or delay); ``kind:N`` is taken as it is."""
     if kind.rsplit(":", 1)[-1].replace(".", "").isdigit():
         return kind
-    n = {"train.step": (1, 14), "write:ckpt.pt": (1, 4), "store.commit": (1, 40), "fit.law": (1, 1),
+    n = {"train.step": (1, 14), "write:ckpt.pt": (1, 4), "store.commit": (1, 20), "fit.law": (1, 1),
          "report.figure": (1, 11), "swap": (1, 1)}
     if kind == "time":
         return f"time:{rng.uniform(0.5, 6.0):.2f}"
@@ -221,7 +221,7 @@ def campaign(plan: Path, study: Path, moments: list[str], after: list[str], log)
         kept = not had_report or (study / "report" / "index.html").is_file()
         intact &= ok and kept and s.rc in (0, -signal.SIGKILL)
         if s.rc not in (0, -signal.SIGKILL):
-            log(f"  start failed (rc {s.rc}):\n{s.output[-3000:]}")
+            raise SystemExit(f"a start failed (rc {s.rc}, killed at {moment}):\n{s.output[-3000:]}")
         log(f"  {moment or 'no kill':<22} {'killed' if s.killed else f'finished (rc {s.rc})':<14} "
             f"after {s.seconds:5.1f} s; store {'ok' if ok else 'CORRUPT'}"
             + ("" if kept else "; REPORT LOST"))
@@ -302,7 +302,8 @@ def main() -> None:
     root = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="scalinglab-soak-"))
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    r = soak(len(kinds) if kinds else a.kills, a.seed, root, a.laws.split(","), kinds)
+    laws = re.split(r",(?![^(]*\))", a.laws)  # commas outside parentheses: L(N),L(N,D)
+    r = soak(len(kinds) if kinds else a.kills, a.seed, root, laws, kinds)
     took = time.perf_counter() - t0
     print(f"soak folder: {root} ({took:.0f} s, {r['campaigns']} campaign(s), seed {a.seed})")
     print(f"kills survived: {r['survived']}/{r['kills']}, runs lost: {r['lost']}, "

@@ -26,11 +26,32 @@ def read_table(path: str | Path):
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         if suffix in (".jsonl", ".ndjson", ".json"):
-            return pd.read_json(p, lines=True)
+            return _read_json_lines(p)
         return pd.read_csv(p)
-    except (ValueError, OSError, ImportError) as e:
+    except (ValueError, OSError, ImportError, MemoryError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"could not read {p}: {first}") from None
+
+
+def _read_json_lines(p: Path):
+    """One JSON object per line (blank lines skipped) -> DataFrame; a line that is not an object is named."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"could not read {p}: line {i} is not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"could not read {p}: line {i} is a JSON {type(row).__name__}, not an object "
+                             "(one run per line: {\"N\": ..., \"loss\": ...})")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _column(data, name: str) -> np.ndarray:
@@ -42,7 +63,9 @@ def _column(data, name: str) -> np.ndarray:
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise InputError(f"column {name!r} row {i + 1}: {v!r} is not a number") from None
+            raise InputError(f"column {name!r} row {i + 1}: {str(v)[:40]!r} is not a number") from None
+        except OverflowError:  # an integer beyond float range
+            raise InputError(f"column {name!r} row {i + 1}: {str(v)[:40]}... is too large") from None
         if np.isnan(x):
             raise InputError(f"column {name!r} row {i + 1}: missing value (NaN)")
         if np.isinf(x):
@@ -55,7 +78,7 @@ def _numeric(data, name: str) -> np.ndarray:
     raw = data[name]
     try:
         arr = np.asarray(raw, dtype=float).ravel()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return _column(data, name)
     if not np.all(np.isfinite(arr)):
         return _column(data, name)

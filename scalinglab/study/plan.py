@@ -104,7 +104,7 @@ class IsoFlopPlan(_Strict):
     """For each budget C (FLOPs), `n_sizes` models spaced geometrically around N_opt = sqrt(C / (6 k))."""
 
     budgets: list[Positive] = []
-    n_sizes: int = Field(5, ge=3)
+    n_sizes: int = Field(5, ge=3, le=1000)  # (a bound: a typo of 10**9 would plan forever)
     span: float = Field(4.0, gt=1, allow_inf_nan=False)  # sizes from N_opt / span to N_opt * span
     tokens_per_param: Positive = 20.0  # k of the expected optimum D = k N
 
@@ -145,7 +145,7 @@ class LRPlan(_Strict):
 
 class SeedsPlan(_Strict):
     seeds: list[int] = Field([0], min_length=1)  # every run once per seed
-    repeat: int = Field(0, ge=0)  # extra seeds for the seed-noise runs
+    repeat: int = Field(0, ge=0, le=10000)  # extra seeds for the seed-noise runs (bounded, as n_sizes)
     repeat_sizes: Literal["smallest", "largest", "all"] = "smallest"
 
 
@@ -263,7 +263,9 @@ def load_plan(path: str | Path) -> Plan:
     if not path.is_file():
         raise ConfigError(f"study plan {path} not found")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}), so not a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return parse_plan(data, str(path))

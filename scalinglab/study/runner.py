@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from scalinglab.errors import ConfigError, StorageError
-from scalinglab.io import atomic_write_json
+from scalinglab.io import atomic_write_bytes, atomic_write_json
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
     BatchFor,
@@ -277,8 +275,8 @@ def run_study(
     vocab, fingerprint = data_identity(plan.data.spec)
     check_same_data(store, plan.data.spec, fingerprint)  # before anything of the study is changed
     if plan_path.resolve() != (study_dir / "study.toml").resolve():
-        shutil.copyfile(plan_path, study_dir / ".study.toml.tmp")
-        os.replace(study_dir / ".study.toml.tmp", study_dir / "study.toml")
+        # a temporary file of its own: two `study run` on one folder must not write the same one
+        atomic_write_bytes(study_dir / "study.toml", plan_path.read_bytes())
     old = store.get_meta("plan_hash")
     if old is not None and old != plan_hash(plan):
         echo("the plan changed since the last run: new runs are added, finished runs are kept")
