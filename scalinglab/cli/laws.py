@@ -97,6 +97,10 @@ def fit_cmd(
     ),
 ) -> None:
     """Fit a law to runs (summed Huber on log loss, full multi-start grid, optional bootstrap)."""
+    import warnings
+
+    import numpy as np
+
     from scalinglab.errors import InputError
     from scalinglab.laws.data import read_table
     from scalinglab.laws.fit import fit
@@ -111,17 +115,21 @@ def fit_cmd(
     df = read_table(path)
     if bootstrap < 0 or drop_highest < 0 or (starts is not None and starts < 1):
         raise InputError("--bootstrap and --drop-highest must be >= 0 and --starts >= 1")
-    res = fit(
-        law,
-        df,
-        columns=columns,
-        var=var,
-        bootstrap=bootstrap,
-        seed=seed,
-        drop_highest=drop_highest,
-        delta=delta,
-        starts=starts,
-    )
+    # overflow in far-off starts is harmless, and a fit says what went wrong in its own warnings: numpy's
+    # RuntimeWarnings would only add lines to the one the user reads (as the study's fitting does)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit(
+            law,
+            df,
+            columns=columns,
+            var=var,
+            bootstrap=bootstrap,
+            seed=seed,
+            drop_highest=drop_highest,
+            delta=delta,
+            starts=starts,
+        )
     if samples and not (as_json and bootstrap):
         raise InputError("--samples needs --json and --bootstrap N (the samples are written into the JSON)")
     if as_json:

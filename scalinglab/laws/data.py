@@ -131,10 +131,12 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
             present["L"] = _numeric(data, c)
     notes = []
     if "D" in form.variables and "D" not in present and "C" in present and "N" in present:
-        present["D"] = present["C"] / (6.0 * present["N"])
+        with np.errstate(divide="ignore", invalid="ignore"):  # N <= 0 is reported below, by row
+            present["D"] = present["C"] / (6.0 * present["N"])
         notes.append("D = C/(6N) tokens (no D column; C assumed to be 6ND training FLOPs)")
     if "N" in form.variables and "N" not in present and "C" in present and "D" in present:
-        present["N"] = present["C"] / (6.0 * present["D"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            present["N"] = present["C"] / (6.0 * present["D"])
         notes.append("N = C/(6D) (no N column; C assumed to be 6ND training FLOPs)")
     missing = [v for v in form.variables if v not in present]
     if missing:
@@ -144,12 +146,13 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
     variables = {v: present[v] for v in form.variables}
     derived = {"D": ("C", "N"), "N": ("C", "D")}  # a derived variable is blamed on its source columns
     for v, arr in list(variables.items()) + [(target_var, y)]:
-        bad = np.flatnonzero(arr <= 0)
+        bad = np.flatnonzero(~(arr > 0) | ~np.isfinite(arr))  # a derived one can be 0/0 or overflow
         if bad.size:
             i = int(bad[0])
             if v != target_var and col_for(v) is None and v in derived:
                 src = " and ".join(repr(col_for(u)) for u in derived[v])
-                raise InputError(f"row {i + 1}: {v} (from columns {src}) must be positive, got {arr[i]:g}")
+                what = "positive" if not arr[i] > 0 else "finite (it overflows)"
+                raise InputError(f"row {i + 1}: {v} (from columns {src}) must be {what}, got {arr[i]:g}")
             label = columns.get(v, v) if v != target_var else tcol
             raise InputError(f"column {label!r} row {i + 1}: {v} must be positive, got {arr[i]:g}")
     n_params = len(form.param_names)
@@ -162,5 +165,5 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
 
 
 def decades(x: np.ndarray) -> float:
-    """log10(max/min) of a positive array."""
-    return float(np.log10(np.max(x) / np.min(x)))
+    """log10(max/min) of a positive array (as a difference of logs: max/min can overflow)."""
+    return float(np.log10(np.max(x)) - np.log10(np.min(x)))

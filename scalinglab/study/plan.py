@@ -242,6 +242,7 @@ def _format_errors(e: ValidationError, source: str) -> str:
     lines = []
     for err in e.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(plan)"
+        key = key if key.isprintable() else repr(key)  # a quoted TOML key may hold a newline: one line
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"

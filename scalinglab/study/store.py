@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -90,6 +91,37 @@ def _dumps(obj: Any) -> str:
     return json.dumps(clean(obj), sort_keys=True)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection whose statements turn SQLite's "database or disk is full" and "disk I/O error" (what a
+    full disk gives when the WAL or its index cannot grow) into one StorageError naming the database."""
+
+    db_path: Path | None = None
+
+    def _storage_error(self, e: sqlite3.OperationalError) -> Exception:
+        msg = str(e)
+        if "full" in msg or "disk I/O error" in msg:
+            path = self.db_path or Path("scalinglab.db")
+            try:
+                low = shutil.disk_usage(path.parent).free < 2**20
+            except OSError:
+                low = False
+            text = no_space_message(path) if "full" in msg or low else f"{msg} writing {path}"
+            return StorageError(text)
+        return e
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.OperationalError as e:
+            raise self._storage_error(e) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.OperationalError as e:
+            raise self._storage_error(e) from None
+
+
 class Store:
     """The study's SQLite store: `Store(study_dir)` or `Store(path/to/scalinglab.db)`, multi-process safe."""
 
@@ -101,9 +133,14 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
             path = path / DB_NAME
         self.path = path
-        self.conn = sqlite3.connect(
-            str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self.conn = sqlite3.connect(
+                str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False,
+                factory=_Connection,
+            )
+        except sqlite3.OperationalError as e:
+            raise InputError(f"cannot open the study store {path}: {e}") from None
+        self.conn.db_path = path
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         for attempt in range(50):  # switching a new file to WAL needs a lock the busy timeout does not cover
@@ -136,11 +173,9 @@ class Store:
             yield self.conn
             point("store.commit")
             self.conn.execute("COMMIT")
-        except BaseException as e:
+        except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.OperationalError) and "full" in str(e):  # SQLITE_FULL: disk or quota
-                raise StorageError(no_space_message(self.path)) from None
             raise
 
     def close(self) -> None:

@@ -1,7 +1,10 @@
 """Fuzzed study plans: every `study.toml` either loads and plans (``load_plan`` / ``parse_plan``, then
 ``make_runs`` and the trainer config and counts of every planned run, as `study run` does before training) or
 raises ConfigError (one line at the CLI); never another exception, never a hang. Inputs: raw bytes, random
-edits of a valid plan's text, and valid plans with a few keys set to arbitrary TOML values."""
+edits of a valid plan's text, and valid plans with a few keys set to arbitrary TOML values.
+
+Found by these (fixed): a plan that is not UTF-8 raised UnicodeDecodeError; `isoflop.n_sizes` or
+`seeds.repeat` = 10**9 planned forever; a quoted key holding a newline made a two-line error."""
 
 from __future__ import annotations
 
@@ -95,6 +98,7 @@ def test_edited_plan_text(edits: list) -> None:
                                   st.booleans()), min_size=1, max_size=3))
 @example(changes=[("isoflop", 0, [1e12], False), ("isoflop", 1, 10**9, False)])  # planned forever
 @example(changes=[("seeds", 1, 10**9, False)])
+@example(changes=[("model", 0, [{"\n": 0}], False)])  # a quoted key holding a newline: still one line
 @example(changes=[("tokens", 0, [1e300], False)])
 @example(changes=[("model", 0, [{"n_layer": 10**6, "d_model": 2}], False)])
 def test_plans_with_arbitrary_values(changes: list) -> None:
