@@ -294,9 +294,9 @@ def run_study(
         batch_for = batches_from_pilots(store, plan, pilots, echo)
     ids = register(store, study_dir, plan, pilots + make_runs(plan, vocab, batch_for), vocab)
     execute(store, study_dir, plan, ids, echo)
-    counts = store.counts()
-    if counts["running"]:
-        echo(f"{counts['running']} run(s) are still running in another process; fitting what is done")
+    # runs another `study run` on this folder is training: fitted without them, this process's fits could be
+    # stored after (over) that process's complete ones
+    wait_for_others(store, ids, echo)
     store.set_meta("phase", "fitting")
     fits = fitting.fit_study(store, plan, ids, echo)
     store.set_meta("phase", "fitted")
