@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalinglab.faults import point
 from scalinglab.study.plan import Plan
 from scalinglab.study.store import Store
 
@@ -322,6 +323,7 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
             echo(f"fit {law}: failed ({type(e).__name__}: {e}){gone}")
             failures[law] = f"failed: {type(e).__name__}: {e}"
             continue
+        point("fit.law")
         store.put_fit(law, h, res, bt)
         fitted[law] = {"law": law, "result": res, "backtest": bt}
     store.set_meta("fit_failures", failures)

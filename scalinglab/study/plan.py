@@ -106,9 +106,9 @@ class IsoFlopPlan(_Strict):
     Without `budgets`, a design with a total `budget` lays out `n_budgets` of them, `budget_ratio` apart."""
 
     budgets: list[Positive] = []
-    n_budgets: int = Field(4, ge=1)
+    n_budgets: int = Field(4, ge=1, le=100)
     budget_ratio: float = Field(3.0, gt=1, allow_inf_nan=False)
-    n_sizes: int = Field(5, ge=3)
+    n_sizes: int = Field(5, ge=3, le=1000)  # (a bound: a typo of 10**9 would plan forever)
     span: float = Field(4.0, gt=1, allow_inf_nan=False)  # sizes from N_opt / span to N_opt * span
     tokens_per_param: Positive = 20.0  # k of the expected optimum D = k N
 
@@ -174,7 +174,7 @@ class LRPlan(_Strict):
 
 class SeedsPlan(_Strict):
     seeds: list[int] = Field([0], min_length=1)  # every run once per seed
-    repeat: int = Field(0, ge=0)  # extra seeds for the seed-noise runs
+    repeat: int = Field(0, ge=0, le=10000)  # extra seeds for the seed-noise runs (bounded, as n_sizes)
     repeat_sizes: Literal["smallest", "largest", "all"] = "smallest"
 
 
@@ -309,6 +309,7 @@ def _format_errors(e: ValidationError, source: str) -> str:
     lines = []
     for err in e.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(plan)"
+        key = key if key.isprintable() else repr(key)  # a quoted TOML key may hold a newline: one line
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -330,7 +331,9 @@ def load_plan(path: str | Path) -> Plan:
     if not path.is_file():
         raise ConfigError(f"study plan {path} not found")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}), so not a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return parse_plan(data, str(path))

@@ -8,16 +8,15 @@ nothing is duplicated) and re-fits only the laws whose data changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import ConfigError, FitError, InputError
-from scalinglab.io import atomic_write_json
+from scalinglab.errors import ConfigError, FitError, InputError, StorageError
+from scalinglab.io import atomic_write_bytes, atomic_write_json
 from scalinglab.study import design
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
@@ -210,6 +209,10 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
 def _finish(store: Store, rid: str, handle: Any) -> str:
     try:
         res = handle.result()
+    except StorageError:  # a full disk is not the run's fault: it stays to do, and the study stops
+        with contextlib.suppress(StorageError):
+            store.finish_run(rid, "pending", None)
+        raise
     except Exception as e:  # the run raised: record it and go on with the study
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         store.finish_run(rid, "failed", None, error=msg)
@@ -270,6 +273,8 @@ def _report(study_dir: Path, echo: Echo) -> Path | None:
         return None
     try:
         path = build_report(study_dir)
+    except StorageError:  # a full disk stops the study with its one error line
+        raise
     except Exception as e:  # the report must never break the study
         echo(f"report: failed ({type(e).__name__}: {e}); results are in {study_dir / 'scalinglab.db'}")
         return None
@@ -315,8 +320,8 @@ def run_study(
     store = Store(study_dir)
     check_same_data(store, plan.data.spec, fingerprint)  # before anything of the study is changed
     if plan_path.resolve() != (study_dir / "study.toml").resolve():
-        shutil.copyfile(plan_path, study_dir / ".study.toml.tmp")
-        os.replace(study_dir / ".study.toml.tmp", study_dir / "study.toml")
+        # a temporary file of its own: two `study run` on one folder must not write the same one
+        atomic_write_bytes(study_dir / "study.toml", plan_path.read_bytes())
     old = store.get_meta("plan_hash")
     if old is not None and old != plan_hash(plan):
         echo("the plan changed since the last run: new runs are added, finished runs are kept")
@@ -335,9 +340,9 @@ def run_study(
     planned = pilots + make_runs(plan, vocab, batch_for)
     ids = register(store, study_dir, plan, planned + adaptive_specs(store), vocab)
     execute(store, study_dir, plan, ids, echo)
-    counts = store.counts()
-    if counts["running"]:
-        echo(f"{counts['running']} run(s) are still running in another process; fitting what is done")
+    # runs another `study run` on this folder is training: fitted without them, this process's fits could be
+    # stored after (over) that process's complete ones
+    wait_for_others(store, ids, echo)
     store.set_meta("phase", "fitting")
     fits = fitting.fit_study(store, plan, ids, echo)
     store.set_meta("phase", "fitted")

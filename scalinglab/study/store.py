@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -30,7 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import InputError
+from scalinglab.errors import InputError, StorageError
+from scalinglab.faults import point
+from scalinglab.io import no_space_message, pid_alive  # noqa: F401  (pid_alive: re-exported)
 from scalinglab.model.counting import FLOP_CONVENTIONS
 from scalinglab.train.metric_keys import VALUE_KEYS
 
@@ -91,17 +94,35 @@ def _dumps(obj: Any) -> str:
     return json.dumps(clean(obj), sort_keys=True)
 
 
-def pid_alive(pid: int | float | None) -> bool:
-    """Whether process ``pid`` exists on this host (None/NaN/0, e.g. a NULL read through pandas: no)."""
-    if pid is None or pid != pid or not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class _Connection(sqlite3.Connection):
+    """A connection whose statements turn SQLite's "database or disk is full" and "disk I/O error" (what a
+    full disk gives when the WAL or its index cannot grow) into one StorageError naming the database."""
+
+    db_path: Path | None = None
+
+    def _storage_error(self, e: sqlite3.OperationalError) -> Exception:
+        msg = str(e)
+        if "full" in msg or "disk I/O error" in msg:
+            path = self.db_path or Path("scalinglab.db")
+            try:
+                low = shutil.disk_usage(path.parent).free < 2**20
+            except OSError:
+                low = False
+            text = no_space_message(path) if "full" in msg or low else f"{msg} writing {path}"
+            return StorageError(text)
+        return e
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.OperationalError as e:
+            raise self._storage_error(e) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.OperationalError as e:
+            raise self._storage_error(e) from None
 
 
 class Store:
@@ -115,9 +136,14 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
             path = path / DB_NAME
         self.path = path
-        self.conn = sqlite3.connect(
-            str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self.conn = sqlite3.connect(
+                str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False,
+                factory=_Connection,
+            )
+        except sqlite3.OperationalError as e:
+            raise InputError(f"cannot open the study store {path}: {e}") from None
+        self.conn.db_path = path
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         for attempt in range(50):  # switching a new file to WAL needs a lock the busy timeout does not cover
@@ -152,11 +178,12 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
+            point("store.commit")
             self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.conn.close()

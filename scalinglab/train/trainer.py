@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 
 from scalinglab.errors import ConfigError, InputError
+from scalinglab.faults import point
+from scalinglab.io import sweep_temps, writing
 from scalinglab.model.counting import FLOP_CONVENTIONS, count_params, flops_per_token, kaplan_lr
 from scalinglab.model.gpt import GPT
 from scalinglab.train import checkpoint as ckio
@@ -311,6 +313,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         step, wall_prev, last = ck["step"], ck["wall_s"], ck["last"]
     if d.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        sweep_temps(out)  # a checkpoint's temporary file from a killed attempt
         if ck is None:
             for p in (metrics_path, ckpt_path, summary_path):
                 p.unlink(missing_ok=True)
@@ -474,6 +477,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        point("train.step")
         if device.type == "cuda" and step % log_every == 0:
             torch.cuda.synchronize(device)
         train_time += time.perf_counter() - t0
@@ -508,7 +512,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
                 last["gns_logged_n"] = meter.n_measured
             row["wall_s"] = wall_prev + time.perf_counter() - t_start
             if d.rank == 0:
-                with open(metrics_path, "a") as f:
+                with writing(metrics_path), open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 if on_metrics is not None:
                     on_metrics(row)
