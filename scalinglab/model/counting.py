@@ -26,15 +26,30 @@ Training FLOPs per token (forward + backward = 3 x forward), sequence length n_c
 
 Attention terms use no causal halving (the convention of all four sources). For a banded layer the context
 length in the attention terms is min(W, n_ctx) (as nanochat does for sliding windows).
+
+LSTM language models (``LSTMConfig``: embedding V x d, ``n_layer`` torch ``nn.LSTM`` layers of width d, head
+V x d tied or not). A layer holds W_ih [4d, d], W_hh [4d, d] and the biases b_ih, b_hh [4d] each:
+
+- ``kaplan``: the weight matrices, 8 n_layer d^2 (Kaplan's N counts weight matrices, not biases);
+- ``non_embedding``: every LSTM parameter, n_layer (8 d^2 + 8 d); ``non_embedding_with_head`` adds V d;
+- ``total`` (= ``sum(p.numel())``), ``total_without_head``, ``embedding`` (V d, no position table), ``head`` (V d).
+
+Training FLOPs per token are 3 x the forward's matmuls (the gate nonlinearities and element-wise products,
+about 10 n_layer d per token, are not counted, as no convention counts a transformer's element-wise work):
+``6n`` = 6 N (N = ``kaplan``); ``kaplan`` = 6 N too (there is no attention, so no context term);
+``palm`` = 6 ``non_embedding_with_head``; ``chinchilla`` = 3 (2 V d + 16 n_layer d^2 + 2 d V) (embedding,
+the recurrent matmuls, the logits); ``matmul`` = 3 (16 n_layer d^2 + 2 d V).
 """
 
 from __future__ import annotations
 
-from scalinglab.model.config import GPTConfig
+from scalinglab.model.config import GPTConfig, LSTMConfig
 
 
-def count_params(cfg: GPTConfig) -> dict[str, int]:
+def count_params(cfg: GPTConfig | LSTMConfig) -> dict[str, int]:
     """Parameter counts (plain integers) under every convention; see the module docstring."""
+    if isinstance(cfg, LSTMConfig):
+        return _count_lstm(cfg)
     d, L, V, T, da, ff = cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.n_ctx, cfg.d_attn, cfg.ff
     b = 1 if cfg.bias else 0
     ln = d * (1 + b)  # LayerNorm weight (+ bias)
@@ -60,8 +75,10 @@ def _attn_ctx(cfg: GPTConfig) -> list[int]:
     return [cfg.n_ctx if w is None else min(w, cfg.n_ctx) for w in cfg.windows()]
 
 
-def flops_per_token(cfg: GPTConfig) -> dict[str, int]:
+def flops_per_token(cfg: GPTConfig | LSTMConfig) -> dict[str, int]:
     """Training FLOPs per token (forward + backward) per convention; exact integers (see module docstring)."""
+    if isinstance(cfg, LSTMConfig):
+        return _flops_lstm(cfg)
     p = count_params(cfg)
     d, V, s, da, ff, H = cfg.d_model, cfg.vocab_size, cfg.n_ctx, cfg.d_attn, cfg.ff, cfg.n_head
     ctx = _attn_ctx(cfg)
@@ -82,6 +99,35 @@ def flops_per_token(cfg: GPTConfig) -> dict[str, int]:
         "palm": palm,
         "chinchilla": 3 * chin_fwd_seq // s,
         "matmul": 3 * matmul_fwd_seq // s,
+    }
+
+
+def _count_lstm(cfg: LSTMConfig) -> dict[str, int]:
+    d, L, V = cfg.d_model, cfg.n_layer, cfg.vocab_size
+    non_embedding = L * (8 * d * d + 8 * d)
+    emb = head = V * d
+    total = emb + non_embedding + (0 if cfg.tied else head)
+    return {
+        "kaplan": 8 * L * d * d,
+        "non_embedding": non_embedding,
+        "non_embedding_with_head": non_embedding + head,
+        "total": total,
+        "total_without_head": total - (0 if cfg.tied else head),
+        "embedding": emb,
+        "head": head,
+    }
+
+
+def _flops_lstm(cfg: LSTMConfig) -> dict[str, int]:
+    p = _count_lstm(cfg)
+    d, L, V = cfg.d_model, cfg.n_layer, cfg.vocab_size
+    recurrent = 2 * 8 * L * d * d  # forward: W_ih x and W_hh h, 4d x d each, per layer
+    return {
+        "6n": 6 * p["kaplan"],
+        "kaplan": 6 * p["kaplan"],
+        "palm": 6 * p["non_embedding_with_head"],
+        "chinchilla": 3 * (2 * V * d + recurrent + 2 * d * V),
+        "matmul": 3 * (recurrent + 2 * d * V),
     }
 
 
