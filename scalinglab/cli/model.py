@@ -12,6 +12,9 @@ def count(
     name: str = typer.Option(
         None, "--name", help="A named size (gpt2, gpt2-medium, gpt3-small ... gpt3-175b)."
     ),
+    arch: str = typer.Option(
+        "gpt", "--arch", help="Model family: gpt | lstm (--n-layer, --d-model, --vocab)."
+    ),
     n_layer: int = typer.Option(None, "--n-layer", help="Transformer blocks."),
     d_model: int = typer.Option(None, "--d-model", help="Residual width."),
     n_head: int = typer.Option(None, "--n-head", help="Attention heads."),
@@ -30,13 +33,22 @@ def count(
     """Parameters under every convention and training FLOPs per token (forward + backward), exact integers.
     With ``--name``, any shape flag given overrides that field of the named size."""
     from scalinglab.errors import ConfigError
-    from scalinglab.model.config import GPTConfig, named_config
+    from scalinglab.model.config import GPTConfig, LSTMConfig, named_config
     from scalinglab.model.counting import count_params, flops_per_token
 
     given = dict(n_layer=n_layer, d_model=d_model, n_head=n_head, vocab_size=vocab, n_ctx=ctx, d_ff=d_ff,
                  tied=tied, bias=bias, sparse_window=sparse_window)
     given = {k: v for k, v in given.items() if v is not None}
-    if name is not None:
+    if arch == "lstm":
+        if name is not None or None in (n_layer, d_model):
+            raise ConfigError("count --arch lstm: give --n-layer and --d-model (no --name)")
+        extra = sorted(set(given) - {"n_layer", "d_model", "vocab_size", "n_ctx", "tied"})
+        if extra:
+            raise ConfigError(f"count --arch lstm: {', '.join(extra)} apply to gpt only")
+        cfg = LSTMConfig(**{"vocab_size": 50257, "n_ctx": 1024, "tied": True, **given})
+    elif arch != "gpt":
+        raise ConfigError(f"--arch {arch!r}: allowed gpt or lstm")
+    elif name is not None:
         cfg = named_config(name, **given)
     else:
         if None in (n_layer, d_model, n_head):
@@ -49,9 +61,9 @@ def count(
     from rich.console import Console
     from rich.table import Table
 
+    heads = f"{cfg.n_head} heads" if isinstance(cfg, GPTConfig) else "LSTM"
     t = Table(
-        title=f"{cfg.n_layer} layers, d_model {cfg.d_model}, {cfg.n_head} heads, V {cfg.vocab_size}, "
-        f"n_ctx {cfg.n_ctx}"
+        title=f"{cfg.n_layer} layers, d_model {cfg.d_model}, {heads}, V {cfg.vocab_size}, n_ctx {cfg.n_ctx}"
     )
     t.add_column("quantity")
     t.add_column("value", justify="right")

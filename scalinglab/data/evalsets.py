@@ -5,7 +5,8 @@ A set is named by a spec (numpy only, no torch; the model side is ``scalinglab.t
 - ``text:SOURCE[,split=all|train|val|test][,doc_bytes=N][,val_frac=F][,test_frac=F]``: the documents of a
   text source as a data spec reads them (a bundled corpus such as ``xz-docs``, a file, a folder or a glob),
   every one (``split=all``, the default) or one split of them by the data layer's document-hash rule.
-  Naming the training corpus itself needs ``split=val`` or ``split=test``: its other documents were trained on.
+  Naming the training corpus itself needs ``split=val`` or ``split=test`` (its other documents were trained
+  on).
 - ``file:PATH``: one file, whole: UTF-8 text (a single document), or ``.npy`` token ids for non-text models.
 
 The documents are joined by the corpus separator and encoded with the tokenizer of the dataset the model
@@ -73,8 +74,8 @@ def parse_eval_set(spec: str) -> EvalSetSpec:
                 raise ConfigError(f"eval set {spec!r}: split={value!r}, allowed {', '.join(SPLIT_CHOICES)}")
             split = value
         elif key not in TEXT_OPTIONS:
-            raise ConfigError(f"eval set {spec!r}: option {key!r} does not apply (the set is encoded with the "
-                              f"run's own tokenizer); allowed: {', '.join(TEXT_OPTIONS)}")
+            raise ConfigError(f"eval set {spec!r}: option {key!r} does not apply (the set is encoded with "
+                              f"the run's own tokenizer); allowed: {', '.join(TEXT_OPTIONS)}")
         else:
             keep.append(p)
     parsed = parse_spec("text:" + ",".join(keep))
@@ -102,8 +103,8 @@ def check_eval_set(spec: str, train_spec: str | None) -> EvalSetSpec:
         except ConfigError:
             return es
         if train.domain == "text" and _same_source(es.source, train.source):
-            raise ConfigError(f"eval set {spec!r} reads the training corpus ({train_spec}), whose train split "
-                              "the model was trained on: add ,split=test (or ,split=val)")
+            raise ConfigError(f"eval set {spec!r} reads the training corpus ({train_spec}), whose train "
+                              "split the model was trained on: add ,split=test (or ,split=val)")
     return es
 
 
@@ -121,7 +122,8 @@ def load_eval_set(spec: str, dataset) -> EvalStream:
         train = parse_spec(train_spec)
         if _same_source(es.source, train.source):
             defaults = tuple(sorted((k, v) for k, v in train.options.items() if k in TEXT_OPTIONS))
-    return _load(spec, str(dataset.path), dataset.meta["tokenizer"]["kind"], int(dataset.vocab_size), defaults)
+    kind = dataset.meta["tokenizer"]["kind"]
+    return _load(spec, str(dataset.path), kind, int(dataset.vocab_size), defaults)
 
 
 @functools.lru_cache(maxsize=32)

@@ -104,8 +104,8 @@ def resolve_files(source: str) -> list[Path]:
         if not files:
             raise InputError(f"the glob {source!r} matches no file")
         return files
-    raise InputError(f"text source {source!r} is not a bundled corpus ({', '.join(bundled_corpora())}), a file, "
-                     "a folder or a glob")
+    raise InputError(f"text source {source!r} is not a bundled corpus ({', '.join(bundled_corpora())}), "
+                     "a file, a folder or a glob")
 
 
 def source_stamp(source: str) -> list:

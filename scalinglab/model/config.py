@@ -192,8 +192,8 @@ ARCHS = ("gpt", "lstm")
 @dataclass(frozen=True)
 class LSTMConfig:
     """A multi-layer LSTM language model (``scalinglab.model.lstm.LSTMLM``): token embedding of width d_model,
-    ``n_layer`` stacked ``torch.nn.LSTM`` layers of hidden size d_model (biases on, as torch builds them), then
-    the output head, tied to the embedding (default) or separate. No position embedding: the recurrence
+    ``n_layer`` stacked ``torch.nn.LSTM`` layers of hidden size d_model (biases on, as torch builds them),
+    then the output head, tied to the embedding (default) or separate. No position embedding: the recurrence
     carries the position. ``n_ctx`` is the training context (tokens per sequence); it sets no parameter."""
 
     n_layer: int
@@ -221,7 +221,8 @@ class LSTMConfig:
 
 
 def model_config_from_dict(d: dict) -> GPTConfig | LSTMConfig:
-    """The config a ``to_dict()`` came from: an LSTM's dict says ``arch = "lstm"``, a GPT's has no ``arch``."""
+    """The config a ``to_dict()`` came from: an LSTM's dict says ``arch = "lstm"``; a GPT's has no
+    ``arch``."""
     arch = d.get("arch", "gpt")
     if arch == "lstm":
         return LSTMConfig.from_dict(d)

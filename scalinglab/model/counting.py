@@ -32,7 +32,8 @@ V x d tied or not). A layer holds W_ih [4d, d], W_hh [4d, d] and the biases b_ih
 
 - ``kaplan``: the weight matrices, 8 n_layer d^2 (Kaplan's N counts weight matrices, not biases);
 - ``non_embedding``: every LSTM parameter, n_layer (8 d^2 + 8 d); ``non_embedding_with_head`` adds V d;
-- ``total`` (= ``sum(p.numel())``), ``total_without_head``, ``embedding`` (V d, no position table), ``head`` (V d).
+- ``total`` (= ``sum(p.numel())``), ``total_without_head``, ``embedding`` (V d, no position table),
+  ``head`` (V d).
 
 Training FLOPs per token are 3 x the forward's matmuls (the gate nonlinearities and element-wise products,
 about 10 n_layer d per token, are not counted, as no convention counts a transformer's element-wise work):

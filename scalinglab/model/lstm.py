@@ -23,7 +23,7 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 
 class LSTMLM(nn.Module):
-    """A multi-layer LSTM LM; ``forward`` matches ``GPT.forward`` (``state``/``return_state`` for decoding)."""
+    """A multi-layer LSTM LM; ``forward`` matches ``GPT.forward`` (plus ``state``/``return_state``)."""
 
     def __init__(self, cfg: LSTMConfig) -> None:
         super().__init__()
@@ -67,7 +67,7 @@ class LSTMLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, eos: int | None = None) -> torch.Tensor:
-        """Greedy decoding carrying the recurrent state; returns idx with up to ``max_new_tokens`` appended."""
+        """Greedy decoding carrying the recurrent state: idx with up to ``max_new_tokens`` appended."""
         logits, _, state = self(idx, return_state=True)
         out = idx
         for _ in range(max_new_tokens):

@@ -72,8 +72,8 @@ def counts_for(config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
     from scalinglab.model.counting import count_params, flops_per_token
     from scalinglab.train.config import TrainConfig
 
-    gpt = TrainConfig.make(**config).gpt_config(vocab_size)
-    return {"params": count_params(gpt), "flops_per_token": flops_per_token(gpt)}
+    mcfg = TrainConfig.make(**config).arch_config(vocab_size)
+    return {"params": count_params(mcfg), "flops_per_token": flops_per_token(mcfg)}
 
 
 def register(store: Store, study_dir: Path, plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[str]:
@@ -289,6 +289,9 @@ def run_study(
         batch_for = batches_from_pilots(store, plan, pilots, echo)
     ids = register(store, study_dir, plan, pilots + make_runs(plan, vocab, batch_for), vocab)
     execute(store, study_dir, plan, ids, echo)
+    from scalinglab.study import evalsets, findings
+
+    evalsets.collect(store, study_dir, ids, plan.eval.sets, echo)  # loss by position, extra eval sets
     counts = store.counts()
     if counts["running"]:
         echo(f"{counts['running']} run(s) are still running in another process; fitting what is done")
@@ -296,6 +299,7 @@ def run_study(
     fits = fitting.fit_study(store, plan, ids, echo)
     store.set_meta("phase", "fitted")
     fitting.print_summary(store, plan, ids, fits, echo)
+    findings.print_findings(store, plan, ids, echo)  # shape, loss by position, LSTM, transfer (Kaplan 2020)
     rep = _report(study_dir, echo) if report else None
     if rep is not None:
         echo(f"report: {rep}")

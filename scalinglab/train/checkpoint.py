@@ -64,7 +64,8 @@ def load_model(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"):
     """Load a trained model for evaluation: ``(model in eval mode, meta)``: a ``GPT``, or an ``LSTMLM`` for an
     LSTM run.
 
-    ``meta`` has ``model`` (GPTConfig or LSTMConfig dict), ``data`` (the spec trained on), ``dataset_path``, ``vocab_size``,
+    ``meta`` has ``model`` (GPTConfig or LSTMConfig dict), ``data`` (the spec trained on), ``dataset_path``,
+    ``vocab_size``,
     ``fingerprint``, ``domain``, ``bytes_per_token``, ``step``, ``tokens``, ``train_config``. Tokenizer:
     ``scalinglab.data.open_dataset(meta["dataset_path"]).tokenizer`` (or ``ensure_dataset(meta["data"])``).
     """

@@ -100,7 +100,8 @@ def final_evaluation(model: torch.nn.Module, ds, *, batch_size: int, n_ctx: int,
 
 def evaluate_run(run_dir: str | Path, eval_sets: list[str], device: str = "cpu") -> dict:
     """``final_evaluation`` of a finished run folder from its checkpoint (with its own batch size, context and
-    ``eval_batches``): for sets a study adds after the run trained, or runs older than per-position records."""
+    ``eval_batches``): for sets a study adds after the run trained, or runs older than per-position
+    records."""
     from scalinglab.data import ensure_dataset, open_dataset
     from scalinglab.train.checkpoint import load_model
 
@@ -109,6 +110,6 @@ def evaluate_run(run_dir: str | Path, eval_sets: list[str], device: str = "cpu")
     path = meta.get("dataset_path")
     ds = open_dataset(path if path and Path(path).is_dir() else ensure_dataset(meta["data"]))
     b = int(tc["batch_size"])
-    return final_evaluation(model, ds, batch_size=b, n_ctx=int(tc["n_ctx"]), eval_batches=int(tc["eval_batches"]),
-                            micro=int(tc.get("micro_batch_size") or b), device=torch.device(device), amp=False,
-                            eval_sets=list(eval_sets))
+    return final_evaluation(model, ds, batch_size=b, n_ctx=int(tc["n_ctx"]),
+                            eval_batches=int(tc["eval_batches"]), micro=int(tc.get("micro_batch_size") or b),
+                            device=torch.device(device), amp=False, eval_sets=list(eval_sets))
