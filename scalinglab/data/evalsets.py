@@ -17,6 +17,7 @@ the tokens encode (None for ``.npy`` ids).
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,11 +124,24 @@ def load_eval_set(spec: str, dataset) -> EvalStream:
         if _same_source(es.source, train.source):
             defaults = tuple(sorted((k, v) for k, v in train.options.items() if k in TEXT_OPTIONS))
     kind = dataset.meta["tokenizer"]["kind"]
-    return _load(spec, str(dataset.path), kind, int(dataset.vocab_size), defaults)
+    return _load(spec, str(dataset.path), kind, int(dataset.vocab_size), defaults, _stamp(es))
+
+
+def _stamp(es: EvalSetSpec) -> str:
+    """The source's identity (checksum of a bundled corpus; paths, sizes, mtimes of files): an edited file
+    is read again, not taken from the cache."""
+    from scalinglab.data.text import source_stamp
+
+    try:
+        return json.dumps(source_stamp(es.source) if es.kind == "text" else
+                          [es.source, Path(es.source).expanduser().stat().st_size,
+                           Path(es.source).expanduser().stat().st_mtime_ns])
+    except (OSError, InputError):
+        return "missing"  # _load says what is missing
 
 
 @functools.lru_cache(maxsize=32)
-def _load(spec: str, ds_path: str, kind: str, vocab: int, defaults: tuple = ()) -> EvalStream:
+def _load(spec: str, ds_path: str, kind: str, vocab: int, defaults: tuple = (), stamp: str = "") -> EvalStream:
     from scalinglab.data.dataset import Dataset
     from scalinglab.data.text import DOC_SEP
 

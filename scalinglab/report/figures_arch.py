@@ -81,16 +81,16 @@ def fig_position_loss(ctx: Context):
         return ctx.skip(name, "no final loss by position in the store (runs record it from this version on)")
     table = cs.table.sort_values("N")
     fig, (ax, ax2) = style.figure(2, cbar=True)
-    cols, norm, cmap = style.n_colors(table["N"].to_numpy())
     mixed = table["arch"].nunique() > 1
-    for (_, r), c in zip(table.iterrows(), cols, strict=True):
+    curves = table[table["arch"] == "gpt"] if mixed else table  # LSTM curves: the LSTM figure
+    cols, norm, cmap = style.n_colors(curves["N"].to_numpy())
+    for (_, r), c in zip(curves.iterrows(), cols, strict=True):
         g = pos[pos["run_id"] == r["run_id"]].sort_values("position")
-        ls = "-" if r["arch"] == "gpt" else ":"
-        ax.plot(g["position"], g["loss"], ls, color=c, lw=1.0, alpha=0.9)
+        ax.plot(g["position"], g["loss"], color=c, lw=1.0, alpha=0.9)
         t = g["position"].to_numpy(float)
-        ax.plot(t, cs.fits[r["run_id"]].predict(t=t), "--", color=c, lw=0.8, alpha=0.9)
-    ax.plot([], [], "-", color="0.3", label="measured" + (" (transformer; dotted: LSTM)" if mixed else ""))
-    ax.plot([], [], "--", color="0.3", label="fit L_inf + (t/t_c)^-a")
+        ax.plot(t, cs.fits[r["run_id"]].predict(t=t), "--", color="black", lw=0.7, alpha=0.8)
+    ax.plot([], [], "-", color="0.3", label="measured" + (" (transformers)" if mixed else ""))
+    ax.plot([], [], "--", color="black", lw=0.7, label="fit L_inf + (t/t_c)^-a")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("t, token position in the context")
@@ -101,8 +101,13 @@ def fig_position_loss(ctx: Context):
     for arch, g in table.groupby("arch"):
         fam = FAMILY.get(arch, FAMILY["gpt"])
         err = np.vstack([g["a"] - g["a_lo"], g["a_hi"] - g["a"]]).clip(min=0)
-        ax2.errorbar(g["N"], g["a"], yerr=err, fmt=fam["marker"], color=fam["color"], ms=4, lw=0.8,
-                     capsize=2, label=fam["label"])
+        ok = (g["converged"] & (g["warnings"] == 0)).to_numpy()
+        label = fam["label"]
+        for sel, face in ((ok, fam["color"]), (~ok, "white")):  # open markers: fits with warnings
+            if sel.any():
+                ax2.errorbar(g["N"][sel], g["a"][sel], yerr=err[:, sel], fmt=fam["marker"], color=fam["color"],
+                             mfc=face, ms=4, lw=0.8, capsize=2, label=label)
+                label = None  # one legend entry per family
         tr = cs.trend.get(arch)
         if tr is not None:
             n = np.geomspace(g["N"].min(), g["N"].max(), 50)
@@ -114,9 +119,11 @@ def fig_position_loss(ctx: Context):
     ax2.legend(loc="best")
     style.colorbar(fig, ax2, norm, cmap, "log10 N (curves)")
     bad = table[~table["converged"]]
-    ctx.note(name, "Per run (solid; dashed: its fit) on the same validation tokens as its final loss; bars: "
-             "95% bootstrap intervals over positions." + (f" {len(bad)} fit(s) did not converge." if len(bad)
-                                                          else ""))
+    warned = int((table["warnings"] > 0).sum())
+    ctx.note(name, "Per run (dashed: its fit) on the same validation tokens as its final loss; bars: 95% "
+             "bootstrap intervals over positions; open markers: fits with warnings (e.g. a at its bound), left "
+             "out of the a(N) line." + (f" {len(bad)} fit(s) did not converge." if len(bad) else "")
+             + (f" {warned} fit(s) with warnings." if warned else ""))
     return fig
 
 
@@ -177,7 +184,7 @@ def fig_transfer(ctx: Context):
     archs = {a for by in tr.values() for a in by}
     arch = "gpt" if "gpt" in archs else sorted(archs)[0]
     r = d.runs[(d.runs["status"] == "done") & (d.runs["arch"] == arch)]
-    r = r[np.isfinite(r["loss"].astype(float))]
+    r = r[np.isfinite(r["loss"].astype(float)) & r["run_id"].isin(d.eval_sets["run_id"])]
     fig, (ax, ax2) = style.figure(2)
     ax.set_xscale("log")
     ax.set_yscale("log")

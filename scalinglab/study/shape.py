@@ -4,7 +4,7 @@
 the plan's ``params`` convention) the plan trains, on the same ``[shape] tokens``,
 
 - one model per aspect ratio d_model / n_layer of ``[shape] aspect_ratios`` (Kaplan: 20-200 is within a few
-  per cent of the best at 25M-1.5B parameters);
+  per cent of the best at 25M-1.5B parameters), or per depth of ``[shape] n_layers`` (d_model solved for N);
 - optionally one per feed-forward ratio d_ff / d_model (``ff_ratios``, at n_layer of the ``[model]
   aspect_ratio`` shape, d_model solved for N) and one per attention head dimension d_model / n_head
   (``head_dims``, at that shape: N does not depend on it).
@@ -40,6 +40,9 @@ class ShapePlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tokens: Positive | None = None  # D of every run (tokens); required by the design
     aspect_ratios: list[Positive] = [2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0]  # d_model / n_layer
+    # or the depths of the aspect sweep (d_model solved for N): the same span at every N, since at fixed N
+    # the aspect ratio goes as n_layer^(-3/2) (1, 2, 4, 10 layers: 1.5 decades)
+    n_layers: list[Annotated[int, Field(ge=1)]] = []
     ff_ratios: list[Positive] = []  # d_ff / d_model (4 is the standard shape)
     head_dims: list[int] = []  # d_model / n_head
     d_multiple: int = Field(4, ge=1)  # d_model is a multiple of this
@@ -124,7 +127,10 @@ def shape_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) -
     for n in plan.model.n_params:
         tag = f"@{n:.3g}"
         by_layers: dict[int, int] = {}  # one shape per depth: N fixed, one n_layer leaves one d_model
-        for r in sp.aspect_ratios:
+        for nl in sp.n_layers:
+            by_layers[nl] = min(_d_candidates(math.sqrt(n / (12 * nl)), sp.d_multiple),
+                                key=lambda d, nl=nl: _n_err(plan, vocab_size, n, nl, d))
+        for r in [] if sp.n_layers else sp.aspect_ratios:
             nl, d = _aspect_shape(plan, vocab_size, n, r)
             old = by_layers.get(nl)
             if old is None or _n_err(plan, vocab_size, n, nl, d) < _n_err(plan, vocab_size, n, nl, old):
