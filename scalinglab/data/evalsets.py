@@ -141,7 +141,8 @@ def _stamp(es: EvalSetSpec) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _load(spec: str, ds_path: str, kind: str, vocab: int, defaults: tuple = (), stamp: str = "") -> EvalStream:
+def _load(spec: str, ds_path: str, kind: str, vocab: int, defaults: tuple = (),
+          stamp: str = "") -> EvalStream:
     from scalinglab.data.dataset import Dataset
     from scalinglab.data.text import DOC_SEP
 

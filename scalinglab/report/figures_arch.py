@@ -105,8 +105,8 @@ def fig_position_loss(ctx: Context):
         label = fam["label"]
         for sel, face in ((ok, fam["color"]), (~ok, "white")):  # open markers: fits with warnings
             if sel.any():
-                ax2.errorbar(g["N"][sel], g["a"][sel], yerr=err[:, sel], fmt=fam["marker"], color=fam["color"],
-                             mfc=face, ms=4, lw=0.8, capsize=2, label=label)
+                ax2.errorbar(g["N"][sel], g["a"][sel], yerr=err[:, sel], fmt=fam["marker"],
+                             color=fam["color"], mfc=face, ms=4, lw=0.8, capsize=2, label=label)
                 label = None  # one legend entry per family
         tr = cs.trend.get(arch)
         if tr is not None:
@@ -121,8 +121,8 @@ def fig_position_loss(ctx: Context):
     bad = table[~table["converged"]]
     warned = int((table["warnings"] > 0).sum())
     ctx.note(name, "Per run (dashed: its fit) on the same validation tokens as its final loss; bars: 95% "
-             "bootstrap intervals over positions; open markers: fits with warnings (e.g. a at its bound), left "
-             "out of the a(N) line." + (f" {len(bad)} fit(s) did not converge." if len(bad) else "")
+             "bootstrap intervals over positions; open markers: fits with warnings (e.g. a at its bound), "
+             "left out of the a(N) line." + (f" {len(bad)} fit(s) did not converge." if len(bad) else "")
              + (f" {warned} fit(s) with warnings." if warned else ""))
     return fig
 

@@ -306,7 +306,8 @@ def synthetic_arch_study(seed: int = 0, *, n_ctx: int = 128, noise: float = 0.00
                                      "loss": curve, "tokens": 1000}))
             other = ta.transfer_ratio * loss * np.exp(noise * rng.standard_normal())
             sets.append(dict(run_id=rid, eval_set="val", loss=float(loss), bpb=float(loss / np.log(2))))
-            sets.append(dict(run_id=rid, eval_set="text:other", loss=float(other), bpb=float(other / np.log(2))))
+            sets.append(dict(run_id=rid, eval_set="text:other", loss=float(other),
+                             bpb=float(other / np.log(2))))
 
     def jitter(x: np.ndarray | float) -> np.ndarray:
         return np.asarray(x) * np.exp(noise * rng.standard_normal(np.shape(x)))
@@ -326,4 +327,5 @@ def synthetic_arch_study(seed: int = 0, *, n_ctx: int = 128, noise: float = 0.00
             d = int(round(r * n_layer))
             loss = float(jitter(law.loss(n, ta.d_tokens) * (1 + ta.shape_c * np.log(r / ta.shape_best) ** 2)))
             run(f"shape{n:.0e}-r{r}", "gpt", n, n_layer, d, loss, [f"shape:aspect@{n:.3g}"])
-    return SyntheticArchStudy(pd.DataFrame(runs), pd.concat(pos, ignore_index=True), pd.DataFrame(sets), law, ta)
+    return SyntheticArchStudy(pd.DataFrame(runs), pd.concat(pos, ignore_index=True), pd.DataFrame(sets), law,
+                              ta)

@@ -62,7 +62,8 @@ def test_shape_range_within_tolerance():
     loss = 2.0 * (1 + c * np.log(x / best) ** 2)
     r = shape_sensitivity(x, loss)
     assert r.best_x == pytest.approx(best) and r.increase.min() == 0.0
-    assert r.lo == pytest.approx(best * np.exp(-w), rel=0.01) and r.hi == pytest.approx(best * np.exp(w), rel=0.01)
+    assert r.lo == pytest.approx(best * np.exp(-w), rel=0.01)
+    assert r.hi == pytest.approx(best * np.exp(w), rel=0.01)
     assert not r.lo_open and not r.hi_open and r.decades == pytest.approx(2 * w / np.log(10), rel=0.02)
     flat = shape_sensitivity([2, 10, 50], [2.0, 2.01, 2.02])  # never leaves 3 %: open on both sides
     assert flat.lo_open and flat.hi_open and (flat.lo, flat.hi) == (2.0, 50.0)

@@ -1,4 +1,5 @@
-"""The LSTM family: exact parameter counts (= sum(p.numel())), FLOPs counted independently, a textbook LSTM."""
+"""The LSTM family: exact parameter counts (= sum(p.numel())), FLOPs counted independently, a textbook
+LSTM."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scalinglab.errors import ConfigError
 from scalinglab.model import LSTMConfig, build_model, count_params, flops_per_token, model_config_from_dict
-from scalinglab.model.lstm import LSTMLM
 from scalinglab.model.loss import MIN_VOCAB
+from scalinglab.model.lstm import LSTMLM
 from scalinglab.train.config import TrainConfig
 
 
-@pytest.mark.parametrize("n_layer,d,vocab,tied", [(1, 16, 256, True), (2, 32, 256, False), (3, 24, 1031, True)])
+@pytest.mark.parametrize(
+    "n_layer,d,vocab,tied", [(1, 16, 256, True), (2, 32, 256, False), (3, 24, 1031, True)]
+)
 def test_counts_equal_the_built_module(n_layer, d, vocab, tied):
     cfg = LSTMConfig(n_layer=n_layer, d_model=d, vocab_size=vocab, n_ctx=64, tied=tied)
     m = build_model(cfg)

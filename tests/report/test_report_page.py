@@ -10,7 +10,6 @@ from report_chromium import chromium_binary, run_chromium
 
 from scalinglab.report.build import FIGURES
 
-
 ARCH = {"shape", "position_loss", "lstm_vs_transformer", "transfer"}  # drawn by test_report_arch.py
 
 

@@ -96,7 +96,8 @@ def test_two_families_with_a_transfer_set(tmp_path):
 
     # a set added after the runs finished: evaluated from their checkpoints, nothing retrained
     attempts = runs.set_index("run_id")["attempts"]
-    plan.write_text(FAMILIES.replace('sets = ["text:xz-docs"]', 'sets = ["text:xz-docs", "text:default,split=test"]'))
+    more = 'sets = ["text:xz-docs", "text:default,split=test"]'
+    plan.write_text(FAMILIES.replace('sets = ["text:xz-docs"]', more))
     lines.clear()
     run_study(plan, tmp_path / "s", echo=lines.append, report=False)
     assert "evaluated 6 finished run(s) from their checkpoints" in "\n".join(lines)
