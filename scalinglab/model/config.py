@@ -193,7 +193,7 @@ ARCHS = ("gpt", "lstm")
 class LSTMConfig:
     """A multi-layer LSTM language model (``scalinglab.model.lstm.LSTMLM``): token embedding of width d_model,
     ``n_layer`` stacked ``torch.nn.LSTM`` layers of hidden size d_model (biases on, as torch builds them),
-    then the output head, tied to the embedding (default) or separate. No position embedding: the recurrence
+    a final LayerNorm, then the output head, tied to the embedding (default) or separate. No position embedding: the recurrence
     carries the position. ``n_ctx`` is the training context (tokens per sequence); it sets no parameter."""
 
     n_layer: int

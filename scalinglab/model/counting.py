@@ -31,7 +31,8 @@ LSTM language models (``LSTMConfig``: embedding V x d, ``n_layer`` torch ``nn.LS
 V x d tied or not). A layer holds W_ih [4d, d], W_hh [4d, d] and the biases b_ih, b_hh [4d] each:
 
 - ``kaplan``: the weight matrices, 8 n_layer d^2 (Kaplan's N counts weight matrices, not biases);
-- ``non_embedding``: every LSTM parameter, n_layer (8 d^2 + 8 d); ``non_embedding_with_head`` adds V d;
+- ``non_embedding``: every LSTM parameter and the final LayerNorm's gain, n_layer (8 d^2 + 8 d) + d;
+  ``non_embedding_with_head`` adds V d;
 - ``total`` (= ``sum(p.numel())``), ``total_without_head``, ``embedding`` (V d, no position table),
   ``head`` (V d).
 
@@ -105,7 +106,7 @@ def flops_per_token(cfg: GPTConfig | LSTMConfig) -> dict[str, int]:
 
 def _count_lstm(cfg: LSTMConfig) -> dict[str, int]:
     d, L, V = cfg.d_model, cfg.n_layer, cfg.vocab_size
-    non_embedding = L * (8 * d * d + 8 * d)
+    non_embedding = L * (8 * d * d + 8 * d) + d  # the LSTM layers and the final LayerNorm (no bias)
     emb = head = V * d
     total = emb + non_embedding + (0 if cfg.tied else head)
     return {

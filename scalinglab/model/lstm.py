@@ -2,8 +2,11 @@
 
 ``LSTMLM(cfg)(idx, targets, loss_mask) -> (logits [B, T, V], loss nats/token or None)``, the GPT's call: token
 embedding (d_model) -> ``torch.nn.LSTM`` with ``n_layer`` layers of hidden size d_model (batch first, zero
-initial state per sequence) -> the output head, tied to the embedding or not, through the same
-``model.loss.head_loss`` as the GPT (so the trainer's loss, the chunked CPU path included, is one code path).
+initial state per sequence) -> a final LayerNorm (no bias, as the GPT's ``ln_f``) -> the output head, tied to
+the embedding or not, through the same ``model.loss.head_loss`` as the GPT (so the trainer's loss, the chunked
+CPU path included, is one code path). The two families thus share the embedding, final norm and head and
+differ only in the body. Without the norm, a tied head on the LSTM's tanh-bounded outputs learns slowly
+(byte-level corpus, d 64, Adam 3e-3, 300 steps: 2.94 nats/token without, 2.17 with).
 Parameter and FLOP counts: ``scalinglab.model.counting`` (``count_params(LSTMConfig)`` = ``sum(p.numel())``).
 
 Init: embedding (and a separate head) N(0, 0.02) as the GPT; LSTM weights torch's default U(-1/sqrt(d),
@@ -31,6 +34,7 @@ class LSTMLM(nn.Module):
         d = cfg.d_model
         self.wte = nn.Embedding(cfg.vocab_size, d)
         self.lstm = nn.LSTM(d, d, num_layers=cfg.n_layer, batch_first=True)
+        self.ln_f = nn.LayerNorm(d, bias=False)
         self.lm_head = nn.Linear(d, cfg.vocab_size, bias=False)
         nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
         if cfg.tied:
@@ -60,7 +64,7 @@ class LSTMLM(nn.Module):
         ``state``: the (h, c) [n_layer, B, d] to continue from (None: zeros); ``return_state``: also return
         the final state, ``(logits, loss, state)``."""
         h, new_state = self.lstm(self.wte(idx), state)
-        logits, loss = head_loss(h, self.lm_head.weight, targets, loss_mask, return_logits=return_logits)
+        logits, loss = head_loss(self.ln_f(h), self.lm_head.weight, targets, loss_mask, return_logits=return_logits)
         if return_state:
             return logits, loss, new_state
         return logits, loss

@@ -167,15 +167,19 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
     return e.reset_index(drop=True)
 
 
+def _require(df: pd.DataFrame, cols: tuple[str, ...], what: str) -> None:
+    for col in cols:
+        if col not in df.columns:
+            raise InputError(f"{what} table has no {col!r} column (columns: {list(df.columns)})")
+
+
 def normalise_positions(pos: pd.DataFrame | None) -> pd.DataFrame:
     """Loss by position: run_id, eval_set (default ``val``), position (1..n_ctx), loss (nats/token),
     tokens."""
     cols = ["run_id", "eval_set", "position", "loss", "tokens"]
     if pos is None or len(pos) == 0:
         return pd.DataFrame(columns=cols)
-    for col in ("run_id", "position", "loss"):
-        if col not in pos.columns:
-            raise InputError(f"positions table has no {col!r} column (columns: {list(pos.columns)})")
+    _require(pos, ("run_id", "position", "loss"), "positions")
     p = pos.copy()
     p["run_id"] = p["run_id"].astype(str)
     p["eval_set"] = p["eval_set"].astype(str) if "eval_set" in p.columns else "val"
@@ -191,9 +195,7 @@ def normalise_eval_sets(sets: pd.DataFrame | None) -> pd.DataFrame:
     cols = ["run_id", "eval_set", "loss", "bpb"]
     if sets is None or len(sets) == 0:
         return pd.DataFrame(columns=cols)
-    for col in ("run_id", "eval_set", "loss"):
-        if col not in sets.columns:
-            raise InputError(f"eval sets table has no {col!r} column (columns: {list(sets.columns)})")
+    _require(sets, ("run_id", "eval_set", "loss"), "eval sets")
     e = sets.copy()
     e["run_id"], e["eval_set"] = e["run_id"].astype(str), e["eval_set"].astype(str)
     e["loss"] = pd.to_numeric(e["loss"], errors="coerce")

@@ -27,6 +27,7 @@ def findings(ctx: Context):
         d = ctx.data
         r = d.runs
         r = r[(r["status"] == "done") & np.isfinite(r["loss"].astype(float)) & r[d.n_col].notna()]
+        r = r[r["roles"].map(lambda x: set(x) != {"pilot"})]  # the noise-scale rule's short pilots
         runs = pd.DataFrame({"run_id": r["run_id"], "arch": r["arch"], "N": r[d.n_col].astype(float),
                              "loss": r["loss"].astype(float), "roles": r["roles"].map(set),
                              "n_layer": r["n_layer"], "d_model": r["d_model"], "n_head": r["n_head"],
@@ -59,7 +60,8 @@ def fig_shape(ctx: Context):
             ax.axvspan(r.lo, r.hi, color=col[g.n_target], alpha=0.08, lw=0)
             ctx.note(name, g.describe() + ".")
         ax.set_xlabel(f"{KINDS[kind]} ({'aspect ratio' if kind == 'aspect' else 'ratio'})")
-        ax.set_title({"aspect": "Aspect ratio", "ff": "Feed-forward ratio", "head": "Head dimension"}[kind])
+        what = {"aspect": "aspect ratio", "ff": "feed-forward ratio", "head": "head dimension"}[kind]
+        ax.set_title(f"Loss vs {what} at fixed N and D (Kaplan Fig. 5)" if len(kinds) == 1 else what.capitalize())
         ax.legend(loc="upper center")
     axes[0].set_ylabel("loss increase over the best shape at that N, %")
     ax0 = axes[-1]
@@ -101,9 +103,9 @@ def fig_position_loss(ctx: Context):
     for arch, g in table.groupby("arch"):
         fam = FAMILY.get(arch, FAMILY["gpt"])
         err = np.vstack([g["a"] - g["a_lo"], g["a_hi"] - g["a"]]).clip(min=0)
-        ok = (g["converged"] & (g["warnings"] == 0)).to_numpy()
+        ok = (g["converged"] & ~g["at_bound"]).to_numpy()
         label = fam["label"]
-        for sel, face in ((ok, fam["color"]), (~ok, "white")):  # open markers: fits with warnings
+        for sel, face in ((ok, fam["color"]), (~ok, "white")):  # open markers: at a bound, not converged
             if sel.any():
                 ax2.errorbar(g["N"][sel], g["a"][sel], yerr=err[:, sel], fmt=fam["marker"],
                              color=fam["color"], mfc=face, ms=4, lw=0.8, capsize=2, label=label)
@@ -121,9 +123,10 @@ def fig_position_loss(ctx: Context):
     bad = table[~table["converged"]]
     warned = int((table["warnings"] > 0).sum())
     ctx.note(name, "Per run (dashed: its fit) on the same validation tokens as its final loss; bars: 95% "
-             "bootstrap intervals over positions; open markers: fits with warnings (e.g. a at its bound), "
-             "left out of the a(N) line." + (f" {len(bad)} fit(s) did not converge." if len(bad) else "")
-             + (f" {warned} fit(s) with warnings." if warned else ""))
+             "bootstrap intervals over positions (an interval ending at 5 is cut by the search bound of a); "
+             "open markers: fits with a parameter at its bound or not converged, left out of the a(N) line."
+             + (f" {len(bad)} fit(s) did not converge." if len(bad) else "")
+             + (f" {warned} fit(s) carry warnings (see the study's output)." if warned else ""))
     return fig
 
 

@@ -66,14 +66,16 @@ class Findings:
         for g in self.shape:
             out.append(f"shape (Kaplan Fig. 5): {g.describe()}")
         if self.context is not None and len(self.context.table):
-            t = self.context.table.sort_values(["arch", "N"])
-            per = "; ".join(
-                f"{r.arch} N={r.N:.3g}: a={r.a:.3f} [{r.a_lo:.3f}, {r.a_hi:.3f}]"
-                + ("" if r.converged and not r.warnings else " (fit warning)") for r in t.itertuples()
-            )
-            out.append(f"loss by position (Kaplan Fig. 20), L(t) = L_inf + (t/t_c)^-a: {per}")
-            for arch, tr in self.context.trend.items():
-                out.append(f"  a(N) for {arch}: {tr.describe()}")
+            out.append("loss by position (Kaplan Fig. 20), L(t) = L_inf + (t/t_c)^-a per run:")
+            for arch, t in self.context.table.sort_values("N").groupby("arch"):
+                rows = list(t.itertuples())
+                shown = rows if len(rows) <= 6 else rows[:3] + rows[-3:]
+                per = "; ".join(f"N={r.N:.3g}: a={r.a:.3f} [{r.a_lo:.3f}, {r.a_hi:.3f}]"
+                                + ("" if r.converged and not r.at_bound else " (at a bound)") for r in shown)
+                more = f" ({len(rows) - 6} more in the report)" if len(rows) > 6 else ""
+                out.append(f"  {arch}: {per}{more}")
+                if arch in self.context.trend:
+                    out.append(f"  a(N) for {arch}: {self.context.trend[arch].describe()}")
         if self.families is not None and self.families.best is not None:
             b = self.families.best
             out.append(
@@ -147,20 +149,28 @@ def _context(runs, positions, bootstrap, notes) -> ContextSummary | None:
         lo, hi = (r.ci95 or {}).get("alpha", (math.nan, math.nan))
         rows.append(dict(run_id=rid, arch=info.at[rid, "arch"], N=float(info.at[rid, "N"]),
                          L_inf=r.params["L_inf"], t_c=r.params["t_0"], a=r.params["alpha"], a_lo=lo, a_hi=hi,
-                         converged=bool(r.converged), warnings=len(r.warnings), n_positions=int(len(g)),
+                         converged=bool(r.converged), warnings=len(r.warnings), at_bound=_at_bound(r),
+                         n_positions=int(len(g)),
                          loss_first=float(g["loss"].iloc[0]), loss_last=float(g["loss"].iloc[-1])))
     table = pd.DataFrame(rows, columns=["run_id", "arch", "N", "L_inf", "t_c", "a", "a_lo", "a_hi",
-                                        "converged", "warnings", "n_positions", "loss_first", "loss_last"])
+                                        "converged", "warnings", "at_bound", "n_positions", "loss_first",
+                                        "loss_last"])
     trend = {}
-    clean = table[table["converged"] & (table["warnings"] == 0)]  # at a bound, not converged: no trend point
+    clean = table[table["converged"] & ~table["at_bound"]]  # a parameter at its bound: no trend point
     if len(clean) < len(table):
-        notes.append(f"L(t): {len(table) - len(clean)} of {len(table)} fits have warnings (e.g. a at its "
-                     "bound) and are left out of the a(N) trend")
+        notes.append(f"L(t): {len(table) - len(clean)} of {len(table)} fits did not converge or have a "
+                     "parameter at its search bound, and are left out of the a(N) trend")
     for arch, g in clean.groupby("arch"):
         if len(g) >= 3 and g["N"].nunique() >= 2:
             se = ((g["a_hi"] - g["a_lo"]) / (2 * 1.96)).where(lambda s: s > 0)
             trend[arch] = exponent_trend(g["N"], g["a"], None if se.isna().any() else se)
     return ContextSummary(table, fits, trend)
+
+
+def _at_bound(r) -> bool:
+    """Whether a fit's answer sits on its form's search bounds (then it is not an estimate of the law)."""
+    return any(min(abs(t - lo), abs(t - hi)) <= 1e-6 * max(1.0, abs(t))
+               for t, (lo, hi) in zip(r.theta, r.form.theta_bounds(), strict=True))
 
 
 def _families(runs, positions, notes) -> FamilySummary | None:
@@ -228,8 +238,10 @@ def _transfer(runs, sets, notes) -> dict[str, dict[str, Any]]:
 def runs_table(runs: pd.DataFrame, n_col: str) -> pd.DataFrame:
     """The ``runs`` frame of ``summarize`` from the store's runs frame (done runs with a finite loss)."""
     r = runs[(runs["status"] == "done") & np.isfinite(runs["final_val_loss"].astype(float))]
-    cfg = r["config"].map(lambda c: c if isinstance(c, dict) else json.loads(c))
     roles = r["roles"].map(lambda x: set(x) if isinstance(x, (list, set, tuple)) else set(json.loads(x)))
+    keep = roles.map(lambda x: x != {"pilot"})  # the noise-scale rule's short pilots are no findings
+    r, roles = r[keep], roles[keep]
+    cfg = r["config"].map(lambda c: c if isinstance(c, dict) else json.loads(c))
     return pd.DataFrame({
         "run_id": r["run_id"].to_numpy(),
         "arch": cfg.map(lambda c: c.get("arch", "gpt")).to_numpy(),

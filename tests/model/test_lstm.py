@@ -24,7 +24,7 @@ def test_counts_equal_the_built_module(n_layer, d, vocab, tied):
     p = count_params(cfg)
     assert isinstance(m, LSTMLM) and p["total"] == m.num_params() == sum(q.numel() for q in m.parameters())
     lstm = {n: q for n, q in m.named_parameters() if n.startswith("lstm.")}
-    assert p["non_embedding"] == sum(q.numel() for q in lstm.values())
+    assert p["non_embedding"] == sum(q.numel() for q in lstm.values()) + m.ln_f.weight.numel()
     assert p["kaplan"] == sum(q.numel() for n, q in lstm.items() if "weight" in n) == 8 * n_layer * d * d
     assert p["embedding"] == p["head"] == vocab * d
     assert p["total_without_head"] == p["total"] - (0 if tied else vocab * d)
@@ -46,7 +46,7 @@ def _reference(m: LSTMLM, idx: torch.Tensor) -> torch.Tensor:
             h = torch.sigmoid(o) * torch.tanh(c)
             out.append(h)
         x = torch.stack(out, dim=1)
-    return F.linear(x, m.lm_head.weight)
+    return F.linear(F.layer_norm(x, (d,), m.ln_f.weight), m.lm_head.weight)
 
 
 def test_a_textbook_lstm_whose_matmuls_are_the_documented_flops():

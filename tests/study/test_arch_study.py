@@ -23,7 +23,7 @@ shapes = [{n_layer = 1, d_model = 16}, {n_layer = 1, d_model = 32}, {n_layer = 2
 arch = ["gpt", "lstm"]
 head_dim = 16
 [tokens]
-absolute = [8192]
+absolute = [4096]
 [batch]
 size = 8
 [lr]
@@ -86,7 +86,7 @@ def test_two_families_with_a_transfer_set(tmp_path):
     assert len(xz) == 6 and (xz["bpb"] > 0).all()
     fit = next(f for f in store.fits() if f["law"] == "L(N)")
     assert fit["result"]["n_points"] == 3  # the transformers' L(N); the LSTMs are compared, not mixed in
-    for head in ("loss by position (Kaplan Fig. 20)", "LSTM vs transformer (Kaplan Fig. 7) at N =",
+    for head in ("loss by position (Kaplan Fig. 20)", "  gpt: N=", "LSTM vs transformer (Kaplan Fig. 7) at N =",
                  "transfer (Kaplan Fig. 8), gpt: log(L_other/L_train) =", "on text:xz-docs over 3 runs"):
         assert head in text, head
     assert {"lstm_vs_transformer", "transfer", "position_loss"} <= {
