@@ -193,8 +193,9 @@ ARCHS = ("gpt", "lstm")
 class LSTMConfig:
     """A multi-layer LSTM language model (``scalinglab.model.lstm.LSTMLM``): token embedding of width d_model,
     ``n_layer`` stacked ``torch.nn.LSTM`` layers of hidden size d_model (biases on, as torch builds them),
-    a final LayerNorm, then the output head, tied to the embedding (default) or separate. No position embedding: the recurrence
-    carries the position. ``n_ctx`` is the training context (tokens per sequence); it sets no parameter."""
+    a final LayerNorm, then the output head, tied to the embedding (default) or separate. No position
+    embedding: the recurrence carries the position. ``n_ctx`` is the training context (tokens per
+    sequence); it sets no parameter."""
 
     n_layer: int
     d_model: int

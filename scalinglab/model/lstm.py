@@ -64,7 +64,8 @@ class LSTMLM(nn.Module):
         ``state``: the (h, c) [n_layer, B, d] to continue from (None: zeros); ``return_state``: also return
         the final state, ``(logits, loss, state)``."""
         h, new_state = self.lstm(self.wte(idx), state)
-        logits, loss = head_loss(self.ln_f(h), self.lm_head.weight, targets, loss_mask, return_logits=return_logits)
+        logits, loss = head_loss(self.ln_f(h), self.lm_head.weight, targets, loss_mask,
+                                 return_logits=return_logits)
         if return_state:
             return logits, loss, new_state
         return logits, loss

@@ -61,7 +61,8 @@ def fig_shape(ctx: Context):
             ctx.note(name, g.describe() + ".")
         ax.set_xlabel(f"{KINDS[kind]} ({'aspect ratio' if kind == 'aspect' else 'ratio'})")
         what = {"aspect": "aspect ratio", "ff": "feed-forward ratio", "head": "head dimension"}[kind]
-        ax.set_title(f"Loss vs {what} at fixed N and D (Kaplan Fig. 5)" if len(kinds) == 1 else what.capitalize())
+        single = f"Loss vs {what} at fixed N and D (Kaplan Fig. 5)"
+        ax.set_title(single if len(kinds) == 1 else what.capitalize())
         ax.legend(loc="upper center")
     axes[0].set_ylabel("loss increase over the best shape at that N, %")
     ax0 = axes[-1]

@@ -86,7 +86,8 @@ def test_two_families_with_a_transfer_set(tmp_path):
     assert len(xz) == 6 and (xz["bpb"] > 0).all()
     fit = next(f for f in store.fits() if f["law"] == "L(N)")
     assert fit["result"]["n_points"] == 3  # the transformers' L(N); the LSTMs are compared, not mixed in
-    for head in ("loss by position (Kaplan Fig. 20)", "  gpt: N=", "LSTM vs transformer (Kaplan Fig. 7) at N =",
+    for head in ("loss by position (Kaplan Fig. 20)", "  gpt: N=",
+                 "LSTM vs transformer (Kaplan Fig. 7) at N =",
                  "transfer (Kaplan Fig. 8), gpt: log(L_other/L_train) =", "on text:xz-docs over 3 runs"):
         assert head in text, head
     assert {"lstm_vs_transformer", "transfer", "position_loss"} <= {
