@@ -212,7 +212,7 @@ def fig_transfer(ctx: Context):
         ax2.plot(g[d.n_col], np.log(g["loss"] / g["train"]), "s", color=c, ms=4, label=set_name)
         ax2.axhspan(*res.offset_ci, color=c, alpha=0.15, lw=0)
         ax2.axhline(res.offset, color=c, lw=0.9)
-        ctx.note(name, f"{set_name}: {res.describe(set_name)}.")
+        ctx.note(name, f"{res.describe(set_name)}.")
     ax.set_xlabel(ctx.n_label)
     ax.set_ylabel(f"final {LOSS}")
     ax.set_title("Loss on other distributions vs N (Kaplan Fig. 8)")
