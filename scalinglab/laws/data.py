@@ -120,7 +120,8 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
 
     present: dict[str, np.ndarray] = {}
     wanted = set(form.variables) | {"N", "D", "C"}
-    for var in ("N", "D", "C", "S", "L", "B", "loss"):
+    known = ("N", "D", "C", "S", "L", "B", "loss")
+    for var in known + tuple(v for v in form.variables if v not in known):  # e.g. t, a context position
         if var in wanted or var in form.variables:
             c = col_for(var)
             if c is not None and c != tcol:

@@ -18,6 +18,7 @@ from scalinglab.faults import point
 from scalinglab.io import replace_dir, sweep_temps, temp_dir, writing
 from scalinglab.report import alloc, style
 from scalinglab.report import figures_alloc as fa
+from scalinglab.report import figures_arch as farch
 from scalinglab.report import figures_batch as fb
 from scalinglab.report import figures_eval as fe
 from scalinglab.report import figures_extra as fx
@@ -130,6 +131,37 @@ FIGURES = [
         fe.fig_residuals,
         "Left: observed minus fitted loss of the L(N, D) fit for every run. Right: the law refitted without "
         "the largest runs, predicting them.",
+    ),
+    FigureSpec(
+        "shape",
+        "Loss vs model shape at fixed N",
+        farch.fig_shape,
+        "Loss increase of each shape over the best shape of the same N and D, against the aspect ratio "
+        "d_model/n_layer (and the feed-forward ratio and head dimension where swept), one line per N "
+        "(Kaplan et al. 2020, Fig. 5).",
+    ),
+    FigureSpec(
+        "position_loss",
+        "Loss by position in the context",
+        farch.fig_position_loss,
+        "Left: each run's final validation loss at every token position t of the context, coloured by N, "
+        "with L(t) = L_inf + (t/t_c)^-a fitted per run. Right: the fitted power a against N (Kaplan et al. "
+        "2020, App. D.5 and Fig. 20).",
+    ),
+    FigureSpec(
+        "lstm_vs_transformer",
+        "LSTM vs transformer",
+        farch.fig_lstm,
+        "Left: final loss against N for transformers and LSTMs, each with a power law in N. Right: loss by "
+        "position for the LSTM and the transformer nearest in N (Kaplan et al. 2020, Fig. 7).",
+    ),
+    FigureSpec(
+        "transfer",
+        "Transfer to other distributions",
+        farch.fig_transfer,
+        "Left: final loss on the training distribution's validation split and on each extra evaluation set "
+        "against N, with power laws. Right: the offset log(L_other/L_train) per run (Kaplan et al. 2020, "
+        "Fig. 8: parallel lines in log-log).",
     ),
 ]
 

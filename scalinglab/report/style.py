@@ -66,7 +66,7 @@ def finish(fig) -> None:
     """Drop minor ticks on log axes spanning more than two decades (dozens of Tick objects, slow to draw,
     and the major grid reads better); narrow log axes keep their labelled minor ticks."""
     import numpy as np
-    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullLocator
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullFormatter, NullLocator
 
     pow10 = FuncFormatter(_pow10)
     for ax in fig.axes:
@@ -78,6 +78,7 @@ def finish(fig) -> None:
                 axis.set_minor_locator(NullLocator())
             if decades >= 1.2:
                 axis.set_major_formatter(pow10)
+                axis.set_minor_formatter(NullFormatter())  # 2x10^3 3x10^3 ... labels would overlap
             elif decades < 1.2 and max(lim) < 1e4:  # a loss axis: plain numbers, not 3.8 x 10^0
                 axis.set_major_formatter(FormatStrFormatter("%g"))
                 axis.set_minor_formatter(FormatStrFormatter("%g"))

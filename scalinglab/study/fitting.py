@@ -81,6 +81,9 @@ def finished_runs(store: Store, plan: Plan, ids: list[str]) -> pd.DataFrame:
     runs["roles"] = runs["roles"].map(lambda r: set(json.loads(r)))
     cfg = runs["config"].map(json.loads)
     runs["group"] = cfg.map(lambda c: json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True))
+    arch = cfg.map(lambda c: c.get("arch", "gpt"))
+    if arch.nunique() > 1:  # one law per model family: the transformer's (LSTMs: study.findings)
+        runs = runs[arch == "gpt"]
     return runs
 
 

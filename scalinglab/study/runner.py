@@ -74,8 +74,8 @@ def counts_for(config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
     from scalinglab.model.counting import count_params, flops_per_token
     from scalinglab.train.config import TrainConfig
 
-    gpt = TrainConfig.make(**config).gpt_config(vocab_size)
-    return {"params": count_params(gpt), "flops_per_token": flops_per_token(gpt)}
+    mcfg = TrainConfig.make(**config).arch_config(vocab_size)
+    return {"params": count_params(mcfg), "flops_per_token": flops_per_token(mcfg)}
 
 
 def register(store: Store, study_dir: Path, plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[str]:
@@ -341,6 +341,9 @@ def run_study(
     planned = pilots + make_runs(plan, vocab, batch_for)
     ids = register(store, study_dir, plan, planned + adaptive_specs(store), vocab)
     execute(store, study_dir, plan, ids, echo)
+    from scalinglab.study import evalsets, findings
+
+    evalsets.collect(store, study_dir, ids, plan.eval.sets, echo)  # loss by position, extra eval sets
     # runs another `study run` on this folder is training: fitted without them, this process's fits could be
     # stored after (over) that process's complete ones
     wait_for_others(store, ids, echo)
@@ -365,6 +368,7 @@ def run_study(
         store.set_meta("adaptive_rounds", rnd + 1)
         store.set_meta("phase", "fitted")
     fitting.print_summary(store, plan, ids, fits, echo)
+    findings.print_findings(store, plan, ids, echo)  # shape, loss by position, LSTM, transfer (Kaplan 2020)
     rep = _report(study_dir, echo) if report else None
     if rep is not None:
         echo(f"report: {rep}")

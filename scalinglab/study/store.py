@@ -15,6 +15,10 @@ Tables (every write is one transaction; readers never block the writer):
 - `fits`: one row per law: the FitResult dict, its back-test dict, and `data_hash` (hash of the points it
   was fitted on; an unchanged hash means the fit need not be redone).
 - `evals`: one row per evaluation: run_id, task, shots, metric, value, n, record (the full dict, JSON).
+- `eval_sets`: (run_id, eval_set) -> loss (nats/token), bpb, tokens: each run's final validation (`val`) and
+  every extra evaluation set (Kaplan's transfer, e.g. `text:xz-docs`).
+- `position_loss`: (run_id, eval_set, position) -> loss (nats/token), tokens: the final loss at each position
+  t = 1..n_ctx of the context (Kaplan Fig. 20), on the same tokens as the set's loss.
 - `meta`: key/value (plan hash, phase, ...).
 """
 
@@ -65,6 +69,12 @@ CREATE TABLE IF NOT EXISTS fits (
 CREATE TABLE IF NOT EXISTS evals (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, task TEXT, shots INTEGER, metric TEXT, value REAL,
   n INTEGER, record TEXT NOT NULL, created_at REAL);
+CREATE TABLE IF NOT EXISTS eval_sets (
+  run_id TEXT NOT NULL, eval_set TEXT NOT NULL, loss REAL, bpb REAL, tokens INTEGER, record TEXT,
+  created_at REAL, PRIMARY KEY (run_id, eval_set));
+CREATE TABLE IF NOT EXISTS position_loss (
+  run_id TEXT NOT NULL, eval_set TEXT NOT NULL, position INTEGER NOT NULL, loss REAL, tokens INTEGER,
+  PRIMARY KEY (run_id, eval_set, position));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -522,6 +532,53 @@ class Store:
         extra = extra[[c for c in extra.columns if c not in df.columns]]
         return pd.concat([df.drop(columns=["record"]), extra], axis=1)
 
+    # ------------------------------------------------------------------ eval sets and loss by position
+    def put_eval_set(self, run_id: str, eval_set: str, result: dict[str, Any]) -> None:
+        """Store one run's result on one evaluation set (``val`` = its own validation split), replacing an
+        earlier one: ``result`` holds ``loss`` (nats/token), ``bpb``, ``tokens`` and, optionally,
+        ``loss_by_position`` / ``tokens_by_position`` (lists over positions 1..n_ctx); the rest is kept as
+        JSON in ``record``."""
+        pos = result.get("loss_by_position") or []
+        cnt = result.get("tokens_by_position") or [None] * len(pos)
+        rest = {k: v for k, v in result.items() if k not in ("loss_by_position", "tokens_by_position")}
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO eval_sets(run_id, eval_set, loss, bpb, tokens, record, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, eval_set, _num(result.get("loss")), _num(result.get("bpb")), result.get("tokens"),
+                 _dumps(rest), time.time()),
+            )
+            if pos:
+                c.execute("DELETE FROM position_loss WHERE run_id = ? AND eval_set = ?", (run_id, eval_set))
+                pairs = enumerate(zip(pos, cnt, strict=True))
+                rows = [(run_id, eval_set, t + 1, _num(v), n) for t, (v, n) in pairs]
+                c.executemany(
+                    "INSERT INTO position_loss(run_id, eval_set, position, loss, tokens) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+
+    def eval_set_names(self, run_id: str) -> set[str]:
+        """The evaluation sets stored for a run (``val`` included once its loss by position is in)."""
+        rows = self.conn.execute("SELECT eval_set FROM eval_sets WHERE run_id = ?", (run_id,)).fetchall()
+        return {r[0] for r in rows}
+
+    def eval_sets_frame(self):
+        """Final losses per run and evaluation set: run_id, eval_set, loss (nats/token), bpb, tokens."""
+        return self._frame(
+            "SELECT run_id, eval_set, loss, bpb, tokens, created_at FROM eval_sets ORDER BY run_id, eval_set"
+        )
+
+    def position_frame(self, run_id: str | None = None, eval_set: str | None = None):
+        """The final loss by context position: run_id, eval_set, position (1..n_ctx), loss (nats/token),
+        tokens (targets counted at that position)."""
+        sql, args = "SELECT * FROM position_loss", []
+        where = [(k, v) for k, v in (("run_id", run_id), ("eval_set", eval_set)) if v is not None]
+        if where:
+            sql += " WHERE " + " AND ".join(f"{k} = ?" for k, _ in where)
+            args = [v for _, v in where]
+        return self._frame(sql + " ORDER BY run_id, eval_set, position", args)
+
     # ------------------------------------------------------------------ export
     def export(self, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
         """Write every table to `out_dir/<table>.<fmt>` (parquet or csv), atomically per file."""
@@ -537,6 +594,8 @@ class Store:
             "noise_scale": self.noise_frame(),
             "fits": self._frame("SELECT * FROM fits ORDER BY law"),
             "evals": self.evals_frame(),
+            "eval_sets": self.eval_sets_frame(),
+            "position_loss": self.position_frame(),
         }
         paths = []
         for name, df in frames.items():

@@ -27,7 +27,7 @@ from scalinglab.errors import ConfigError, InputError
 from scalinglab.faults import point
 from scalinglab.io import sweep_temps, writing
 from scalinglab.model.counting import FLOP_CONVENTIONS, count_params, flops_per_token, kaplan_lr
-from scalinglab.model.gpt import GPT
+from scalinglab.model.lstm import build_model
 from scalinglab.train import checkpoint as ckio
 from scalinglab.train.config import OPERATIONAL_FIELDS, TrainConfig
 from scalinglab.train.hardware import mfu, peak_flops
@@ -220,6 +220,10 @@ def train(
 def _check_same_config(old: dict, cfg: TrainConfig, what: str) -> None:
     """A resume (or a finished run returned as is) must have the config it was written with, operational
     fields (logging, checkpoint intervals, device) aside."""
+    try:  # a config written before a field existed: compare with that field's default
+        old = TrainConfig.make(**old).model_dump()
+    except ConfigError:
+        pass
     old = {k: v for k, v in old.items() if k not in OPERATIONAL_FIELDS}
     new = {k: v for k, v in cfg.model_dump().items() if k not in OPERATIONAL_FIELDS}
     if old != new:
@@ -254,7 +258,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     ds_path = Path(api.ensure_dataset(cfg.data))
     ds = api.open_dataset(ds_path)
     device = _pick_device(cfg, d)
-    mcfg = cfg.gpt_config(int(ds.vocab_size))
+    mcfg = cfg.arch_config(int(ds.vocab_size))
     if cfg.vocab_size is not None and cfg.vocab_size < int(ds.vocab_size):
         raise ConfigError(
             f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}"
@@ -296,7 +300,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     # ---- model, optimiser, state (fresh or resumed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        raw = GPT(mcfg)
+        raw = build_model(mcfg)
     raw.to(device)
     opt = _optimizer(raw, cfg, device)
     sampler = api.Sampler(ds, "train", B, T, cfg.seed, unique_tokens=cfg.unique_tokens)
@@ -531,6 +535,11 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     s = summary(status, wall, step)
     if status == "diverged":
         s["diverged_at_step"] = step + 1
+    if status == "done" and d.rank == 0:  # loss by position and on the extra sets (scalinglab.train.evaluate)
+        from scalinglab.train.evaluate import final_evaluation
+
+        s.update(final_evaluation(raw, ds, batch_size=B, n_ctx=T, eval_batches=cfg.eval_batches, micro=micro,
+                                  device=device, amp=amp, eval_sets=cfg.eval_sets))
     if d.rank == 0:
         ckio.atomic_write_json(summary_path, s)
     d.barrier()

@@ -107,7 +107,8 @@ def test_fits_evals_and_export(tmp_path):
     for fmt in ("csv", "parquet"):
         paths = s.export(tmp_path / fmt, fmt)
         assert {p.name for p in paths} == {
-            f"{t}.{fmt}" for t in ("runs", "metrics", "noise_scale", "fits", "evals")
+            f"{t}.{fmt}"
+            for t in ("runs", "metrics", "noise_scale", "fits", "evals", "eval_sets", "position_loss")
         }
         runs = pd.read_csv(paths[0]) if fmt == "csv" else pd.read_parquet(paths[0])
         assert list(runs["run_id"]) == ["a"]
