@@ -32,6 +32,7 @@ value = 3e-3
 sets = ["text:xz-docs"]
 [fit]
 laws = ["L(N)"]
+check = "warn"  # 3 sizes over 0.9 decades: the machinery, not the law
 [train]
 eval_batches = 2
 log_every = 8

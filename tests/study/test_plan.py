@@ -158,10 +158,17 @@ def test_bundled_plans_validate():
         if path.is_file():
             plan = load_plan(path)
             assert make_runs(plan, V)
-    # the demo's ladder: at least 5 sizes spanning at least 1.5 decades of Kaplan N (issue 6)
-    runs = make_runs(load_plan(REPO / "examples" / "demo.toml"), V)
-    n = sorted({12 * r.config["n_layer"] * r.config["d_model"] ** 2 for r in runs if "L(N)" in r.roles})
+    # the demo's ladder: sizes spanning at least 1.5 decades of Kaplan N (issue 6), >= 3 isoFLOP budgets of
+    # >= 5 sizes each, and every law it fits identified by its runs (issue 13)
+    from scalinglab.study import design
+
+    demo = design.expand(load_plan(REPO / "examples" / "demo.toml"), V)
+    runs = make_runs(demo, V)
+    n = sorted({12 * r.config["n_layer"] * r.config["d_model"] ** 2 for r in runs})
     assert len(n) >= 5 and math.log10(n[-1] / n[0]) >= 1.5
+    budgets = {role for r in runs for role in r.roles if role.startswith("isoflop:")}
+    assert len(budgets) >= 3 and all(sum(b in r.roles for r in runs) >= 5 for b in budgets)
+    assert all(c.identified for c in design.check(demo, runs, V))
     with pytest.raises(ConfigError, match="not found"):
         load_plan(HERE / "nope.toml")
 
