@@ -520,4 +520,6 @@ def _fix_advice(lnd) -> str:
     if "corr(alpha, beta)" in warn:
         tips.append("alpha and beta are confounded (N and D moved together): add runs off the isoFLOP "
                     "diagonal, e.g. a grid over N x D")
-    return ("; to fix: " + "; ".join(tips)) if tips else ""
+    if not tips:
+        return ""
+    return "; to fix: " + "; ".join(tips) + " (`scalinglab study suggest DIR --target C=...` proposes runs)"
