@@ -83,10 +83,14 @@ def _next_run(ctx: Context, out: list[str]) -> None:
             f"{fmt_si(r['N_lo'])} to {fmt_si(r['N_hi'])}): add isoFLOP runs at the largest budget "
             "before committing compute."
         )
-    if ans.chosen != "3" and ans.lnd is not None and ans.lnd.support_problems():
+    problems = [] if ans.lnd is None else ans.lnd.support_problems()
+    if ans.chosen != "3" and problems:
         from scalinglab.laws.consensus import allocation_at
 
-        why = allocation_at("3", float(r["C"]), lnd=ans.lnd)["refused"]
+        try:  # consensus's wording, with what runs would fix it
+            why = allocation_at("3", float(r["C"]), lnd=ans.lnd)["refused"]
+        except Exception:  # no optimum at all (an exponent or coefficient at 0)
+            why = "; ".join(problems)
         out.append(f"The L(N, D) fit gives no allocation or loss here: {why}.")
 
 

@@ -166,28 +166,49 @@ def _budgets(ctx: Context) -> np.ndarray:
 
 
 def report_floors(ctx: Context) -> list:
-    """Irreducible losses of the report's identified fits (``laws.consensus.Floor``), as ``study fit``
-    takes them from its own: L(N)'s L_inf for runs with no more data than its runs, L(D)'s for models no
-    larger than its runs, L(N, D)'s E and the frontier's L_inf everywhere."""
+    """Irreducible losses of the study's identified fits (``laws.consensus.Floor``) where the fitted
+    constant is one: E of L(N, D) everywhere; L_inf of L(N) for runs with no more data than its points,
+    when those share one D (the study's L(N) table, for a stored fit; for the report's own, the best run per
+    N when every one has the same D), so that L_inf = E + B/D^beta; L_inf of L(D) likewise at one N.
+
+    Left out: the report's L(N) and L(D) over mixed D (or N), and the compute frontier: their constants
+    are where a finite set of sizes saturates over the range fitted, not a loss no run can beat (on the
+    synthetic study the frontier's 95 % low end is above the true loss at 100x the largest run)."""
     from scalinglab.laws.consensus import Floor
 
-    p = ctx.pts
-    best_n = p.loc[p.groupby("N")["loss"].idxmin()] if len(p) else p
     out = []
-    for key, par, scope in (
-        ("ln", "L_inf", {"max_D": float(best_n["D"].max()) if len(best_n) else None}),
-        ("ld", "L_inf", {"max_N": float(p["N"].max()) if len(p) else None}),
-        ("lnd", "E", {}),
-        ("frontier", "L_inf", {}),
-    ):
+    for key, par in (("ln", "L_inf"), ("ld", "L_inf"), ("lnd", "E")):
         v = ctx.fits.get(key)
         if v is None or not v.converged or par in v.unidentified():
             continue
         ci = v.ci95.get(par)
-        if ci is None or not np.isfinite(ci[0]):
+        scope = _floor_scope(ctx, key, v.source.startswith("stored"))
+        if ci is None or not np.isfinite(ci[0]) or scope is None:
             continue
         out.append(Floor(low=float(ci[0]), source=f"{par} of {v.title}", **scope))
     return out
+
+
+def _floor_scope(ctx: Context, key: str, stored: bool) -> dict | None:
+    """Where a fit's constant is a floor (``Floor`` max_D / max_N), None where it is not one."""
+    if key == "lnd":
+        return {}
+    from scalinglab.report.fits import best_per
+
+    p = ctx.pts
+    if len(p) == 0:
+        return None
+    col, scope = ("D", "max_D") if key == "ln" else ("N", "max_N")
+    if stored:  # the study's table: runs of its L(N) (L(D)) role, else the grid at one D (one N)
+        from scalinglab.study.fitting import table_l_d, table_l_n
+
+        pts = p.assign(roles=p["roles"].map(lambda r: set(r or [])))
+        t = (table_l_n if key == "ln" else table_l_d)(pts)
+    else:
+        t = p.loc[p.groupby("N")["loss"].idxmin()] if key == "ln" else best_per(p, "D")
+    if len(t) == 0 or t[col].max() > 1.01 * t[col].min():
+        return None
+    return {scope: float(t[col].max())}
 
 
 PUBLISHED = [

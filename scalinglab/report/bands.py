@@ -51,7 +51,7 @@ def draw_fit(
     xs, lo, hi = band
     verts = np.concatenate([np.column_stack([xs, lo]), np.column_stack([xs[::-1], hi[::-1]])])
     ax.add_collection(
-        PolyCollection([verts], facecolors=[color], alpha=0.08 if light else 0.15, linewidths=0, zorder=1),
+        PolyCollection([verts], facecolors=[color], alpha=0.1 if light else 0.15, linewidths=0, zorder=1),
         autolim=False,
     )
     samples = getattr(view.result, "samples", None)

@@ -138,8 +138,8 @@ def fig_lnd_family(ctx: Context):
         bad = f.unidentified()
         if "E" in bad:
             why = "; ".join(x for x in f.support_problems() if x.startswith("E")) or "E is not pinned down"
-            ctx.note(name, f"No D -> infinity line: E is not identified by these runs ({why}), so the fit "
-                           "says nothing about the loss with unlimited data.")
+            ctx.note(name, f"No D -> infinity line: {why}, so the fit says nothing about the loss with "
+                           "unlimited data.")
         else:
             ctx.note(name, "Black dashed: the fit with D -> infinity (E + A/N^alpha).")
             draw_fit(ctx, name, ax, f, n_all, "N", label="fit, D -> infinity", D=1e30)

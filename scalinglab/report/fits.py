@@ -99,7 +99,7 @@ class FitView:
         return np.asarray(lo, float), np.asarray(hi, float)
 
 
-def _best_per(pts: pd.DataFrame, col: str) -> pd.DataFrame:
+def best_per(pts: pd.DataFrame, col: str) -> pd.DataFrame:
     """Lower-left Pareto set of (col, loss): the best loss reached with at most that much ``col``."""
     if len(pts) == 0:
         return pts
@@ -123,7 +123,7 @@ def _t_ln(d: StudyData) -> pd.DataFrame:
 
 
 def _t_ld(d: StudyData) -> pd.DataFrame:
-    return _best_per(derive.final_points(d), "D")[["D", "loss"]]
+    return best_per(derive.final_points(d), "D")[["D", "loss"]]
 
 
 def _t_ns(d: StudyData) -> pd.DataFrame:

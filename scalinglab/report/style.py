@@ -68,7 +68,7 @@ def finish(fig) -> None:
     """Drop minor ticks on log axes spanning more than two decades (dozens of Tick objects, slow to draw,
     and the major grid reads better); narrow log axes keep their labelled minor ticks."""
     import numpy as np
-    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullLocator
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator, NullLocator
 
     pow10 = FuncFormatter(_pow10)
     for ax in fig.axes:
@@ -82,7 +82,11 @@ def finish(fig) -> None:
                 axis.set_major_formatter(pow10)
                 if decades <= 2:  # matplotlib labels every minor tick here (they overlap): 2x and 5x only
                     axis.set_minor_formatter(FuncFormatter(_minor25))
-            elif decades < 1.2 and max(lim) < 1e4:  # a loss axis: plain numbers, not 3.8 x 10^0
+            elif decades < 0.6 and max(lim) < 1e4:  # a loss axis: 2, 2.5, 3 evenly, plain numbers
+                axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+                axis.set_minor_locator(NullLocator())
+                axis.set_major_formatter(FormatStrFormatter("%g"))
+            elif decades < 1.2 and max(lim) < 1e4:  # plain numbers, not 3.8 x 10^0
                 axis.set_major_formatter(FormatStrFormatter("%g"))
                 axis.set_minor_formatter(FormatStrFormatter("%g"))
             elif decades < 1.2:  # a narrow axis of big numbers: 40k, 60k rather than 4 x 10^4
