@@ -21,3 +21,8 @@ class ConfigError(ScalingLabError, ValueError):
 
 class DivergedError(ScalingLabError):
     """A training run's loss became NaN or inf."""
+
+
+class StorageError(ScalingLabError, OSError):
+    """A file could not be written for want of space (or quota): the message names the path. Nothing written
+    before is lost; free space and run the same command again."""

@@ -88,6 +88,10 @@ def fit_cmd(
         0, "--drop-highest", help="Drop the K rows with the highest loss first."
     ),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Bootstrap resamples for SE and 95% intervals."),
+    bootstrap_method: str = typer.Option(
+        "parametric", "--bootstrap-method", help="parametric (losses redrawn around the fit; calibrated) or "
+        "pairs (runs resampled; conservative, as Besiroglu et al. 2024)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     delta: float = typer.Option(1e-3, "--delta", help="Huber delta on log residuals."),
     starts: int = typer.Option(
@@ -100,6 +104,10 @@ def fit_cmd(
     ),
 ) -> None:
     """Fit a law to runs (summed Huber on log loss, full multi-start grid, optional bootstrap)."""
+    import warnings
+
+    import numpy as np
+
     from scalinglab.errors import InputError
     from scalinglab.laws.data import read_table
     from scalinglab.laws.fit import fit
@@ -119,17 +127,22 @@ def fit_cmd(
     if law.lower() == "isoflop":
         _fit_isoflop(df, columns, bootstrap, seed, as_json)
         return
-    res = fit(
-        law,
-        df,
-        columns=columns,
-        var=var,
-        bootstrap=bootstrap,
-        seed=seed,
-        drop_highest=drop_highest,
-        delta=delta,
-        starts=starts,
-    )
+    # overflow in far-off starts is harmless, and a fit says what went wrong in its own warnings: numpy's
+    # RuntimeWarnings would only add lines to the one the user reads (as the study's fitting does)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit(
+            law,
+            df,
+            columns=columns,
+            var=var,
+            bootstrap=bootstrap,
+            seed=seed,
+            drop_highest=drop_highest,
+            delta=delta,
+            starts=starts,
+            bootstrap_method=bootstrap_method,
+        )
     if as_json:
         print_json(res.to_dict(samples=bool(bootstrap)))
         return

@@ -29,8 +29,8 @@ def count(
         "window of W in every layer."
     ),
     arch: str = typer.Option(
-        None, "--arch", help="gpt (GELU, LayerNorm, learned positions; the default) or llama (SwiGLU, "
-        "RMSNorm, RoPE, untied head; vocab 32000 and n_ctx 4096 unless given)."
+        None, "--arch", help="gpt (GELU, LayerNorm, learned positions; the default), llama (SwiGLU, "
+        "RMSNorm, RoPE, untied head; vocab 32000 and n_ctx 4096 unless given) or lstm (--n-layer, --d-model)."
     ),
     n_kv_head: int = typer.Option(None, "--n-kv-head", help="Key/value heads (grouped-query attention)."),
     experts: int = typer.Option(None, "--experts", help="Mixture of experts: experts per layer."),
@@ -43,18 +43,25 @@ def count(
     With ``--name``, any shape flag given overrides that field of the named size."""
     from scalinglab.errors import ConfigError
     from scalinglab.model.arch import NAMED_DECODERS, DecoderConfig, named_decoder
-    from scalinglab.model.config import GPTConfig, named_config
+    from scalinglab.model.config import GPTConfig, LSTMConfig, named_config
     from scalinglab.model.counting import count_params, flops_per_token
 
-    if arch not in (None, "gpt", "llama"):
-        raise ConfigError(f"--arch {arch!r}: use gpt or llama")
+    if arch not in (None, "gpt", "llama", "lstm"):
+        raise ConfigError(f"--arch {arch!r}: use gpt, llama or lstm")
     given = dict(n_layer=n_layer, d_model=d_model, n_head=n_head, vocab_size=vocab, n_ctx=ctx, d_ff=d_ff,
                  tied=tied, bias=bias)
     modern = dict(n_kv_head=n_kv_head, n_experts=experts, top_k=top_k)
     given = {k: v for k, v in given.items() if v is not None}
     modern = {k: v for k, v in modern.items() if v is not None}
     decoder = arch == "llama" or bool(modern) or (name in NAMED_DECODERS)
-    if decoder:
+    if arch == "lstm":
+        if name is not None or None in (n_layer, d_model) or modern:
+            raise ConfigError("count --arch lstm: give --n-layer and --d-model (no --name, --n-kv-head, ...)")
+        extra = sorted(set(given) - {"n_layer", "d_model", "vocab_size", "n_ctx", "tied"})
+        if extra:
+            raise ConfigError(f"count --arch lstm: {', '.join(extra)} apply to transformers only")
+        cfg = LSTMConfig(**{"vocab_size": 50257, "n_ctx": 1024, "tied": True, **given})
+    elif decoder:
         if arch == "gpt":
             raise ConfigError("--arch gpt has no --n-kv-head, --experts or --top-k (use --arch llama)")
         if sparse_window is not None:
@@ -82,9 +89,9 @@ def count(
 
     from scalinglab.cli._app import console
 
+    heads = "LSTM" if isinstance(cfg, LSTMConfig) else f"{cfg.n_head} heads"
     t = Table(
-        title=f"{cfg.n_layer} layers, d_model {cfg.d_model}, {cfg.n_head} heads, V {cfg.vocab_size}, "
-        f"n_ctx {cfg.n_ctx}"
+        title=f"{cfg.n_layer} layers, d_model {cfg.d_model}, {heads}, V {cfg.vocab_size}, n_ctx {cfg.n_ctx}"
     )
     t.add_column("quantity")
     t.add_column("value", justify="right")

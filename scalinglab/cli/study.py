@@ -143,6 +143,9 @@ def status(
         f"{r['pending']} pending, {r['failed']} failed, {r['diverged']} diverged; "
         f"phase {st['phase'] or '-'}{eta}; fits: {', '.join(st['fits']) or '-'}"
     )
+    for j in st["jobs"]:  # the engine's view of every run not finished
+        if j["status"] not in ("done", "diverged"):
+            typer.echo(f"  {j['run_id']} {j['status']}: {j['engine']} job {j['job_id']} {j['state'] or '?'}")
 
 
 @study_app.command("fit")
@@ -164,10 +167,14 @@ def fit(
     ids = store.get_meta("plan_runs", store.run_ids())
     echo = _err if as_json else typer.echo
     fits = fitting.fit_study(store, plan, ids, echo)
+    from scalinglab.study import findings
+
     if as_json:
-        print_json(fitting.fit_document(store, fits))
+        arch = findings.from_store(store, plan, ids).to_dict()
+        print_json({**fitting.fit_document(store, fits), "architecture": arch})
     else:
         fitting.print_summary(store, plan, ids, fits, typer.echo)
+        findings.print_findings(store, plan, ids, typer.echo)
 
 
 @study_app.command("export")

@@ -15,9 +15,10 @@ def train_cmd(
     out: Path = typer.Option(
         ..., "--out", help="Run folder (config.json, metrics.jsonl, ckpt.pt, summary.json)."
     ),
+    arch: str = typer.Option("gpt", "--arch", help="Model family: gpt (transformer) | lstm."),
     n_layer: int = typer.Option(..., "--n-layer"),
     d_model: int = typer.Option(..., "--d-model"),
-    n_head: int = typer.Option(..., "--n-head"),
+    n_head: int = typer.Option(None, "--n-head", help="Attention heads (gpt; required there)."),
     ctx: int = typer.Option(..., "--ctx", help="Context length (tokens per sequence)."),
     tokens: float = typer.Option(..., "--tokens", help="Training budget in tokens (1e6 accepted)."),
     unique_tokens: float = typer.Option(
@@ -40,6 +41,10 @@ def train_cmd(
     ),
     eval_every: int = typer.Option(0, "--eval-every", help="Steps (0 = ~10 evaluations)."),
     eval_batches: int = typer.Option(8, "--eval-batches", help="Validation batches per evaluation."),
+    eval_set: list[str] = typer.Option(
+        None, "--eval-set", help="Extra evaluation set for the final validation (repeatable): "
+        "text:SOURCE[,split=test] or file:PATH."
+    ),
     log_every: int = typer.Option(0, "--log-every", help="Steps (0 = ~200 rows)."),
     ckpt_every: int = typer.Option(0, "--ckpt-every", help="Steps (0 = ~10 checkpoints)."),
     noise_scale: bool = typer.Option(True, "--noise-scale/--no-noise-scale"),
@@ -52,7 +57,8 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
-    """Train one GPT run; prints a progress bar (loss, tokens/s) on stderr and the summary at the end."""
+    """Train one run (GPT or LSTM); prints a progress bar (loss, tokens/s) on stderr and the summary at the
+    end."""
     import math
     import sys
 
@@ -66,7 +72,15 @@ def train_cmd(
             raise ConfigError(f"{flag} {v}: must be a finite number of tokens")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
+    if arch not in ("gpt", "lstm"):
+        raise ConfigError(f"--arch {arch!r}: allowed gpt or lstm")
+    gpt_only = dict(n_head=n_head, d_ff=d_ff, bias=bias or None, sparse_window=sparse_window)
+    if arch == "lstm" and any(v is not None for v in gpt_only.values()):
+        bad = [k for k, v in gpt_only.items() if v is not None]
+        flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        raise ConfigError(f"--arch lstm: {flags} apply to gpt only")
     cfg = TrainConfig.make(
+        arch=arch,
         n_layer=n_layer,
         d_model=d_model,
         n_head=n_head,
@@ -88,6 +102,7 @@ def train_cmd(
         seed=seed,
         eval_every=eval_every,
         eval_batches=eval_batches,
+        eval_sets=list(eval_set or []),
         log_every=log_every,
         ckpt_every=ckpt_every,
         noise_scale=noise_scale,
@@ -141,3 +156,6 @@ def train_cmd(
             f"train loss {summary['final_train_loss']}, val loss {summary['final_val_loss']} "
             f"nats/token, {summary['wall_s']:.1f} s -> {out}\n"
         )
+        for name, r in (summary.get("eval_sets") or {}).items():
+            bpb = "" if r.get("bpb") is None else f", {r['bpb']:.4f} bits/byte"
+            sys.stdout.write(f"  eval set {name}: {r['loss']:.4f} nats/token{bpb} ({r['tokens']:,} tokens)\n")

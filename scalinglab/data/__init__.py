@@ -7,7 +7,7 @@ options follow as ``,key=value`` (``text:default,tokenizer=bpe,vocab_size=4096``
 
 from scalinglab.data.dataset import Dataset, open_dataset
 from scalinglab.data.prepare import DatasetInfo, ensure_dataset, prepare
-from scalinglab.data.sampler import Batch, Sampler, eval_batches
+from scalinglab.data.sampler import Batch, Sampler, eval_batches, token_batches
 
 __all__ = ["Batch", "Dataset", "DatasetInfo", "Sampler", "ensure_dataset", "eval_batches", "open_dataset",
-           "prepare"]
+           "prepare", "token_batches"]

@@ -3,7 +3,8 @@
 Folder layout: ``meta.json``; per split ``{split}.bin`` (tokens), ``{split}.docs.npy`` (int64 token offset of
 each document / record start), optional ``{split}.mask.bin`` (uint8, 1 = the target at that position counts
 in the loss); ``tokenizer.json`` for BPE. The folder is written under a temporary name beside ``out`` and
-renamed into place, so a reader never sees a half-written dataset.
+switched into place (``scalinglab.io.replace_dir``), so a reader never sees a half-written dataset, nor none;
+what killed writers left beside it is swept first.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from scalinglab.data.tokenizer import dtype_for_vocab
 from scalinglab.errors import ConfigError, InputError
+from scalinglab.io import replace_dir, sweep_temps, temp_dir, writing
 
 FORMAT = 1
 
@@ -74,9 +74,8 @@ def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str 
         out.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise InputError(f"cannot write the dataset to {out}: a part of that path is a file") from None
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    sweep_temps(out.parent)  # what killed writers left (never a live one's)
+    with temp_dir(out) as tmp, writing(out):
         content = hashlib.sha256()
         splits_meta = {}
         for name, s in built.splits.items():
@@ -108,17 +107,8 @@ def write_dataset(built: Built, out: Path, spec: str, options: dict, dtype: str 
         }
         _fsync_write(tmp / "meta.json", (json.dumps(meta, indent=1) + "\n").encode())
         try:
-            if out.exists():  # replace: swap the old folder out, the new one in, then delete the old one
-                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(out, old)
-                os.rename(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
-        except (FileNotFoundError, FileExistsError, OSError) as e:  # another process wrote `out` meanwhile
+            replace_dir(tmp, out, replace=replace)
+        except (FileNotFoundError, FileExistsError) as e:  # another process wrote `out` meanwhile
             raise ConfigError(f"{out} was written by another process at the same time ({type(e).__name__}); "
                               "run one `data prepare` per output folder") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta

@@ -196,11 +196,34 @@ def eval_batches(dataset, split: str, batch_size: int, seq_len: int,
         starts = ds.doc_starts(split)
         _check_records_fit(ds, split, starts, n, seq_len)
         windows = [(o, e, o + 1) for o, e in _record_windows(starts, n, seq_len)]
-    else:  # (offset, end, first target counted): a last window ends at n and counts only the tail
-        windows = [(o, o + seq_len + 1, o + 1) for o in range(0, n - seq_len, seq_len)]
-        done = windows[-1][1]
-        if done < n:
-            windows.append((n - seq_len - 1, n, done))
+    else:
+        windows = _stream_windows(n, seq_len)
+    yield from _window_batches(tokens, mask, windows, batch_size, seq_len, max_batches)
+
+
+def token_batches(tokens: np.ndarray, batch_size: int, seq_len: int, max_batches: int | None = None,
+                  mask: np.ndarray | None = None) -> Iterator[Batch]:
+    """``eval_batches`` over a bare token stream (e.g. an extra evaluation set encoded with a run's
+    tokenizer): consecutive non-overlapping windows, every token predicted once, spread evenly over the
+    stream when ``max_batches`` cuts the walk short."""
+    n = len(tokens)
+    if n < seq_len + 1:
+        raise InputError(f"a token stream of {n} tokens is shorter than seq_len+1={seq_len + 1}")
+    yield from _window_batches(tokens, mask, _stream_windows(n, seq_len), batch_size, seq_len, max_batches)
+
+
+def _stream_windows(n: int, seq_len: int) -> list[tuple[int, int, int]]:
+    """(offset, end, first target counted): a last window ends at n and counts only the tail."""
+    windows = [(o, o + seq_len + 1, o + 1) for o in range(0, n - seq_len, seq_len)]
+    done = windows[-1][1]
+    if done < n:
+        windows.append((n - seq_len - 1, n, done))
+    return windows
+
+
+def _window_batches(tokens, mask, windows: list[tuple[int, int, int]], batch_size: int, seq_len: int,
+                    max_batches: int | None) -> Iterator[Batch]:
+    n = len(tokens)
     if max_batches is not None and len(windows) > max_batches * batch_size:
         keep = np.linspace(0, len(windows) - 1, max_batches * batch_size).round().astype(int)
         windows = [windows[i] for i in keep]

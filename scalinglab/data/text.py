@@ -61,14 +61,28 @@ def split_documents(data: bytes, doc_bytes: int = DOC_BYTES) -> list[bytes]:
     return docs
 
 
-def default_corpus() -> tuple[bytes, dict]:
-    """The bundled corpus text (KJV + Shakespeare) and its manifest; the checksum is verified."""
-    manifest = json.loads((CORPORA / "default.json").read_text())
+def bundled_corpora() -> list[str]:
+    """Names of the corpora shipped in the package (``text:NAME``): ``default`` (KJV + Shakespeare, for
+    training) and ``xz-docs`` (public-domain technical documentation, a transfer set); see PROVENANCE*.md."""
+    return sorted(p.stem for p in CORPORA.glob("*.json"))
+
+
+def bundled_corpus(name: str) -> tuple[bytes, dict]:
+    """A bundled corpus's text and its manifest; the checksum is verified."""
+    path = CORPORA / f"{name}.json"
+    if not path.is_file():
+        raise InputError(f"no bundled corpus {name!r}; bundled: {', '.join(bundled_corpora())}")
+    manifest = json.loads(path.read_text())
     text = gzip.decompress((CORPORA / manifest["file"]).read_bytes())
     if hashlib.sha256(text).hexdigest() != manifest["text_sha256"]:
-        raise InputError(f"{CORPORA / manifest['file']} does not match its recorded sha256; rebuild it with "
-                         "scripts/build_corpus.py")
+        raise InputError(f"{CORPORA / manifest['file']} does not match its recorded sha256; rebuild it "
+                         f"({manifest.get('rebuild', 'see PROVENANCE.md')})")
     return text, manifest
+
+
+def default_corpus() -> tuple[bytes, dict]:
+    """The bundled corpus text (KJV + Shakespeare) and its manifest; the checksum is verified."""
+    return bundled_corpus("default")
 
 
 def _threads() -> int:
@@ -90,13 +104,14 @@ def resolve_files(source: str) -> list[Path]:
         if not files:
             raise InputError(f"the glob {source!r} matches no file")
         return files
-    raise InputError(f"text source {source!r} is not 'default', a file, a folder or a glob")
+    raise InputError(f"text source {source!r} is not a bundled corpus ({', '.join(bundled_corpora())}), "
+                     "a file, a folder or a glob")
 
 
 def source_stamp(source: str) -> list:
     """A cheap identity of a user source (paths, sizes, mtimes) for the dataset cache key."""
-    if source == "default":
-        return [json.loads((CORPORA / "default.json").read_text())["gz_sha256"]]
+    if source in bundled_corpora():
+        return [json.loads((CORPORA / f"{source}.json").read_text())["gz_sha256"]]
     return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in resolve_files(source)]
 
 
@@ -104,10 +119,10 @@ def load_documents(source: str, doc_bytes: int = DOC_BYTES,
                    utf8: bool = False) -> tuple[list[bytes], list[str]]:
     """(documents, the file each came from) for 'default' or a user file / folder / glob; ``utf8`` refuses a
     file that is not valid UTF-8 (naming the file and the byte offset)."""
-    if source == "default":
-        text, manifest = default_corpus()
+    if source in bundled_corpora():
+        text, _ = bundled_corpus(source)
         docs = split_documents(text, doc_bytes)
-        return docs, ["default"] * len(docs)
+        return docs, [source] * len(docs)
     def read(f: Path) -> list[bytes]:
         data = f.read_bytes()
         if utf8:

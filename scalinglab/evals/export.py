@@ -27,6 +27,8 @@ def to_hf(gpt: Any, eos_id: int = 10):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = gpt.cfg
+    if getattr(cfg, "arch", "gpt") != "gpt":
+        raise InputError(f"HF export: a {cfg.arch} model has no GPT-2 equivalent; only transformers export")
     if any(w is not None for w in cfg.windows()):
         raise InputError("HF export: banded (sparse) attention layers have no GPT-2 equivalent; "
                          "only all-dense models can be exported")

@@ -76,6 +76,9 @@ class ScalingLabLM(TokenLM):
         from scalinglab.train.checkpoint import load_model
 
         model, meta = load_model(run_dir)
+        if meta["model"].get("arch", "gpt") != "gpt":
+            raise InputError(f"{run_dir}: few-shot evaluation runs transformers; this run is an "
+                             f"{meta['model']['arch']} (its losses are in the study store)")
         path = meta.get("dataset_path")
         if not path or not Path(path).is_dir():
             path = ensure_dataset(meta["data"])

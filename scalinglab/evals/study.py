@@ -54,6 +54,9 @@ def evaluate_study(study_dir: str | Path, tasks: Sequence[str], *, shots: Sequen
             raise InputError(f"{study_dir}: no finished run to evaluate")
         for rid in done:
             run = store.run(rid)
+            if run["config"].get("arch", "gpt") != "gpt":  # an LSTM of a two-family study
+                echo(f"{rid}: skipped ({run['config']['arch']}: few-shot evaluation runs transformers)")
+                continue
             lm = ScalingLabLM.from_run(run_dir(study_dir, rid), batch_size=batch_size, device=device)
             data = run["config"].get("data", "text:default")
             index = None

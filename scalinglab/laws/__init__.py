@@ -2,14 +2,18 @@
 
 Pure numpy/scipy (never torch). Submodules load on first use so that ``import scalinglab.laws`` is cheap:
 ``forms`` (the law shapes), ``fit`` (``fit``, ``backtest``, ``FitResult``), ``presets`` (published laws),
-``allocate`` (``allocate``, ``isoflop``, ``frontier``, ``approach1``), ``batch`` (gradient noise scale).
+``allocate`` (``allocate``, ``isoflop``, ``frontier``, ``approach1``), ``batch`` (gradient noise scale),
+``context`` (loss by position in the context), ``transfer`` (offset to another distribution), ``shape``
+(loss vs model shape at fixed N).
 """
 
 from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("forms", "fit", "presets", "allocate", "batch", "optim", "data")
+_SUBMODULES = (
+    "forms", "fit", "presets", "allocate", "batch", "optim", "data", "context", "transfer", "shape"
+)
 _NAMES = {
     "get_form": "forms",
     "FitResult": "fit",

@@ -26,11 +26,32 @@ def read_table(path: str | Path):
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(p)
         if suffix in (".jsonl", ".ndjson", ".json"):
-            return pd.read_json(p, lines=True, precise_float=True)
+            return _read_json_lines(p)
         return pd.read_csv(p)
-    except (ValueError, OSError, ImportError) as e:
+    except (ValueError, OSError, ImportError, MemoryError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"could not read {p}: {first}") from None
+
+
+def _read_json_lines(p: Path):
+    """One JSON object per line (blank lines skipped) -> DataFrame; a line that is not an object is named."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"could not read {p}: line {i} is not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"could not read {p}: line {i} is a JSON {type(row).__name__}, not an object "
+                             "(one run per line: {\"N\": ..., \"loss\": ...})")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _column(data, name: str) -> np.ndarray:
@@ -42,7 +63,9 @@ def _column(data, name: str) -> np.ndarray:
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise InputError(f"column {name!r} row {i + 1}: {v!r} is not a number") from None
+            raise InputError(f"column {name!r} row {i + 1}: {str(v)[:40]!r} is not a number") from None
+        except OverflowError:  # an integer beyond float range
+            raise InputError(f"column {name!r} row {i + 1}: {str(v)[:40]}... is too large") from None
         if np.isnan(x):
             raise InputError(f"column {name!r} row {i + 1}: missing value (NaN)")
         if np.isinf(x):
@@ -55,7 +78,7 @@ def _numeric(data, name: str) -> np.ndarray:
     raw = data[name]
     try:
         arr = np.asarray(raw, dtype=float).ravel()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return _column(data, name)
     if not np.all(np.isfinite(arr)):
         return _column(data, name)
@@ -97,7 +120,8 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
 
     present: dict[str, np.ndarray] = {}
     wanted = set(form.variables) | {"N", "D", "C"}
-    for var in ("N", "D", "C", "S", "L", "B", "loss"):
+    known = ("N", "D", "C", "S", "L", "B", "loss")
+    for var in known + tuple(v for v in form.variables if v not in known):  # e.g. t, a context position
         if var in wanted or var in form.variables:
             c = col_for(var)
             if c is not None and c != tcol:
@@ -108,10 +132,12 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
             present["L"] = _numeric(data, c)
     notes = []
     if "D" in form.variables and "D" not in present and "C" in present and "N" in present:
-        present["D"] = present["C"] / (6.0 * present["N"])
+        with np.errstate(divide="ignore", invalid="ignore"):  # N <= 0 is reported below, by row
+            present["D"] = present["C"] / (6.0 * present["N"])
         notes.append("D = C/(6N) tokens (no D column; C assumed to be 6ND training FLOPs)")
     if "N" in form.variables and "N" not in present and "C" in present and "D" in present:
-        present["N"] = present["C"] / (6.0 * present["D"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            present["N"] = present["C"] / (6.0 * present["D"])
         notes.append("N = C/(6D) (no N column; C assumed to be 6ND training FLOPs)")
     missing = [v for v in form.variables if v not in present]
     if missing:
@@ -121,12 +147,13 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
     variables = {v: present[v] for v in form.variables}
     derived = {"D": ("C", "N"), "N": ("C", "D")}  # a derived variable is blamed on its source columns
     for v, arr in list(variables.items()) + [(target_var, y)]:
-        bad = np.flatnonzero(arr <= 0)
+        bad = np.flatnonzero(~(arr > 0) | ~np.isfinite(arr))  # a derived one can be 0/0 or overflow
         if bad.size:
             i = int(bad[0])
             if v != target_var and col_for(v) is None and v in derived:
                 src = " and ".join(repr(col_for(u)) for u in derived[v])
-                raise InputError(f"row {i + 1}: {v} (from columns {src}) must be positive, got {arr[i]:g}")
+                what = "positive" if not arr[i] > 0 else "finite (it overflows)"
+                raise InputError(f"row {i + 1}: {v} (from columns {src}) must be {what}, got {arr[i]:g}")
             label = columns.get(v, v) if v != target_var else tcol
             raise InputError(f"column {label!r} row {i + 1}: {v} must be positive, got {arr[i]:g}")
     n_params = len(form.param_names)
@@ -139,5 +166,5 @@ def prepare(form: Form, data, loss: str | None = None, columns: Mapping[str, str
 
 
 def decades(x: np.ndarray) -> float:
-    """log10(max/min) of a positive array."""
-    return float(np.log10(np.max(x) / np.min(x)))
+    """log10(max/min) of a positive array (as a difference of logs: max/min can overflow)."""
+    return float(np.log10(np.max(x)) - np.log10(np.min(x)))

@@ -186,3 +186,50 @@ def named_config(name: str, **overrides) -> GPTConfig:
     if name not in NAMED_CONFIGS:
         raise ConfigError(f"unknown model size {name!r}; known: {', '.join(NAMED_CONFIGS)}")
     return NAMED_CONFIGS[name].with_(**overrides) if overrides else NAMED_CONFIGS[name]
+
+
+ARCHS = ("gpt", "lstm")
+"""Model families: ``gpt`` (the transformer, ``GPTConfig``) and ``lstm`` (``LSTMConfig``, Kaplan Fig. 7)."""
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """A multi-layer LSTM language model (``scalinglab.model.lstm.LSTMLM``): token embedding of width d_model,
+    ``n_layer`` stacked ``torch.nn.LSTM`` layers of hidden size d_model (biases on, as torch builds them),
+    a final LayerNorm, then the output head, tied to the embedding (default) or separate. No position
+    embedding: the recurrence carries the position. ``n_ctx`` is the training context (tokens per
+    sequence); it sets no parameter."""
+
+    n_layer: int
+    d_model: int
+    vocab_size: int = 50257
+    n_ctx: int = 1024
+    tied: bool = True
+    arch: str = field(default="lstm", init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "d_model", "vocab_size", "n_ctx"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"LSTMConfig.{name} = {v!r}: must be a positive integer")
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # holds arch = "lstm": ``model_config_from_dict`` tells the families apart
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LSTMConfig:
+        return cls(**{k: v for k, v in d.items() if k != "arch"})
+
+    def with_(self, **kw) -> LSTMConfig:
+        return replace(self, **kw)
+
+
+def model_config_from_dict(d: dict) -> GPTConfig | LSTMConfig:
+    """The config a ``to_dict()`` came from: an LSTM's dict says ``arch = "lstm"``; a GPT's has no
+    ``arch``."""
+    arch = d.get("arch", "gpt")
+    if arch == "lstm":
+        return LSTMConfig.from_dict(d)
+    if arch != "gpt":
+        raise ConfigError(f"model arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    return GPTConfig.from_dict({k: v for k, v in d.items() if k != "arch"})

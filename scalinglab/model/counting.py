@@ -36,12 +36,27 @@ training FLOPs per token of a mixture of experts too. With GQA, K and V have n_k
 projections are smaller) while every query head still attends over all keys (the attention FLOPs do not
 shrink). A SwiGLU MLP costs 3 x 2 d d_ff per token instead of 2 x 2 d d_ff; the router 2 d n_experts.
 Relative-position terms (Gopher/Chinchilla) are counted as parameters but not in the FLOPs.
+
+LSTM language models (``LSTMConfig``: embedding V x d, ``n_layer`` torch ``nn.LSTM`` layers of width d, head
+V x d tied or not). A layer holds W_ih [4d, d], W_hh [4d, d] and the biases b_ih, b_hh [4d] each:
+
+- ``kaplan``: the weight matrices, 8 n_layer d^2 (Kaplan's N counts weight matrices, not biases);
+- ``non_embedding``: every LSTM parameter and the final LayerNorm's gain, n_layer (8 d^2 + 8 d) + d;
+  ``non_embedding_with_head`` adds V d;
+- ``total`` (= ``sum(p.numel())``), ``total_without_head``, ``embedding`` (V d, no position table),
+  ``head`` (V d).
+
+Training FLOPs per token are 3 x the forward's matmuls (the gate nonlinearities and element-wise products,
+about 10 n_layer d per token, are not counted, as no convention counts a transformer's element-wise work):
+``6n`` = 6 N (N = ``kaplan``); ``kaplan`` = 6 N too (there is no attention, so no context term);
+``palm`` = 6 ``non_embedding_with_head``; ``chinchilla`` = 3 (2 V d + 16 n_layer d^2 + 2 d V) (embedding,
+the recurrent matmuls, the logits); ``matmul`` = 3 (16 n_layer d^2 + 2 d V).
 """
 
 from __future__ import annotations
 
 from scalinglab.model.arch import DecoderConfig, experts_per_token
-from scalinglab.model.config import GPTConfig
+from scalinglab.model.config import GPTConfig, LSTMConfig
 
 
 def _as_decoder(cfg: GPTConfig | DecoderConfig) -> DecoderConfig:
@@ -68,9 +83,11 @@ def _layer_parts(c: DecoderConfig) -> dict[str, int]:
     }
 
 
-def count_params(cfg: GPTConfig | DecoderConfig) -> dict[str, int]:
+def count_params(cfg: GPTConfig | DecoderConfig | LSTMConfig) -> dict[str, int]:
     """Parameter counts (plain integers) under every convention; see the module docstring. A GPTConfig gets
-    the GPT keys; a DecoderConfig also ``active`` and ``active_non_embedding``."""
+    the GPT keys; a DecoderConfig also ``active`` and ``active_non_embedding``; an LSTMConfig its own."""
+    if isinstance(cfg, LSTMConfig):
+        return _count_lstm(cfg)
     c = _as_decoder(cfg)
     p = _layer_parts(c)
     L, d, V = c.n_layer, c.d_model, c.vocab_size
@@ -104,9 +121,11 @@ def _attn_ctx(cfg: GPTConfig | DecoderConfig) -> list[int]:
     return [cfg.n_ctx if w is None else min(w, cfg.n_ctx) for w in cfg.windows()]
 
 
-def flops_per_token(cfg: GPTConfig | DecoderConfig) -> dict[str, int]:
+def flops_per_token(cfg: GPTConfig | DecoderConfig | LSTMConfig) -> dict[str, int]:
     """Training FLOPs per token (forward + backward) per convention; exact integers (see module docstring).
     For a mixture of experts every convention counts the active parameters."""
+    if isinstance(cfg, LSTMConfig):
+        return _flops_lstm(cfg)
     c = _as_decoder(cfg)
     p = count_params(c)
     parts = _layer_parts(c)
@@ -132,6 +151,35 @@ def flops_per_token(cfg: GPTConfig | DecoderConfig) -> dict[str, int]:
         "palm": palm,
         "chinchilla": 3 * chin_fwd_seq // s,
         "matmul": 3 * matmul_fwd_seq // s,
+    }
+
+
+def _count_lstm(cfg: LSTMConfig) -> dict[str, int]:
+    d, L, V = cfg.d_model, cfg.n_layer, cfg.vocab_size
+    non_embedding = L * (8 * d * d + 8 * d) + d  # the LSTM layers and the final LayerNorm (no bias)
+    emb = head = V * d
+    total = emb + non_embedding + (0 if cfg.tied else head)
+    return {
+        "kaplan": 8 * L * d * d,
+        "non_embedding": non_embedding,
+        "non_embedding_with_head": non_embedding + head,
+        "total": total,
+        "total_without_head": total - (0 if cfg.tied else head),
+        "embedding": emb,
+        "head": head,
+    }
+
+
+def _flops_lstm(cfg: LSTMConfig) -> dict[str, int]:
+    p = _count_lstm(cfg)
+    d, L, V = cfg.d_model, cfg.n_layer, cfg.vocab_size
+    recurrent = 2 * 8 * L * d * d  # forward: W_ih x and W_hh h, 4d x d each, per layer
+    return {
+        "6n": 6 * p["kaplan"],
+        "kaplan": 6 * p["kaplan"],
+        "palm": 6 * p["non_embedding_with_head"],
+        "chinchilla": 3 * (2 * V * d + recurrent + 2 * d * V),
+        "matmul": 3 * (recurrent + 2 * d * V),
     }
 
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scalinglab.model.config import GPTConfig
-from scalinglab.model.loss import MIN_VOCAB, linear_cross_entropy
+from scalinglab.model.loss import head_loss
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor] | None]
 
@@ -54,19 +54,6 @@ class _FlexBand:
 
 
 _flex_band = _FlexBand()
-
-
-def _fused_loss_ok(h: torch.Tensor, vocab_size: int) -> bool:
-    """The chunked head + loss (timed on CPU: many small chunks would be launch-bound on a GPU) runs in fp32
-    eager mode from a vocabulary of ``MIN_VOCAB``; on a GPU, under autocast or torch.compile, or for a small
-    vocabulary, the plain path is kept."""
-    return (
-        vocab_size >= MIN_VOCAB
-        and h.device.type == "cpu"
-        and h.dtype == torch.float32
-        and not torch.is_autocast_enabled(h.device.type)
-        and not torch.compiler.is_compiling()
-    )
 
 
 class CausalSelfAttention(nn.Module):
@@ -180,19 +167,8 @@ class GPT(nn.Module):
             x, c = block(x, kv_cache[i] if kv_cache else None, use_cache)
             new_cache.append(c)
         h = self.ln_f(x)
-        loss_only = targets is not None and not return_logits and not use_cache
-        if loss_only and _fused_loss_ok(h, self.cfg.vocab_size):
-            return None, linear_cross_entropy(h, self.lm_head.weight, targets, loss_mask)
-        logits = self.lm_head(h)
-        loss = None
-        if targets is not None:
-            flat = logits.view(-1, logits.size(-1))
-            if loss_mask is None:
-                loss = F.cross_entropy(flat, targets.reshape(-1))
-            else:
-                m = loss_mask.reshape(-1).to(flat.dtype)
-                per = F.cross_entropy(flat, targets.reshape(-1), reduction="none")
-                loss = (per * m).sum() / m.sum().clamp_min(1)
+        logits, loss = head_loss(h, self.lm_head.weight, targets, loss_mask,
+                                 return_logits=return_logits or use_cache)
         if not return_logits:
             logits = None
         if use_cache:

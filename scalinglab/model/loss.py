@@ -22,6 +22,7 @@ it by the incoming gradient).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 # Below this vocabulary the plain path is as fast (head + loss, fwd + bwd, 1 CPU thread: 0.96-0.99x at V 256,
 # 1.07-1.12x at 1024, 1.16-1.18x at 16384, 1.21-1.49x at 50257), so GPT.forward keeps it there.
@@ -85,3 +86,44 @@ def linear_cross_entropy(
     chunk_rows = max(1, chunk_elems // weight.size(0))
     want_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)  # (off inside forward)
     return _LinearCrossEntropy.apply(h2, weight, t, r, chunk_rows, want_grad)
+
+
+def fused_loss_ok(h: torch.Tensor, vocab_size: int) -> bool:
+    """The chunked head + loss (timed on CPU: many small chunks would be launch-bound on a GPU) runs in fp32
+    eager mode from a vocabulary of ``MIN_VOCAB``; on a GPU, under autocast or torch.compile, or for a small
+    vocabulary, the plain path is kept."""
+    return (
+        vocab_size >= MIN_VOCAB
+        and h.device.type == "cpu"
+        and h.dtype == torch.float32
+        and not torch.is_autocast_enabled(h.device.type)
+        and not torch.compiler.is_compiling()
+    )
+
+
+def head_loss(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    loss_mask: torch.Tensor | None = None,
+    *,
+    return_logits: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The output head (no bias) on hidden states ``h`` [B, T, d] and, with ``targets``, the mean loss in
+    nats/token over the positions where ``loss_mask`` is 1 (all when None): ``(logits [B, T, V], loss)``.
+
+    ``return_logits=False``: the logits returned are None and, where ``fused_loss_ok``, the loss comes from
+    ``linear_cross_entropy`` (never the [B, T, V] logits). Every model family ends in this one call."""
+    if targets is not None and not return_logits and fused_loss_ok(h, weight.size(0)):
+        return None, linear_cross_entropy(h, weight, targets, loss_mask)
+    logits = F.linear(h, weight)
+    loss = None
+    if targets is not None:
+        flat = logits.view(-1, logits.size(-1))
+        if loss_mask is None:
+            loss = F.cross_entropy(flat, targets.reshape(-1))
+        else:
+            m = loss_mask.reshape(-1).to(flat.dtype)
+            per = F.cross_entropy(flat, targets.reshape(-1), reduction="none")
+            loss = (per * m).sum() / m.sum().clamp_min(1)
+    return (logits if return_logits else None), loss

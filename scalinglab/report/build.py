@@ -1,21 +1,23 @@
 """Build the report: figures (PNG + PDF) and ``index.html`` into ``<study>/report/``, atomically.
 
-The folder is written next to the old one and swapped in with renames, so a reader never sees half a
-report and a crash leaves the previous one intact.
+The folder is written next to the old one and switched in atomically (``scalinglab.io.replace_dir``), so
+a reader never sees half a report, nor none, and a crash leaves the previous one intact; what a killed
+build left behind is swept at the start of the next one.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scalinglab.faults import point
+from scalinglab.io import replace_dir, sweep_temps, temp_dir, writing
 from scalinglab.report import figures_alloc as fa
+from scalinglab.report import figures_arch as farch
 from scalinglab.report import figures_batch as fb
 from scalinglab.report import figures_eval as fe
 from scalinglab.report import figures_extra as fx
@@ -127,6 +129,37 @@ FIGURES = [
         fe.fig_residuals,
         "Observed minus fitted loss of the L(N, D) fit for every run.",
     ),
+    FigureSpec(
+        "shape",
+        "Loss vs model shape at fixed N",
+        farch.fig_shape,
+        "Loss increase of each shape over the best shape of the same N and D, against the aspect ratio "
+        "d_model/n_layer (and the feed-forward ratio and head dimension where swept), one line per N "
+        "(Kaplan et al. 2020, Fig. 5).",
+    ),
+    FigureSpec(
+        "position_loss",
+        "Loss by position in the context",
+        farch.fig_position_loss,
+        "Left: each run's final validation loss at every token position t of the context, coloured by N, "
+        "with L(t) = L_inf + (t/t_c)^-a fitted per run. Right: the fitted power a against N (Kaplan et al. "
+        "2020, App. D.5 and Fig. 20).",
+    ),
+    FigureSpec(
+        "lstm_vs_transformer",
+        "LSTM vs transformer",
+        farch.fig_lstm,
+        "Left: final loss against N for transformers and LSTMs, each with a power law in N. Right: loss by "
+        "position for the LSTM and the transformer nearest in N (Kaplan et al. 2020, Fig. 7).",
+    ),
+    FigureSpec(
+        "transfer",
+        "Transfer to other distributions",
+        farch.fig_transfer,
+        "Left: final loss on the training distribution's validation split and on each extra evaluation set "
+        "against N, with power laws. Right: the offset log(L_other/L_train) per run (Kaplan et al. 2020, "
+        "Fig. 8: parallel lines in log-log).",
+    ),
 ]
 
 
@@ -163,17 +196,6 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(f.fileno())
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Replace ``dest`` (a folder, maybe absent) by ``tmp`` with two renames."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def render_report(
     data: StudyData, out_dir: Path, *, pdf: bool = True, fit_missing: bool = True
 ) -> ReportResult:
@@ -186,17 +208,13 @@ def render_report(
     c0 = time.process_time()
     ans = get_answer(ctx)  # the one compute-optimal answer every section and figure reads
     timings["answer"] = time.process_time() - c0
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(
-        tmp, 0o777 & ~umask
-    )  # mkdtemp makes 0700; the report is as readable as any folder the user makes
-    try:
+    sweep_temps(out_dir.parent)  # what killed builds left (never a live one's)
+    with temp_dir(out_dir) as tmp, writing(out_dir):
         fig_dir = tmp / "figures"
         fig_dir.mkdir()
         outs = []
         for spec in FIGURES:
+            point("report.figure")
             t = time.process_time()
             try:
                 fig = spec.func(ctx)
@@ -229,10 +247,7 @@ def render_report(
         )
         (tmp / "index.html").write_text(page, encoding="utf-8")
         _fsync_tree(tmp)
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        replace_dir(tmp, out_dir)
     timings["total"] = time.perf_counter() - t0
     return ReportResult(
         out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings, ctx.fits, pred, adv, expo,

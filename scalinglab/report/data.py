@@ -7,7 +7,10 @@ drawn for a study that lives elsewhere (a CSV export, another framework's logs).
 Normalised ``runs`` columns: ``run_id``, ``status``, ``n_kaplan`` (non-embedding params), ``n_total`` (all
 params), ``tokens`` (training tokens D), ``batch_tokens`` (tokens per optimizer step), ``flops`` (training
 FLOPs, 6ND convention), ``loss`` (final validation loss, nats/token), ``n_layer``, ``d_model``, ``roles``
-(list of plan roles, e.g. ``"isoflop:1e+18"``). ``metrics`` keeps the trainer's pinned row keys.
+(list of plan roles, e.g. ``"isoflop:1e+18"``), ``arch`` (model family: ``gpt`` or ``lstm``), ``n_head``,
+``d_ff`` (None: 4 d_model). ``metrics`` keeps the trainer's pinned row keys. ``positions`` (run_id, eval_set,
+position, loss, tokens) and ``eval_sets`` (run_id, eval_set, loss, bpb) hold the final loss by context
+position and on extra evaluation sets (``val`` = the run's validation split), when the study recorded them.
 """
 
 from __future__ import annotations
@@ -84,6 +87,13 @@ def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
             out.at[i, "batch_tokens"] = np.nan if bt is None else float(bt)
     for col in ("n_layer", "d_model", "lr", "seed"):
         out[col] = pd.to_numeric(runs[col], errors="coerce").to_numpy() if col in runs.columns else np.nan
+    cols = runs.to_dict("list")
+    out["arch"] = [str(cols["arch"][i]) if "arch" in cols and isinstance(cols["arch"][i], str)
+                   else c.get("arch", "gpt") for i, c in enumerate(configs)]
+    for col in ("n_head", "d_ff"):
+        given = pd.to_numeric(runs[col], errors="coerce").to_numpy() if col in runs.columns else None
+        out[col] = [given[i] if given is not None and np.isfinite(given[i]) else c.get(col)
+                    for i, c in enumerate(configs)]
     roles = [_json(r) for r in runs["roles"]] if "roles" in runs.columns else [[]] * len(runs)
     out["roles"] = [list(r) if isinstance(r, (list, tuple)) else [] for r in roles]
     bad = out["tokens"] <= 0
@@ -160,6 +170,42 @@ def normalise_evals(evals: pd.DataFrame | None) -> pd.DataFrame:
     return e.reset_index(drop=True)
 
 
+def _require(df: pd.DataFrame, cols: tuple[str, ...], what: str) -> None:
+    for col in cols:
+        if col not in df.columns:
+            raise InputError(f"{what} table has no {col!r} column (columns: {list(df.columns)})")
+
+
+def normalise_positions(pos: pd.DataFrame | None) -> pd.DataFrame:
+    """Loss by position: run_id, eval_set (default ``val``), position (1..n_ctx), loss (nats/token),
+    tokens."""
+    cols = ["run_id", "eval_set", "position", "loss", "tokens"]
+    if pos is None or len(pos) == 0:
+        return pd.DataFrame(columns=cols)
+    _require(pos, ("run_id", "position", "loss"), "positions")
+    p = pos.copy()
+    p["run_id"] = p["run_id"].astype(str)
+    p["eval_set"] = p["eval_set"].astype(str) if "eval_set" in p.columns else "val"
+    p["tokens"] = pd.to_numeric(p["tokens"], errors="coerce") if "tokens" in p.columns else np.nan
+    p["position"] = pd.to_numeric(p["position"], errors="coerce")
+    p["loss"] = pd.to_numeric(p["loss"], errors="coerce")
+    p = p[cols].dropna(subset=["position", "loss"])
+    return p.sort_values(["run_id", "eval_set", "position"]).reset_index(drop=True)
+
+
+def normalise_eval_sets(sets: pd.DataFrame | None) -> pd.DataFrame:
+    """Final loss per run and evaluation set: run_id, eval_set, loss (nats/token), bpb."""
+    cols = ["run_id", "eval_set", "loss", "bpb"]
+    if sets is None or len(sets) == 0:
+        return pd.DataFrame(columns=cols)
+    _require(sets, ("run_id", "eval_set", "loss"), "eval sets")
+    e = sets.copy()
+    e["run_id"], e["eval_set"] = e["run_id"].astype(str), e["eval_set"].astype(str)
+    e["loss"] = pd.to_numeric(e["loss"], errors="coerce")
+    e["bpb"] = pd.to_numeric(e["bpb"], errors="coerce") if "bpb" in e.columns else np.nan
+    return e[cols].dropna(subset=["loss"]).reset_index(drop=True)
+
+
 @dataclass
 class StudyData:
     """One study, normalised. ``fits`` holds store rows ``{"law", "result", "backtest"}``
@@ -170,6 +216,8 @@ class StudyData:
     fits: list[dict[str, Any]] = field(default_factory=list)
     evals: pd.DataFrame = field(default_factory=lambda: normalise_evals(None))
     noise: pd.DataFrame | None = None
+    positions: pd.DataFrame = field(default_factory=lambda: normalise_positions(None))
+    eval_sets: pd.DataFrame = field(default_factory=lambda: normalise_eval_sets(None))
     name: str = "study"
     param_count: str = "kaplan"  # which N the figures use: "kaplan" (non-embedding) or "total"
     fits_params: str | None = None  # the N convention the stored fits were made with (the plan's `params`)
@@ -186,6 +234,8 @@ class StudyData:
         name: str = "study",
         param_count: str | None = None,
         fits_params: str | None = None,
+        positions: pd.DataFrame | None = None,
+        eval_sets: pd.DataFrame | None = None,
     ) -> StudyData:
         r = normalise_runs(runs)
         m = normalise_metrics(metrics if metrics is not None else pd.DataFrame())
@@ -211,6 +261,8 @@ class StudyData:
             fits=fl,
             evals=normalise_evals(evals),
             noise=noise,
+            positions=normalise_positions(positions),
+            eval_sets=normalise_eval_sets(eval_sets),
             name=name,
             param_count=param_count,
             fits_params=fits_params,
@@ -231,10 +283,11 @@ def load_study(study_dir: Path, *, param_count: str | None = None) -> StudyData:
     with Store(study_dir) as store:
         runs, metrics, fits = store.runs_frame(), store.metrics_frame(), store.fits()
         evals, noise = store.evals_frame(), store.noise_frame()
+        positions, eval_sets = store.position_frame(), store.eval_sets_frame()
         fits_params = store.get_meta("params", "kaplan")  # recorded by the runner; older studies: kaplan
     if len(runs) == 0:
         raise InputError(f"study {study_dir} has no runs in its store")
     return StudyData.from_frames(
         runs, metrics, fits, evals, noise, name=study_dir.resolve().name, param_count=param_count,
-        fits_params=fits_params,
+        fits_params=fits_params, positions=positions, eval_sets=eval_sets,
     )

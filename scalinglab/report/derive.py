@@ -16,9 +16,12 @@ DONE = ("done",)
 
 def final_points(data: StudyData) -> pd.DataFrame:
     """One row per finished run: run_id, N, D, C, loss, B (batch tokens), S (steps).
-    Diverged, failed and unfinished runs are left out."""
+    Diverged, failed and unfinished runs are left out; so are the LSTMs of a study with both model families
+    (the laws are the transformer's; the LSTM comparison figure draws both)."""
     r = data.runs
     ok = r["status"].isin(DONE) & np.isfinite(r["loss"].astype(float)) & r[data.n_col].notna()
+    if "arch" in r.columns and r["arch"].nunique() > 1:
+        ok &= r["arch"] == "gpt"
     r = r[ok]
     c = 6.0 * r[data.n_col] * r["tokens"]
     if data.param_count == "kaplan":  # the trainer's 6N count, where the store has it

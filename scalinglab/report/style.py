@@ -68,7 +68,7 @@ def finish(fig) -> None:
     """Drop minor ticks on log axes spanning more than two decades (dozens of Tick objects, slow to draw,
     and the major grid reads better); narrow log axes keep their labelled minor ticks."""
     import numpy as np
-    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator, NullLocator
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
     pow10 = FuncFormatter(_pow10)
     for ax in fig.axes:
@@ -80,8 +80,9 @@ def finish(fig) -> None:
                 axis.set_minor_locator(NullLocator())
             if decades >= 1.2:
                 axis.set_major_formatter(pow10)
-                if decades <= 2:  # matplotlib labels every minor tick here (they overlap): 2x and 5x only
-                    axis.set_minor_formatter(FuncFormatter(_minor25))
+                # matplotlib labels every minor tick here (2x10^3 3x10^3 ... overlap): 2x and 5x only, below
+                # two decades (above, there are no minor ticks)
+                axis.set_minor_formatter(FuncFormatter(_minor25) if decades <= 2 else NullFormatter())
             elif decades < 0.6 and max(lim) < 1e4:  # a loss axis: 2, 2.5, 3 evenly, plain numbers
                 axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
                 axis.set_minor_locator(NullLocator())

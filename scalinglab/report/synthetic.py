@@ -16,6 +16,7 @@ and a batch sweep. Frames use the column names of the study store (docs/interfac
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -248,3 +249,83 @@ def write_store(study: SyntheticStudy, study_dir) -> None:
                     "scorer": e.scorer,
                 },
             )
+
+
+# ------------------------------------------------------------------------------------ architecture study
+
+
+@dataclass(frozen=True)
+class TrueArch:
+    """The laws the synthetic architecture study follows (Kaplan 2020 Figs. 5, 7, 8, 20).
+
+    Shape: loss = L(N, D) (1 + shape_c ln(r / shape_best)^2) for aspect ratio r, so the range within 3 % is
+    shape_best e^(+-sqrt(0.03 / shape_c)). Position t: L(t) = L_inf(N) + (t / t_c)^-a(N), a(N) = a_0 + a_slope
+    log10(N / 1e5), L_inf set so the mean over positions is the run's final loss. LSTM: the transformer's
+    curve plus lstm_gap (1 - exp(-t / lstm_t)). Transfer: L_other = transfer_ratio L_train."""
+
+    shape_c: float = 0.01
+    shape_best: float = 25.0
+    t_c: float = 0.5
+    a_0: float = 0.35
+    a_slope: float = 0.08
+    lstm_gap: float = 0.25
+    lstm_t: float = 20.0
+    transfer_ratio: float = 1.2
+    d_tokens: float = 1e9
+
+
+@dataclass
+class SyntheticArchStudy:
+    runs: pd.DataFrame
+    positions: pd.DataFrame
+    eval_sets: pd.DataFrame
+    law: TrueLaw
+    arch: TrueArch
+
+
+def synthetic_arch_study(seed: int = 0, *, n_ctx: int = 128, noise: float = 0.002,
+                         arch: TrueArch | None = None) -> SyntheticArchStudy:
+    """Shape sweeps at two N, transformers and LSTMs over 1.5 decades of N with their loss by position, and a
+    transfer set (``text:other``), all drawn from ``TrueArch`` on top of ``TrueLaw`` with seeded noise."""
+    law, ta = TrueLaw(), arch or TrueArch()
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, n_ctx + 1, dtype=float)
+    runs, pos, sets = [], [], []
+
+    def run(rid: str, family: str, n: float, n_layer: int, d_model: int, loss: float, roles: list[str],
+            curve: np.ndarray | None = None) -> None:
+        cfg = {"arch": family, "n_layer": n_layer, "d_model": d_model, "n_ctx": n_ctx}
+        if family == "gpt":
+            cfg["n_head"] = max(1, d_model // 64)
+        runs.append(dict(run_id=rid, status="done", params_kaplan=float(n), params_total=float(n) * 1.1,
+                         tokens=ta.d_tokens, batch_size_tokens=2.0**17, final_val_loss=float(loss),
+                         roles=json.dumps(roles), config=json.dumps(cfg), n_layer=n_layer, d_model=d_model,
+                         n_head=cfg.get("n_head")))
+        if curve is not None:
+            pos.append(pd.DataFrame({"run_id": rid, "eval_set": "val", "position": t.astype(int),
+                                     "loss": curve, "tokens": 1000}))
+            other = ta.transfer_ratio * loss * np.exp(noise * rng.standard_normal())
+            sets.append(dict(run_id=rid, eval_set="val", loss=float(loss), bpb=float(loss / np.log(2))))
+            sets.append(dict(run_id=rid, eval_set="text:other", loss=float(other),
+                             bpb=float(other / np.log(2))))
+
+    def jitter(x: np.ndarray | float) -> np.ndarray:
+        return np.asarray(x) * np.exp(noise * rng.standard_normal(np.shape(x)))
+
+    for i, n in enumerate(np.geomspace(1e5, 3e6, 5)):
+        final = float(law.loss(n, ta.d_tokens))
+        a = ta.a_0 + ta.a_slope * np.log10(n / 1e5)
+        term = (t / ta.t_c) ** -a
+        gpt = jitter(final - term.mean() + term)
+        d = int(round((n / 12 / 4) ** 0.5))  # 4 layers
+        run(f"gpt{i}", "gpt", n, 4, d, float(gpt.mean()), ["L(N)"], gpt)
+        lstm = jitter(gpt + ta.lstm_gap * (1 - np.exp(-t / ta.lstm_t)))
+        run(f"lstm{i}", "lstm", n * 1.04, 2, int(round((n / 16) ** 0.5)), float(lstm.mean()), ["L(N)"], lstm)
+    for n in (1e6, 4e6):
+        for r in (2, 5, 10, 20, 50, 100, 200):
+            n_layer = max(1, round((n / (12 * r * r)) ** (1 / 3)))
+            d = int(round(r * n_layer))
+            loss = float(jitter(law.loss(n, ta.d_tokens) * (1 + ta.shape_c * np.log(r / ta.shape_best) ** 2)))
+            run(f"shape{n:.0e}-r{r}", "gpt", n, n_layer, d, loss, [f"shape:aspect@{n:.3g}"])
+    return SyntheticArchStudy(pd.DataFrame(runs), pd.concat(pos, ignore_index=True), pd.DataFrame(sets), law,
+                              ta)

@@ -46,8 +46,9 @@ MIN_BUDGET_SIZES = 5  # an isoFLOP budget needs this many sizes (>= 3 fit a para
 
 
 def expand(plan: Plan, vocab_size: int) -> Plan:
-    """The plan with its design laid out (a copy; "custom" plans come back unchanged)."""
-    if plan.design == "custom":
+    """The plan with its design laid out (a copy; "custom" plans come back unchanged, and so do "shape"
+    plans, which ``scalinglab.study.shape`` lays out)."""
+    if plan.design in ("custom", "shape"):
         return plan
     upd: dict[str, Any] = {}
     fit = plan.fit
@@ -290,6 +291,8 @@ def _largest_grid_d(main: list[dict]) -> list[dict]:
 def check(plan: Plan, runs: list[RunSpec], vocab_size: int, echo=None) -> list[LawCheck]:
     """The identifiability table; with ``[fit] check = "strict"`` (the default) a ConfigError naming every
     law the plan cannot identify and what to add, with "warn" the same said through ``echo``."""
+    if plan.design == "shape":  # its own checks (study.shape.validate); its findings are not these laws
+        return []
     table = identifiability(plan, runs, vocab_size)
     bad = [c for c in table if not c.identified]
     if bad:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalinglab.faults import point
 from scalinglab.study.plan import Plan
 from scalinglab.study.store import Store
 
@@ -80,6 +81,9 @@ def finished_runs(store: Store, plan: Plan, ids: list[str]) -> pd.DataFrame:
     runs["roles"] = runs["roles"].map(lambda r: set(json.loads(r)))
     cfg = runs["config"].map(json.loads)
     runs["group"] = cfg.map(lambda c: json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True))
+    arch = cfg.map(lambda c: c.get("arch", "gpt"))
+    if arch.nunique() > 1:  # one law per model family: the transformer's (LSTMs: study.findings)
+        runs = runs[arch == "gpt"]
     return runs
 
 
@@ -212,7 +216,8 @@ def _fit_form(
     from scalinglab.laws.forms import get_form
 
     form = get_form(form_name, var)
-    res = fit(form, df, loss=target, bootstrap=plan.fit.bootstrap, seed=0)
+    res = fit(form, df, loss=target, bootstrap=plan.fit.bootstrap, seed=0,
+              bootstrap_method=plan.fit.bootstrap_method)
     bt = None
     if holdout:
         by = "N" if "N" in form.variables else form.variables[0]
@@ -245,7 +250,8 @@ def _envelope(cv: pd.DataFrame, plan: Plan) -> tuple[dict[str, Any], dict[str, A
 
     b = plan.fit.bootstrap
     env = frontier(cv, C="C", loss="loss", N="N", run="run_id")
-    res_fit = fit("power", env[["C", "loss"]], var="C", loss="loss", bootstrap=b, seed=0)
+    res_fit = fit("power", env[["C", "loss"]], var="C", loss="loss", bootstrap=b, seed=0,
+                  bootstrap_method=plan.fit.bootstrap_method)
     res = res_fit.to_dict(samples=res_fit.samples is not None)
     res["approach1"] = approach1(cv, C="C", loss="loss", N="N", run="run_id", bootstrap=b, seed=0).to_dict()
     res["envelope"] = {k: [float(x) for x in env[k]] for k in ("C", "loss", "N")}
@@ -320,6 +326,7 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
             echo(f"fit {law}: failed ({type(e).__name__}: {e}){gone}")
             failures[law] = f"failed: {type(e).__name__}: {e}"
             continue
+        point("fit.law")
         store.put_fit(law, h, res, bt)
         fitted[law] = {"law": law, "result": res, "backtest": bt}
     store.set_meta("fit_failures", failures)
@@ -383,7 +390,8 @@ def _consensus(store: Store, plan: Plan, runs: pd.DataFrame, points: pd.DataFram
     b = plan.fit.bootstrap
 
     def refit(df: pd.DataFrame):
-        return fit("chinchilla", df[["N", "D", "loss"]], bootstrap=b, seed=0)
+        return fit("chinchilla", df[["N", "D", "loss"]], bootstrap=b, seed=0,
+                   bootstrap_method=plan.fit.bootstrap_method)
 
     def thunk():
         c = consensus(pts[["run", "N", "D", "C", "loss", "budget"]], cv, target_C=target, lnd=lnd,

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scalinglab.errors import ConfigError
+from scalinglab.study.evalsets import EvalPlan
+from scalinglab.study.shape import ShapePlan
 
 LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)", "repeat", "downstream")
 PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
@@ -65,6 +68,12 @@ class ModelPlan(_Strict):
     aspect_ratio: Positive = 32.0  # d_model / n_layer when sizes are given by N
     head_dim: int = Field(16, ge=1)  # n_head = d_model // head_dim (at least 1)
     attention: str = "dense"  # "dense", "banded:W" (every layer) or "alternating:W" (dense, banded, ...)
+    # model family: "gpt" (the transformer), "lstm" (Kaplan Fig. 7), or a list: the ladder once per family
+    arch: Literal["gpt", "lstm"] | list[Literal["gpt", "lstm"]] = "gpt"
+
+    @property
+    def archs(self) -> list[str]:
+        return list(dict.fromkeys([self.arch] if isinstance(self.arch, str) else self.arch))
 
     @field_validator("attention")
     @classmethod
@@ -105,9 +114,9 @@ class IsoFlopPlan(_Strict):
     Without `budgets`, a design with a total `budget` lays out `n_budgets` of them, `budget_ratio` apart."""
 
     budgets: list[Positive] = []
-    n_budgets: int = Field(4, ge=1)
+    n_budgets: int = Field(4, ge=1, le=100)
     budget_ratio: float = Field(3.0, gt=1, allow_inf_nan=False)
-    n_sizes: int = Field(5, ge=3)
+    n_sizes: int = Field(5, ge=3, le=1000)  # (a bound: a typo of 10**9 would plan forever)
     span: float = Field(4.0, gt=1, allow_inf_nan=False)  # sizes from N_opt / span to N_opt * span
     tokens_per_param: Positive = 20.0  # k of the expected optimum D = k N
 
@@ -173,7 +182,7 @@ class LRPlan(_Strict):
 
 class SeedsPlan(_Strict):
     seeds: list[int] = Field([0], min_length=1)  # every run once per seed
-    repeat: int = Field(0, ge=0)  # extra seeds for the seed-noise runs
+    repeat: int = Field(0, ge=0, le=10000)  # extra seeds for the seed-noise runs (bounded, as n_sizes)
     repeat_sizes: Literal["smallest", "largest", "all"] = "smallest"
 
 
@@ -197,6 +206,7 @@ class FitPlan(_Strict):
     l_d_form: Literal["power", "power+const"] = "power"
     backtest_holdout: int = Field(1, ge=1)  # back-tests hold out the runs at the largest k values
     bootstrap: int = Field(0, ge=0)
+    bootstrap_method: Literal["parametric", "pairs"] = "parametric"  # see scalinglab.laws.fit.bootstrap_fit
     target_flops: Positive | None = None  # the allocation's budget (FLOPs; default 10x the largest run)
     # "strict": a law the planned runs cannot identify stops the study before training (the default);
     # "warn": it is trained anyway and only warned (smoke tests, deliberately tiny studies)
@@ -215,7 +225,11 @@ class ExecutorPlan(_Strict):
     kind: Literal["local", "ray", "slurm"] = "local"
     workers: int = Field(0, ge=0)  # local: 0 = in-process sequential, k = a process pool of k
     threads_per_run: int = Field(0, ge=0)  # torch threads per run; 0 = cores // max(workers, 1)
-    ray_address: str | None = None  # ray: None = start/attach a local instance
+    # ray: None = a private local instance on 127.0.0.1; "auto" = the cluster `ray start` began (or
+    # $RAY_ADDRESS); "host:port" (its GCS) or "ray://host:10001" (Ray client). Also spelt `address`.
+    ray_address: str | None = Field(None, validation_alias=pydantic.AliasChoices("address", "ray_address"))
+    retries: int = Field(2, ge=0)  # ray: re-runs of a run whose worker died; slurm: requeues at time limit
+    gpus_per_run: float = Field(0, ge=0)  # ray: GPUs per run task (Ray hides GPUs from a task asking none)
     slurm: dict[str, Any] = {}  # slurm: submitit parameters (partition, timeout_min, gpus_per_node, ...)
     slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
 
@@ -233,7 +247,8 @@ class Plan(_Strict):
     params: Literal["kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head"] = (
         "kaplan"
     )
-    design: Literal["custom", "isoflop", "grid", "kaplan", "chinchilla"] = "custom"
+    # "shape": Kaplan Fig. 5 (scalinglab.study.shape); the others: scalinglab.study.design
+    design: Literal["custom", "isoflop", "grid", "kaplan", "chinchilla", "shape"] = "custom"
     budget: Positive | None = None  # total training FLOPs of the design's runs
     data: DataPlan = DataPlan()
     model: ModelPlan = ModelPlan()
@@ -247,6 +262,8 @@ class Plan(_Strict):
     repeat: RepeatPlan = RepeatPlan()
     downstream: DownstreamPlan = DownstreamPlan()
     executor: ExecutorPlan = ExecutorPlan()
+    shape: ShapePlan = ShapePlan()  # design = "shape"
+    eval: EvalPlan = EvalPlan()  # extra evaluation sets for every run (scalinglab.study.evalsets)
     train: dict[
         str, Any
     ] = {}  # passed to the trainer's TrainConfig (schedule, warmup_tokens, eval_every, ...)
@@ -264,6 +281,15 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _has_runs(self) -> Plan:
+        from scalinglab.study import evalsets, shape
+
+        try:
+            evalsets.check_sets(self.eval.sets, self.data.spec)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if self.design == "shape":
+            shape.validate(self)
+            return self
         if self.design != "custom":
             if self.budget is None and not self._has_tables():
                 raise ValueError(
@@ -303,6 +329,7 @@ def _format_errors(e: ValidationError, source: str) -> str:
     lines = []
     for err in e.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(plan)"
+        key = key if key.isprintable() else repr(key)  # a quoted TOML key may hold a newline: one line
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -324,7 +351,9 @@ def load_plan(path: str | Path) -> Plan:
     if not path.is_file():
         raise ConfigError(f"study plan {path} not found")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}), so not a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return parse_plan(data, str(path))
@@ -366,9 +395,12 @@ def _attention_list(attention: str, n_layer: int) -> list[str] | None:
 
 def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int | None = None) -> float:
     """N of a shape under the plan's parameter convention (via scalinglab.model.counting)."""
-    from scalinglab.model.config import GPTConfig
+    from scalinglab.model.config import GPTConfig, LSTMConfig
     from scalinglab.model.counting import count_params
 
+    if plan.model.archs == ["lstm"]:
+        lstm = LSTMConfig(n_layer=n_layer, d_model=d_model, vocab_size=vocab_size, n_ctx=plan.data.n_ctx)
+        return float(count_params(lstm)[plan.params])
     cfg = GPTConfig(
         n_layer=n_layer,
         d_model=d_model,
@@ -381,12 +413,30 @@ def count_n(n_layer: int, d_model: int, plan: Plan, vocab_size: int, n_head: int
 
 def shape_for_n(n: float, plan: Plan, vocab_size: int) -> tuple[int, int]:
     """(n_layer, d_model) with d_model / n_layer near the aspect ratio and N (plan.params) nearest to n
-    (``scalinglab.model.shapes.suggest_shape``)."""
+    (``scalinglab.model.shapes.suggest_shape``; an LSTM family, N ~ 8 n_layer d_model^2, is searched here)."""
+    if plan.model.archs == ["lstm"]:
+        return _lstm_shape_for_n(n, plan, vocab_size)
     from scalinglab.model.shapes import suggest_shape
 
     s = suggest_shape(n, aspect=plan.model.aspect_ratio, head_dim=plan.model.head_dim, params=plan.params,
                       vocab_size=vocab_size, n_ctx=plan.data.n_ctx)
     return s.n_layer, s.d_model
+
+
+def _lstm_shape_for_n(n: float, plan: Plan, vocab_size: int) -> tuple[int, int]:
+    r, h = plan.model.aspect_ratio, plan.model.head_dim
+    k = 8 if plan.model.archs == ["lstm"] else 12  # N ~ k n_layer d_model^2 (LSTM: 4 gates x 2 matrices)
+    best: tuple[float, int, int] | None = None
+    guess = max(1, round((n / (k * r * r)) ** (1 / 3)))
+    for n_layer in range(max(1, guess - 2), guess + 3):
+        d0 = math.sqrt(max(n, 1.0) / (k * n_layer))
+        for d in {max(h, round(d0 / h) * h), max(h, math.floor(d0 / h) * h), max(h, math.ceil(d0 / h) * h)}:
+            err = abs(math.log(count_n(n_layer, d, plan, vocab_size) / n))
+            err += 0.05 * abs(math.log((d / n_layer) / r))  # tie-break towards the aspect ratio
+            if best is None or err < best[0]:
+                best = (err, n_layer, d)
+    assert best is not None
+    return best[1], best[2]
 
 
 def sizes(plan: Plan, vocab_size: int) -> list[tuple[int, int, int | None]]:
@@ -451,7 +501,12 @@ def _config(
     att = _attention_list(plan.model.attention, n_layer)
     if att is not None:
         cfg["attention"] = att
+    if plan.eval.sets:
+        cfg["eval_sets"] = list(plan.eval.sets)
     cfg.update({k: v for k, v in over.items() if v is not None})
+    if plan.model.archs == ["lstm"] and cfg.get("arch", "lstm") == "lstm":  # an LSTM has no heads
+        cfg["arch"] = "lstm"
+        cfg.pop("n_head", None)
     if cfg.get("micro_batch_size") and cfg["batch_size"] % cfg["micro_batch_size"]:
         cfg["micro_batch_size"] = math.gcd(cfg["batch_size"], cfg["micro_batch_size"])
     from scalinglab.train.config import TrainConfig
@@ -465,11 +520,22 @@ def _config(
 
 def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) -> list[RunSpec]:
     """Expand a plan into run specs (deduplicated by id; roles merged), in a stable order (cheap first).
-    `batch_for` gives each shape's batch size under the noise-scale rule (see `pilot_runs`)."""
+    `batch_for` gives each shape's batch size under the noise-scale rule (see `pilot_runs`). A plan with
+    several model families (`[model] arch = ["gpt", "lstm"]`) is expanded once per family."""
     from scalinglab.study.design import expand
 
     plan = expand(plan, vocab_size)
+    if len(plan.model.archs) > 1:
+        both: dict[str, RunSpec] = {}
+        for a in plan.model.archs:
+            for r in make_runs(for_arch(plan, a), vocab_size, batch_for):
+                both.setdefault(r.run_id, r).roles.update(r.roles)
+        return _ordered(both)
     runs: dict[str, RunSpec] = {}
+    if plan.design == "shape":
+        from scalinglab.study.shape import shape_runs
+
+        return _ordered({r.run_id: r for r in shape_runs(plan, vocab_size, batch_for)})
 
     def add(cfg: dict[str, Any], role: str) -> None:
         rid = run_id(cfg)
@@ -539,10 +605,20 @@ def make_runs(plan: Plan, vocab_size: int, batch_for: BatchFor | None = None) ->
             ),
             x.role,
         )
+    return _ordered(runs)
+
+
+def _ordered(runs: dict[str, RunSpec]) -> list[RunSpec]:
+    """Run specs in a stable order, cheap first."""
     return sorted(
         runs.values(),
         key=lambda r: (r.config["tokens"] * r.config["d_model"] ** 2 * r.config["n_layer"], r.run_id),
     )
+
+
+def for_arch(plan: Plan, arch: str) -> Plan:
+    """The plan restricted to one model family (``[model] arch = arch``)."""
+    return plan.model_copy(update={"model": plan.model.model_copy(update={"arch": arch})})
 
 
 def plan_hash(plan: Plan) -> str:
@@ -563,11 +639,12 @@ def _peak_lr(lr: LRPlan, d_model: int) -> float | None:
 def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
     """Noise-scale rule: one short run per model shape at the pilot batch, to measure B_simple (tokens)."""
     shapes = {
-        (r.config["n_layer"], r.config["d_model"], r.config["n_head"]) for r in make_runs(plan, vocab_size)
+        (r.config.get("arch", "gpt"), r.config["n_layer"], r.config["d_model"], r.config.get("n_head"))
+        for r in make_runs(plan, vocab_size)
     }
     out = []
-    for nl, d, nh in sorted(shapes):
-        cfg = _config(plan, nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])
+    for arch, nl, d, nh in sorted(shapes, key=str):
+        cfg = _config(for_arch(plan, arch), nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])
         # the single-device estimator needs >= 2 micro-batches per step; an odd batch: the trainer's own split
         if not plan.batch.micro_size and cfg["batch_size"] % 2 == 0:
             cfg["micro_batch_size"] = cfg["batch_size"] // 2

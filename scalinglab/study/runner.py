@@ -8,16 +8,16 @@ nothing is duplicated) and re-fits only the laws whose data changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import ConfigError, FitError, InputError
-from scalinglab.io import atomic_write_json
+from scalinglab.errors import ConfigError, FitError, InputError, StorageError
+from scalinglab.io import atomic_write_bytes, atomic_write_json
 from scalinglab.study import design
 from scalinglab.study.executors import make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
@@ -74,8 +74,8 @@ def counts_for(config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
     from scalinglab.model.counting import count_params, flops_per_token
     from scalinglab.train.config import TrainConfig
 
-    gpt = TrainConfig.make(**config).gpt_config(vocab_size)
-    return {"params": count_params(gpt), "flops_per_token": flops_per_token(gpt)}
+    mcfg = TrainConfig.make(**config).arch_config(vocab_size)
+    return {"params": count_params(mcfg), "flops_per_token": flops_per_token(mcfg)}
 
 
 def register(store: Store, study_dir: Path, plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[str]:
@@ -122,6 +122,7 @@ class MetricsTail:
 
 def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Echo) -> dict[str, int]:
     """Train every pending run of `ids` with the plan's executor; returns counts of outcomes."""
+    from scalinglab.study.executors import job_name
     todo = [r for r in ids if store.run(r)["status"] == "pending"]
     if not todo:
         return {}
@@ -132,6 +133,7 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
     threads = threads_per_run(plan.executor)
     tail = MetricsTail(store, study_dir)
     inflight: dict[str, Any] = {}
+    jobs: dict[str, str | None] = {}  # run -> the engine's state of its job, as last recorded
     outcome = {"done": 0, "diverged": 0, "failed": 0, "pending": 0}
     n_total, n_start = len(ids), len(ids) - len(todo)
     t0, last_beat = time.time(), 0.0
@@ -153,17 +155,31 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     d / "spec.json",
                     {"run_id": rid, "config": run["config"], "threads": threads, "roles": run["roles"]},
                 )
-                try:
-                    inflight[rid] = ex.submit(study_dir, rid)
+                old = run["job_id"] if run["job_engine"] == plan.executor.kind else None
+                try:  # a job an earlier (dead) driver left queued or running is waited for, not doubled
+                    h = ex.attach(study_dir, rid, old) if old and hasattr(ex, "attach") else None
+                    if h is not None:
+                        echo(f"{rid}: back to {plan.executor.kind} job {old} ({h.state()}), submitted before")
+                    else:
+                        h = ex.submit(study_dir, rid)
+                    inflight[rid] = h
                 except Exception as e:  # e.g. a broken process pool: recorded, retried on the next run
                     store.finish_run(rid, "failed", None, error=f"submit: {type(e).__name__}: {e}"[:500])
                     outcome["failed"] += 1
                     echo(f"{rid}: could not be submitted ({type(e).__name__}: {e})")
+                    continue
+                if getattr(h, "job_id", None):  # the engine's id: in the store, for `study status`
+                    jobs[rid] = h.state()
+                    store.set_job(rid, jobs[rid], plan.executor.kind, h.job_id)
+                    if h.job_id != old:
+                        echo(f"{rid}: {plan.executor.kind} job {h.job_id} ({job_name(study_dir, rid)})")
             time.sleep(POLL_S if inflight else 0)
             for rid, h in list(inflight.items()):
                 if not h.done():
                     continue
                 del inflight[rid]
+                if jobs.pop(rid, False) is not False:
+                    store.set_job(rid, h.state())  # the engine's last word on it
                 tail.offsets[rid] = 0  # the whole file, once more: the trainer rewrites it on resume
                 tail.ingest(rid)
                 status = _finish(store, rid, h)
@@ -179,8 +195,11 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
                     + f" [{time.time() - t0:.0f} s]"
                 )
             if time.time() - last_beat > 2.0:
-                for rid in inflight:
+                for rid, h in inflight.items():
                     tail.ingest(rid)
+                    if rid in jobs and h.state() != jobs[rid]:
+                        jobs[rid] = h.state()
+                        store.set_job(rid, jobs[rid])
                 store.heartbeat(inflight)
                 last_beat = time.time()
     finally:
@@ -191,6 +210,10 @@ def execute(store: Store, study_dir: Path, plan: Plan, ids: list[str], echo: Ech
 def _finish(store: Store, rid: str, handle: Any) -> str:
     try:
         res = handle.result()
+    except StorageError:  # a full disk is not the run's fault: it stays to do, and the study stops
+        with contextlib.suppress(StorageError):
+            store.finish_run(rid, "pending", None)
+        raise
     except Exception as e:  # the run raised: record it and go on with the study
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         store.finish_run(rid, "failed", None, error=msg)
@@ -251,6 +274,8 @@ def _report(study_dir: Path, echo: Echo) -> Path | None:
         return None
     try:
         path = build_report(study_dir)
+    except StorageError:  # a full disk stops the study with its one error line
+        raise
     except Exception as e:  # the report must never break the study
         echo(f"report: failed ({type(e).__name__}: {e}); results are in {study_dir / 'scalinglab.db'}")
         return None
@@ -296,8 +321,8 @@ def run_study(
     store = Store(study_dir)
     check_same_data(store, plan.data.spec, fingerprint)  # before anything of the study is changed
     if plan_path.resolve() != (study_dir / "study.toml").resolve():
-        shutil.copyfile(plan_path, study_dir / ".study.toml.tmp")
-        os.replace(study_dir / ".study.toml.tmp", study_dir / "study.toml")
+        # a temporary file of its own: two `study run` on one folder must not write the same one
+        atomic_write_bytes(study_dir / "study.toml", plan_path.read_bytes())
     old = store.get_meta("plan_hash")
     if old is not None and old != plan_hash(plan):
         echo("the plan changed since the last run: new runs are added, finished runs are kept")
@@ -316,9 +341,12 @@ def run_study(
     planned = pilots + make_runs(plan, vocab, batch_for)
     ids = register(store, study_dir, plan, planned + adaptive_specs(store), vocab)
     execute(store, study_dir, plan, ids, echo)
-    counts = store.counts()
-    if counts["running"]:
-        echo(f"{counts['running']} run(s) are still running in another process; fitting what is done")
+    from scalinglab.study import evalsets, findings
+
+    evalsets.collect(store, study_dir, ids, plan.eval.sets, echo)  # loss by position, extra eval sets
+    # runs another `study run` on this folder is training: fitted without them, this process's fits could be
+    # stored after (over) that process's complete ones
+    wait_for_others(store, ids, echo)
     store.set_meta("phase", "fitting")
     fits = fitting.fit_study(store, plan, ids, echo)
     store.set_meta("phase", "fitted")
@@ -340,6 +368,7 @@ def run_study(
         store.set_meta("adaptive_rounds", rnd + 1)
         store.set_meta("phase", "fitted")
     fitting.print_summary(store, plan, ids, fits, echo)
+    findings.print_findings(store, plan, ids, echo)  # shape, loss by position, LSTM, transfer (Kaplan 2020)
     rep = _report(study_dir, echo) if report else None
     if rep is not None:
         echo(f"report: {rep}")
@@ -446,4 +475,22 @@ def study_status(study_dir: str | Path) -> dict[str, Any]:
         "eta_s": eta,
         "study_dir": str(study_dir),
         "fits": [f["law"] for f in store.fits()],
+        "jobs": _jobs(runs),
     }
+
+
+def _jobs(runs) -> list[dict[str, Any]]:
+    """The engine's job of each run that went to Ray or Slurm: {"run_id", "status", "engine", "job_id",
+    "state"}; Slurm states are asked of the controller now where `squeue` answers, else the driver's last."""
+    from scalinglab.study.executors import slurm_states
+    out = [
+        {"run_id": r["run_id"], "status": r["effective"], "engine": r["job_engine"], "job_id": r["job_id"],
+         "state": r["job_state"]}
+        for _, r in runs.iterrows() if r["job_id"]
+    ]
+    ask = [j["job_id"] for j in out if j["engine"] == "slurm" and j["status"] not in ("done", "diverged")]
+    if ask and shutil.which("squeue"):
+        live = slurm_states(ask) or {}
+        for j in out:
+            j["state"] = live.get(j["job_id"], j["state"]) if j["engine"] == "slurm" else j["state"]
+    return out

@@ -7,13 +7,18 @@ Tables (every write is one transaction; readers never block the writer):
   `n_non_embedding_with_head`, `n_total`, `n_total_without_head`), `n_layer`, `d_model`, `tokens`,
   `batch_size`, `lr`, `seed`, `flops_6n` .. (planned training FLOPs), final losses (nats/token), `wall_s`,
   `owner_pid`/`owner_host`/`heartbeat` (who runs it; a dead owner means the run was interrupted),
-  `attempts`, `resumed_from_step` (step of the checkpoint the last attempt resumed from, or null), `error`.
+  `attempts`, `resumed_from_step` (step of the checkpoint the last attempt resumed from, or null), `error`,
+  `job_engine`/`job_id`/`job_state` (the Ray task or Slurm job of the last attempt, as the driver saw it).
 - `metrics`: the trainer's metrics rows keyed (run_id, step): re-ingesting after a resume replaces, never
   duplicates. Columns are the pinned metrics keys; anything else goes to `extra` (JSON).
 - `noise_scale`: (run_id, step) -> tokens, train_loss, g2, trace, b_simple_tokens (from metrics rows).
 - `fits`: one row per law: the FitResult dict, its back-test dict, and `data_hash` (hash of the points it
   was fitted on; an unchanged hash means the fit need not be redone).
 - `evals`: one row per evaluation: run_id, task, shots, metric, value, n, record (the full dict, JSON).
+- `eval_sets`: (run_id, eval_set) -> loss (nats/token), bpb, tokens: each run's final validation (`val`) and
+  every extra evaluation set (Kaplan's transfer, e.g. `text:xz-docs`).
+- `position_loss`: (run_id, eval_set, position) -> loss (nats/token), tokens: the final loss at each position
+  t = 1..n_ctx of the context (Kaplan Fig. 20), on the same tokens as the set's loss.
 - `meta`: key/value (plan hash, phase, ...).
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import time
@@ -29,7 +35,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scalinglab.errors import InputError
+from scalinglab.errors import InputError, StorageError
+from scalinglab.faults import point
+from scalinglab.io import no_space_message, pid_alive  # noqa: F401  (pid_alive: re-exported)
 from scalinglab.model.counting import FLOP_CONVENTIONS
 from scalinglab.train.metric_keys import VALUE_KEYS
 
@@ -48,7 +56,8 @@ CREATE TABLE IF NOT EXISTS runs (
   {", ".join(f"flops_{k} REAL" for k in FLOP_KEYS)},
   final_train_loss REAL, final_val_loss REAL, final_val_bpb REAL, steps INTEGER, wall_s REAL,
   summary TEXT, owner_pid INTEGER, owner_host TEXT, heartbeat REAL, started_at REAL, finished_at REAL,
-  attempts INTEGER NOT NULL DEFAULT 0, resumed_from_step INTEGER, error TEXT, created_at REAL);
+  attempts INTEGER NOT NULL DEFAULT 0, resumed_from_step INTEGER, error TEXT, created_at REAL,
+  job_engine TEXT, job_id TEXT, job_state TEXT);
 CREATE TABLE IF NOT EXISTS metrics (
   run_id TEXT NOT NULL, step INTEGER NOT NULL, {", ".join(f"{k} REAL" for k in METRIC_KEYS)}, extra TEXT,
   PRIMARY KEY (run_id, step));
@@ -60,10 +69,17 @@ CREATE TABLE IF NOT EXISTS fits (
 CREATE TABLE IF NOT EXISTS evals (
   id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, task TEXT, shots INTEGER, metric TEXT, value REAL,
   n INTEGER, record TEXT NOT NULL, created_at REAL);
+CREATE TABLE IF NOT EXISTS eval_sets (
+  run_id TEXT NOT NULL, eval_set TEXT NOT NULL, loss REAL, bpb REAL, tokens INTEGER, record TEXT,
+  created_at REAL, PRIMARY KEY (run_id, eval_set));
+CREATE TABLE IF NOT EXISTS position_loss (
+  run_id TEXT NOT NULL, eval_set TEXT NOT NULL, position INTEGER NOT NULL, loss REAL, tokens INTEGER,
+  PRIMARY KEY (run_id, eval_set, position));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 DB_NAME = "scalinglab.db"
+_ADDED_RUN_COLUMNS = ("job_engine", "job_id", "job_state")  # added after the first release of the schema
 
 
 def _num(v: Any) -> Any:
@@ -88,17 +104,35 @@ def _dumps(obj: Any) -> str:
     return json.dumps(clean(obj), sort_keys=True)
 
 
-def pid_alive(pid: int | float | None) -> bool:
-    """Whether process ``pid`` exists on this host (None/NaN/0, e.g. a NULL read through pandas: no)."""
-    if pid is None or pid != pid or not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class _Connection(sqlite3.Connection):
+    """A connection whose statements turn SQLite's "database or disk is full" and "disk I/O error" (what a
+    full disk gives when the WAL or its index cannot grow) into one StorageError naming the database."""
+
+    db_path: Path | None = None
+
+    def _storage_error(self, e: sqlite3.OperationalError) -> Exception:
+        msg = str(e)
+        if "full" in msg or "disk I/O error" in msg:
+            path = self.db_path or Path("scalinglab.db")
+            try:
+                low = shutil.disk_usage(path.parent).free < 2**20
+            except OSError:
+                low = False
+            text = no_space_message(path) if "full" in msg or low else f"{msg} writing {path}"
+            return StorageError(text)
+        return e
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.OperationalError as e:
+            raise self._storage_error(e) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.OperationalError as e:
+            raise self._storage_error(e) from None
 
 
 class Store:
@@ -112,9 +146,14 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
             path = path / DB_NAME
         self.path = path
-        self.conn = sqlite3.connect(
-            str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self.conn = sqlite3.connect(
+                str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False,
+                factory=_Connection,
+            )
+        except sqlite3.OperationalError as e:
+            raise InputError(f"cannot open the study store {path}: {e}") from None
+        self.conn.db_path = path
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         for attempt in range(50):  # switching a new file to WAL needs a lock the busy timeout does not cover
@@ -130,6 +169,10 @@ class Store:
             for stmt in _SCHEMA.strip().split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            have = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
+            for col in _ADDED_RUN_COLUMNS:  # a study folder from before these columns existed
+                if col not in have:
+                    c.execute(f"ALTER TABLE runs ADD COLUMN {col} TEXT")
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -145,11 +188,12 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
+            point("store.commit")
             self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -289,6 +333,19 @@ class Store:
                     run_id,
                 ),
             )
+
+    def set_job(
+        self, run_id: str, state: str | None, engine: str | None = None, job_id: str | None = None
+    ) -> None:
+        """Record the engine's job of a run's current attempt (engine and id at submission) and its state."""
+        with self.transaction() as c:
+            if engine is not None or job_id is not None:
+                c.execute(
+                    "UPDATE runs SET job_engine = ?, job_id = ?, job_state = ? WHERE run_id = ?",
+                    (engine, job_id, state, run_id),
+                )
+            else:
+                c.execute("UPDATE runs SET job_state = ? WHERE run_id = ?", (state, run_id))
 
     def set_resumed(self, run_id: str, step: int | None) -> None:
         with self.transaction() as c:
@@ -475,6 +532,53 @@ class Store:
         extra = extra[[c for c in extra.columns if c not in df.columns]]
         return pd.concat([df.drop(columns=["record"]), extra], axis=1)
 
+    # ------------------------------------------------------------------ eval sets and loss by position
+    def put_eval_set(self, run_id: str, eval_set: str, result: dict[str, Any]) -> None:
+        """Store one run's result on one evaluation set (``val`` = its own validation split), replacing an
+        earlier one: ``result`` holds ``loss`` (nats/token), ``bpb``, ``tokens`` and, optionally,
+        ``loss_by_position`` / ``tokens_by_position`` (lists over positions 1..n_ctx); the rest is kept as
+        JSON in ``record``."""
+        pos = result.get("loss_by_position") or []
+        cnt = result.get("tokens_by_position") or [None] * len(pos)
+        rest = {k: v for k, v in result.items() if k not in ("loss_by_position", "tokens_by_position")}
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO eval_sets(run_id, eval_set, loss, bpb, tokens, record, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, eval_set, _num(result.get("loss")), _num(result.get("bpb")), result.get("tokens"),
+                 _dumps(rest), time.time()),
+            )
+            if pos:
+                c.execute("DELETE FROM position_loss WHERE run_id = ? AND eval_set = ?", (run_id, eval_set))
+                pairs = enumerate(zip(pos, cnt, strict=True))
+                rows = [(run_id, eval_set, t + 1, _num(v), n) for t, (v, n) in pairs]
+                c.executemany(
+                    "INSERT INTO position_loss(run_id, eval_set, position, loss, tokens) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+
+    def eval_set_names(self, run_id: str) -> set[str]:
+        """The evaluation sets stored for a run (``val`` included once its loss by position is in)."""
+        rows = self.conn.execute("SELECT eval_set FROM eval_sets WHERE run_id = ?", (run_id,)).fetchall()
+        return {r[0] for r in rows}
+
+    def eval_sets_frame(self):
+        """Final losses per run and evaluation set: run_id, eval_set, loss (nats/token), bpb, tokens."""
+        return self._frame(
+            "SELECT run_id, eval_set, loss, bpb, tokens, created_at FROM eval_sets ORDER BY run_id, eval_set"
+        )
+
+    def position_frame(self, run_id: str | None = None, eval_set: str | None = None):
+        """The final loss by context position: run_id, eval_set, position (1..n_ctx), loss (nats/token),
+        tokens (targets counted at that position)."""
+        sql, args = "SELECT * FROM position_loss", []
+        where = [(k, v) for k, v in (("run_id", run_id), ("eval_set", eval_set)) if v is not None]
+        if where:
+            sql += " WHERE " + " AND ".join(f"{k} = ?" for k, _ in where)
+            args = [v for _, v in where]
+        return self._frame(sql + " ORDER BY run_id, eval_set, position", args)
+
     # ------------------------------------------------------------------ export
     def export(self, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
         """Write every table to `out_dir/<table>.<fmt>` (parquet or csv), atomically per file."""
@@ -490,6 +594,8 @@ class Store:
             "noise_scale": self.noise_frame(),
             "fits": self._frame("SELECT * FROM fits ORDER BY law"),
             "evals": self.evals_frame(),
+            "eval_sets": self.eval_sets_frame(),
+            "position_loss": self.position_frame(),
         }
         paths = []
         for name, df in frames.items():

@@ -61,19 +61,21 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def load_model(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"):
-    """Load a trained model for evaluation: ``(GPT in eval mode, meta)``.
+    """Load a trained model for evaluation: ``(model in eval mode, meta)``: a ``GPT``, or an ``LSTMLM`` for an
+    LSTM run.
 
-    ``meta`` has ``model`` (GPTConfig dict), ``data`` (the spec trained on), ``dataset_path``, ``vocab_size``,
+    ``meta`` has ``model`` (GPTConfig or LSTMConfig dict), ``data`` (the spec trained on), ``dataset_path``,
+    ``vocab_size``,
     ``fingerprint``, ``domain``, ``bytes_per_token``, ``step``, ``tokens``, ``train_config``. Tokenizer:
     ``scalinglab.data.open_dataset(meta["dataset_path"]).tokenizer`` (or ``ensure_dataset(meta["data"])``).
     """
-    from scalinglab.model.config import GPTConfig
-    from scalinglab.model.gpt import GPT
+    from scalinglab.model.config import model_config_from_dict
+    from scalinglab.model.lstm import build_model
 
     ck = load_checkpoint(Path(run_dir_or_ckpt), map_location=device)
     meta = dict(ck["meta"])
     meta.update(step=ck["step"], tokens=ck["tokens"], train_config=ck["config"])
-    model = GPT(GPTConfig.from_dict(meta["model"]))
+    model = build_model(model_config_from_dict(meta["model"]))
     model.load_state_dict(ck["model"])
     model.to(device).eval()
     return model, meta

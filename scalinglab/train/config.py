@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scalinglab.errors import ConfigError
-from scalinglab.model.config import GPTConfig
+from scalinglab.model.config import GPTConfig, LSTMConfig
 
 
 class TrainConfig(BaseModel):
@@ -17,14 +17,20 @@ class TrainConfig(BaseModel):
     ``warmup_tokens=None`` warms up over 1 % of the budget (at least one step). ``log_every``, ``eval_every``,
     ``ckpt_every`` (steps) of 0 mean automatic: ~200 metric rows, ~10 evaluations, ~10 checkpoints per run.
     ``vocab_size=None`` takes the dataset's vocabulary.
+
+    ``arch``: ``gpt`` (the transformer; ``n_head`` required) or ``lstm`` (``LSTMConfig``: ``n_layer``,
+    ``d_model``, ``tied`` set the model; the attention and MLP fields do not apply and are refused).
+    ``eval_sets``: extra evaluation sets for the final validation (``text:SOURCE[,split=..]`` or
+    ``file:PATH``, see ``scalinglab.train.evaluate``); they do not change the trajectory (operational).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     # model shape
+    arch: Literal["gpt", "lstm"] = "gpt"
     n_layer: int = Field(ge=1)
     d_model: int = Field(ge=1)
-    n_head: int = Field(ge=1)
+    n_head: int | None = Field(None, ge=1)
     n_ctx: int = Field(ge=2)
     d_ff: int | None = None
     d_head: int | None = None
@@ -63,6 +69,7 @@ class TrainConfig(BaseModel):
     # two micro-batches when micro_batch_size is unset, so the split and the meter cost 1/k of their price.
     # Under DDP the per-rank gradients give the measurement without a split: every step.
     noise_scale_every: int = Field(4, ge=1)
+    eval_sets: list[str] = []
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False
@@ -73,6 +80,12 @@ class TrainConfig(BaseModel):
             raise ValueError("micro_batch_size must be >= 1")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr = {self.lr}: must be > 0")
+        if self.arch == "gpt" and self.n_head is None:
+            raise ValueError("n_head is required for arch 'gpt'")
+        if self.arch == "lstm":
+            bad = [k for k in _GPT_ONLY if getattr(self, k) not in (None, False, "gelu")]
+            if bad:
+                raise ValueError(f"{bad} do not apply to arch 'lstm' (a transformer's fields)")
         return self
 
     @classmethod
@@ -85,6 +98,13 @@ class TrainConfig(BaseModel):
                 f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors()
             )
             raise ConfigError(f"invalid training config: {msgs}") from None
+
+    def arch_config(self, vocab_size: int) -> GPTConfig | LSTMConfig:
+        """The model config of this run's family (``arch``), with the vocabulary of the data."""
+        if self.arch == "lstm":
+            return LSTMConfig(n_layer=self.n_layer, d_model=self.d_model,
+                              vocab_size=self.vocab_size or vocab_size, n_ctx=self.n_ctx, tied=self.tied)
+        return self.gpt_config(vocab_size)
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         """The model shape, with the vocabulary of the data (unless ``vocab_size`` is set)."""
@@ -104,5 +124,9 @@ class TrainConfig(BaseModel):
         )
 
 
+_GPT_ONLY = ("n_head", "d_ff", "d_head", "attention", "sparse_window", "bias", "activation")
+
 # Fields that may change between a run and its resumption (they do not change the trajectory).
-OPERATIONAL_FIELDS = frozenset({"device", "compile", "log_every", "eval_every", "ckpt_every", "eval_batches"})
+OPERATIONAL_FIELDS = frozenset(
+    {"device", "compile", "log_every", "eval_every", "ckpt_every", "eval_batches", "eval_sets"}
+)

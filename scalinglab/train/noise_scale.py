@@ -10,9 +10,13 @@ Two squared gradient norms taken from the *same* parameters at two batch sizes g
   (no copy, nothing held). |G_big|^2 is one more fused norm over ``.grad``. The per-step arithmetic is done
   in float64 on the host when the metrics are read, so a step queues one small tensor of norms and never
   waits for the device. The hooks are installed on the first ``after_micro_backward`` call.
-- DDP (``attach_ddp_hook``): a communication hook takes each bucket's squared norm before the all-reduce
-  (the rank's local gradient, B_small = b_micro * n_micro) and after it (B_big = B_small * world_size),
-  as in k-diffusion's ``DDPGradientStatsHook``. Under ``no_sync`` accumulation the hook fires once per step.
+- DDP (``attach_ddp_hook``): a communication hook takes the squared norm of each parameter's local
+  gradient in the bucket before the all-reduce (the rank's gradient, B_small = b_micro * n_micro); the
+  averaged gradient's (B_big = B_small * world_size) is read from ``.grad`` at ``end_step``, as in
+  k-diffusion's ``DDPGradientStatsHook``. Under ``no_sync`` accumulation the hook fires once per step. Both
+  sums run over the parameters in model order, never bucket by bucket: DDP rebuilds its buckets after the
+  first step of every process (in gradient-ready order), so a per-bucket sum would round differently in a
+  resumed run than in an uninterrupted one (it did, from the 7th significant digit of ``gns_*``).
 
 Loss scaling: trainers usually call ``(loss / n_micro).backward()``, so each micro-batch gradient arrives
 scaled by 1/n_micro and ``.grad`` ends up holding the mean. ``loss_divided_by_n_micro=True`` (default) undoes
@@ -51,11 +55,6 @@ def beta_for_run(total_steps: int) -> float:
     """
     window = min(1000.0, max(20.0, total_steps / 20))
     return 1.0 - 1.0 / window
-
-
-def _sq_norm(t: torch.Tensor) -> torch.Tensor:
-    """Squared L2 norm in fp32 (no full-size temporary for fp32 inputs)."""
-    return torch.linalg.vector_norm(t.detach(), 2, dtype=torch.float32).square()
 
 
 def _norms(ts: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -107,8 +106,7 @@ class NoiseScaleMeter:
         self._counts: list[int] = []  # how many of _step_norms each micro-batch contributed
         self._weights: list[float] = []  # each micro-batch's loss weight
         self._default_weight = 1.0 / self.n_micro if loss_divided_by_n_micro else 1.0
-        self._bucket_small: list[torch.Tensor] = []  # DDP: per-bucket local squared norms
-        self._bucket_big: list[torch.Tensor] = []  # DDP: per-bucket all-reduced squared norms
+        self._local: dict[int, torch.Tensor] = {}  # DDP: id(parameter) -> its local gradient's fp32 norm
         self._n_seen = 0
         # per step, not yet on the host: ("micro", norms, counts, weights) or ("pair", [sq_small, sq_big])
         self._pending: list[tuple] = []
@@ -122,8 +120,7 @@ class NoiseScaleMeter:
         self._step_norms.clear()
         self._counts.clear()
         self._weights.clear()
-        self._bucket_small.clear()
-        self._bucket_big.clear()
+        self._local.clear()
         self._n_seen = 0
 
     def _hook(self, grad: torch.Tensor) -> None:
@@ -175,10 +172,19 @@ class NoiseScaleMeter:
             raise RuntimeError(f"NoiseScaleMeter: expected {self.n_micro} after_micro_backward calls this "
                                f"step, got {self._n_seen} (call begin_step() before the first micro-batch)")
         if self.ddp:
-            if not self._bucket_small or len(self._bucket_small) != len(self._bucket_big):
+            if not self._local:
                 raise RuntimeError("NoiseScaleMeter: no gradient buckets seen this step; call "
                                    "attach_ddp_hook(ddp_model, meter) once after wrapping the model in DDP")
-            pair = torch.stack([torch.stack(self._bucket_small).sum(), torch.stack(self._bucket_big).sum()])
+            # model order (not bucket order, which DDP changes after a process's first step): the same sums,
+            # rounded the same way, in a resumed run as in an uninterrupted one
+            params = list(params)
+            local = [self._local[id(p)] for p in params if id(p) in self._local]
+            if len(local) != len(self._local):
+                raise RuntimeError("NoiseScaleMeter.end_step: the DDP hook saw gradients of parameters not "
+                                   "passed here; pass the DDP model's parameters")
+            small = torch.stack(local).double().square().sum()
+            big = torch.stack(_norms([p.grad for p in params if p.grad is not None])).double().square().sum()
+            pair = torch.stack([small, big])
             torch.distributed.all_reduce(pair)  # gloo has no AVG: SUM then divide
             pair = pair / (self.world_size * (self._default_weight * self.n_micro) ** 2)
             self._pending.append(("pair", pair.detach()))
@@ -256,8 +262,9 @@ class NoiseScaleMeter:
 def attach_ddp_hook(ddp_model: torch.nn.parallel.DistributedDataParallel, meter: NoiseScaleMeter) -> None:
     """Register the communication hook that feeds ``meter`` (call once, after wrapping the model in DDP).
 
-    Replaces DDP's default all-reduce with the same averaging all-reduce plus two squared norms per bucket:
-    the local (per-rank) gradient before it and the averaged gradient after it.
+    Replaces DDP's default all-reduce with the same averaging all-reduce, taking the norm of each
+    parameter's local (per-rank) gradient before it (the averaged one is read from ``.grad`` at
+    ``end_step``).
     """
     if not isinstance(ddp_model, torch.nn.parallel.DistributedDataParallel):
         raise TypeError("attach_ddp_hook needs a torch.nn.parallel.DistributedDataParallel model")
@@ -269,13 +276,7 @@ def attach_ddp_hook(ddp_model: torch.nn.parallel.DistributedDataParallel, meter:
 
 def _gns_comm_hook(meter, bucket):  # no annotations: DDP checks them and would see strings (__future__)
     buf = bucket.buffer()
-    meter._bucket_small.append(_sq_norm(buf))
+    norms = _norms(bucket.gradients())  # views of ``buf``, before it is averaged in place
+    meter._local.update((id(p), n) for p, n in zip(bucket.parameters(), norms, strict=True))
     buf.div_(meter.world_size)
-    fut = torch.distributed.all_reduce(buf, async_op=True).get_future()
-
-    def _after(fut: torch.futures.Future) -> torch.Tensor:
-        reduced = fut.value()[0]
-        meter._bucket_big.append(_sq_norm(reduced))
-        return reduced
-
-    return fut.then(_after)
+    return torch.distributed.all_reduce(buf, async_op=True).get_future().then(lambda fut: fut.value()[0])

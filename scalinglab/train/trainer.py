@@ -24,8 +24,10 @@ import torch
 import torch.distributed as dist
 
 from scalinglab.errors import ConfigError, InputError
+from scalinglab.faults import point
+from scalinglab.io import sweep_temps, writing
 from scalinglab.model.counting import FLOP_CONVENTIONS, count_params, flops_per_token, kaplan_lr
-from scalinglab.model.gpt import GPT
+from scalinglab.model.lstm import build_model
 from scalinglab.train import checkpoint as ckio
 from scalinglab.train.config import OPERATIONAL_FIELDS, TrainConfig
 from scalinglab.train.hardware import mfu, peak_flops
@@ -218,6 +220,10 @@ def train(
 def _check_same_config(old: dict, cfg: TrainConfig, what: str) -> None:
     """A resume (or a finished run returned as is) must have the config it was written with, operational
     fields (logging, checkpoint intervals, device) aside."""
+    try:  # a config written before a field existed: compare with that field's default
+        old = TrainConfig.make(**old).model_dump()
+    except ConfigError:
+        pass
     old = {k: v for k, v in old.items() if k not in OPERATIONAL_FIELDS}
     new = {k: v for k, v in cfg.model_dump().items() if k not in OPERATIONAL_FIELDS}
     if old != new:
@@ -252,7 +258,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     ds_path = Path(api.ensure_dataset(cfg.data))
     ds = api.open_dataset(ds_path)
     device = _pick_device(cfg, d)
-    mcfg = cfg.gpt_config(int(ds.vocab_size))
+    mcfg = cfg.arch_config(int(ds.vocab_size))
     if cfg.vocab_size is not None and cfg.vocab_size < int(ds.vocab_size):
         raise ConfigError(
             f"vocab_size {cfg.vocab_size} is smaller than the data's vocabulary {ds.vocab_size}"
@@ -294,7 +300,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     # ---- model, optimiser, state (fresh or resumed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        raw = GPT(mcfg)
+        raw = build_model(mcfg)
     raw.to(device)
     opt = _optimizer(raw, cfg, device)
     sampler = api.Sampler(ds, "train", B, T, cfg.seed, unique_tokens=cfg.unique_tokens)
@@ -311,6 +317,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         step, wall_prev, last = ck["step"], ck["wall_s"], ck["last"]
     if d.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        sweep_temps(out)  # a checkpoint's temporary file from a killed attempt
         if ck is None:
             for p in (metrics_path, ckpt_path, summary_path):
                 p.unlink(missing_ok=True)
@@ -474,6 +481,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        point("train.step")
         if device.type == "cuda" and step % log_every == 0:
             torch.cuda.synchronize(device)
         train_time += time.perf_counter() - t0
@@ -508,7 +516,7 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
                 last["gns_logged_n"] = meter.n_measured
             row["wall_s"] = wall_prev + time.perf_counter() - t_start
             if d.rank == 0:
-                with open(metrics_path, "a") as f:
+                with writing(metrics_path), open(metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 if on_metrics is not None:
                     on_metrics(row)
@@ -527,6 +535,11 @@ def _train(cfg, out, d, resume, on_metrics, should_stop, summary_path, ckpt_path
     s = summary(status, wall, step)
     if status == "diverged":
         s["diverged_at_step"] = step + 1
+    if status == "done" and d.rank == 0:  # loss by position and on the extra sets (scalinglab.train.evaluate)
+        from scalinglab.train.evaluate import final_evaluation
+
+        s.update(final_evaluation(raw, ds, batch_size=B, n_ctx=T, eval_batches=cfg.eval_batches, micro=micro,
+                                  device=device, amp=amp, eval_sets=cfg.eval_sets))
     if d.rank == 0:
         ckio.atomic_write_json(summary_path, s)
     d.barrier()

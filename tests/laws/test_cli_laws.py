@@ -189,7 +189,8 @@ def test_reads_parquet_and_json_lines(monkeypatch, capsys, tmp_path):
     # 12 significant digits, which both formats hold exactly: the two readers must then give the same fit
     df = pd.DataFrame({k: [float(f"{x:.12g}") for x in v] for k, v in data.items()})
     df.to_parquet(tmp_path / "r.parquet")
-    df.to_json(tmp_path / "r.jsonl", orient="records", lines=True, double_precision=15)
+    # every digit (pandas' to_json keeps 10): both files then hold the same numbers, and give the same fit
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in df.to_dict("records")))
     fits = []
     for name in ("r.parquet", "r.jsonl"):
         code, out, err = run(
@@ -199,7 +200,7 @@ def test_reads_parquet_and_json_lines(monkeypatch, capsys, tmp_path):
         assert code == 0, err
         fits.append(json.loads(out))
         (tmp_path / f"{name}.fit.json").write_text(out)
-    assert fits[0]["params"]["alpha"] == pytest.approx(fits[1]["params"]["alpha"], rel=1e-9)
+    assert fits[0]["params"]["alpha"] == fits[1]["params"]["alpha"]
     code, out, err = run(
         monkeypatch, capsys, "predict", tmp_path / "r.parquet.fit.json", "--at", "N=1e9", "--json"
     )
@@ -214,3 +215,47 @@ def test_reads_parquet_and_json_lines(monkeypatch, capsys, tmp_path):
     assert code == 2 and "refused" in err and "--bootstrap" in err and out == ""
     code, out, err = run(monkeypatch, capsys, "predict", tmp_path / "plain.json", "--at", "N=1e9", "--force")
     assert code == 0 and "UNSUPPORTED" in err
+
+
+def test_fit_isoflop_from_a_table(monkeypatch, capsys, tmp_path):
+    """Approach 2 from a CSV (it was `unknown law` at the CLI although laws.allocate.isoflop worked)."""
+    from scalinglab.laws import synthetic as S
+
+    N, D, C = S.isoflop_design(S.BESIROGLU, (1e18, 1e19, 1e20, 1e21))
+    y = S.observe(S.BESIROGLU, N, D, np.random.default_rng(0))
+    pd.DataFrame({"flops": C, "params": N, "loss": y}).to_csv(tmp_path / "iso.csv", index=False)
+    args = ("fit", tmp_path / "iso.csv", "--law", "isoflop", "--col", "C=flops", "--col", "N=params")
+    code, out, err = run(monkeypatch, capsys, *args, "--bootstrap", "200", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    a_true = S.BESIROGLU["beta"] / (S.BESIROGLU["alpha"] + S.BESIROGLU["beta"])
+    assert d["interval"] == "bootstrap" and d["a_ci95"][0] < a_true < d["a_ci95"][1] and len(d["minima"]) == 4
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 0 and "Approach 2" in out and "N_opt =" in out and "delta method" in out
+
+
+def test_allocate_reads_a_study_fit_document_and_refuses_an_unsupported_fit(monkeypatch, capsys, tmp_path):
+    from scalinglab.laws import synthetic as S
+    from scalinglab.laws.fit import fit
+
+    N, D, _ = S.isoflop_design(S.BESIROGLU, (1e18, 1e19, 1e20))
+    y = S.observe(S.BESIROGLU, N, D, np.random.default_rng(1))
+    good = fit("chinchilla", {"N": N, "D": D, "loss": y}, bootstrap=60, starts=200).to_dict(samples=True)
+    doc = {"fits": [{**good, "law": "L(N,D)"}, {"law": "isoflop", "params": {"a": 0.5, "k": 1.0}}]}
+    (tmp_path / "study.json").write_text(json.dumps(doc))
+    code, out, err = run(monkeypatch, capsys, "allocate", "1e23", "--law", tmp_path / "study.json", "--json")
+    assert code == 0, err
+    a = json.loads(out)
+    assert a["supported"] and a["N_opt_ci"][0] < a["N_opt"] < a["N_opt_ci"][1] and len(a["a_ci"]) == 2
+    code, out, err = run(monkeypatch, capsys, "allocate", "1e23", "--law", tmp_path / "study.json")
+    assert code == 0 and "95% interval" in out and "tokens per parameter" in out
+    code, out, err = run(monkeypatch, capsys, "predict", tmp_path / "study.json", "--fit", "L(N,D)",
+                         "--at", "N=1e9", "--at", "D=2e10", "--json")
+    assert code == 0 and len(json.loads(out)["loss_ci"]) == 2, err
+    # E pinned at its bound: refused, with the reason, unless --force
+    bad = {**good, "at_bound": ["E"], "warnings": ["parameter E is at the lower end of its search range"]}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    code, out, err = run(monkeypatch, capsys, "allocate", "1e23", "--law", tmp_path / "bad.json")
+    assert code == 2 and "refused" in err and "E = " in err and "bound" in err and out == ""
+    code, out, err = run(monkeypatch, capsys, "allocate", "1e23", "--law", tmp_path / "bad.json", "--force")
+    assert code == 0 and "UNSUPPORTED" in out and "UNSUPPORTED" in err

@@ -27,16 +27,17 @@ def test_report_command_writes_the_page(tmp_path):
 
 
 def test_report_folder_is_swapped_in_whole(tmp_path):
-    """A new report replaces the old folder by renames: never a mix of old and new files, no leftovers."""
-    from scalinglab.report.build import _swap_in
+    """A new report replaces the old folder in one switch: never a mix of old and new files, no leftovers
+    (killed at the switch: tests/durability/test_atomic_folders.py)."""
+    from scalinglab.io import replace_dir, temp_dir
 
     dest = tmp_path / "report"
     dest.mkdir()
     (dest / "old-only.png").write_text("old")
-    new = tmp_path / ".report.tmp-x"
-    (new / "figures").mkdir(parents=True)
-    (new / "index.html").write_text("new")
-    _swap_in(new, dest)
+    with temp_dir(dest) as new:
+        (new / "figures").mkdir(parents=True)
+        (new / "index.html").write_text("new")
+        replace_dir(new, dest)
     assert (dest / "index.html").read_text() == "new" and not (dest / "old-only.png").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 

@@ -10,13 +10,18 @@ from report_chromium import chromium_binary, run_chromium
 
 from scalinglab.report.build import FIGURES
 
+ARCH = {"shape", "position_loss", "lstm_vs_transformer", "transfer"}  # drawn by test_report_arch.py
+
 
 def test_every_figure_drawn_or_explained(rendered):
     names = {f.name for f in FIGURES}
     assert set(rendered.figures) | set(rendered.skipped) == names
-    # the synthetic study has every kind of data but repeated-data runs
-    assert set(rendered.skipped) == {"repeat"}, rendered.skipped
+    # the synthetic ladder has every kind of data but repeated-data runs and the architecture experiments'
+    # (their own studies)
+    assert set(rendered.skipped) == ARCH | {"repeat"}, rendered.skipped
     assert "no repeat fit" in rendered.skipped["repeat"]
+    assert "no shape sweep" in rendered.skipped["shape"] and "no LSTM runs" in rendered.skipped[
+        "lstm_vs_transformer"]
     for must in (
         "loss_vs_compute",
         "loss_vs_tokens",

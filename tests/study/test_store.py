@@ -107,7 +107,8 @@ def test_fits_evals_and_export(tmp_path):
     for fmt in ("csv", "parquet"):
         paths = s.export(tmp_path / fmt, fmt)
         assert {p.name for p in paths} == {
-            f"{t}.{fmt}" for t in ("runs", "metrics", "noise_scale", "fits", "evals")
+            f"{t}.{fmt}"
+            for t in ("runs", "metrics", "noise_scale", "fits", "evals", "eval_sets", "position_loss")
         }
         runs = pd.read_csv(paths[0]) if fmt == "csv" else pd.read_parquet(paths[0])
         assert list(runs["run_id"]) == ["a"]
@@ -155,3 +156,22 @@ def test_reset_does_not_undo_a_claim_made_meanwhile(tmp_path, monkeypatch):
     assert s.reset_interrupted() == []
     r = s.run("a")
     assert r["status"] == "running" and r["owner_pid"] == os.getpid() and r["attempts"] == 2
+
+
+def test_job_columns_recorded_and_added_to_an_older_store(tmp_path):
+    """The engine's job of a run (engine, id, state); a study folder made before these columns existed gets
+    them when opened, its rows intact."""
+    s = Store(tmp_path)
+    s.add_runs([("r0", _cfg(0), ["grid"], _counts(0))])
+    s.set_job("r0", "PENDING", "slurm", "42")
+    s.set_job("r0", "RUNNING")
+    r = s.run("r0")
+    assert (r["job_engine"], r["job_id"], r["job_state"]) == ("slurm", "42", "RUNNING")
+    for col in ("job_engine", "job_id", "job_state"):
+        s.conn.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+    s.close()
+    s = Store(tmp_path)
+    r = s.run("r0")
+    assert r["job_id"] is None and r["n_layer"] == 1 and r["status"] == "pending"
+    s.set_job("r0", "COMPLETED", "ray", "ab12")
+    assert s.run("r0")["job_state"] == "COMPLETED"

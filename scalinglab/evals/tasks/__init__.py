@@ -7,6 +7,7 @@ Every module in ``scalinglab/evals/tasks/`` is imported on the first lookup, and
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +54,13 @@ def get_task(name: str, **kwargs: Any) -> Task:
     key = name.lower()
     if key not in _REGISTRY:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[key](name=key, **kwargs)
+    factory = _REGISTRY[key]
+    try:
+        inspect.signature(factory).bind(name=key, **kwargs)
+    except TypeError as e:  # an option the task does not take
+        known = [p for p in inspect.signature(factory).parameters if p not in ("self", "name")]
+        raise ConfigError(f"task {key}: {e}; its options: {', '.join(known) or 'none'}") from None
+    return factory(name=key, **kwargs)
 
 
 def expand(names: str | list[str]) -> list[str]:

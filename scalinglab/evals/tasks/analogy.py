@@ -17,7 +17,7 @@ import random
 
 from scalinglab.evals.prompts import Doc, Preset, doc_seed
 from scalinglab.evals.tasks import register
-from scalinglab.evals.tasks.base import Task
+from scalinglab.evals.tasks.base import Task, count_option
 
 _NUM = "one two three four five six seven eight nine ten eleven twelve".split()
 _ORD = "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split()
@@ -65,7 +65,8 @@ class GeneratedAnalogies(Task):
 
     def __init__(self, name: str, *, n_test: int = 400, n_train: int = 400, data_seed: int = 0) -> None:
         self.name, self.data_seed = name, data_seed
-        self.sizes = {"test": int(n_test), "train": int(n_train)}
+        self.sizes = {"test": count_option(name, "n_test", n_test),
+                      "train": count_option(name, "n_train", n_train, minimum=0)}
         self._docs: dict[str, list[Doc]] = {}
 
     def docs(self, split: str) -> list[Doc]:

@@ -22,7 +22,7 @@ import random
 from scalinglab.errors import ConfigError
 from scalinglab.evals.prompts import Doc, Preset, doc_seed
 from scalinglab.evals.tasks import register
-from scalinglab.evals.tasks.base import Task
+from scalinglab.evals.tasks.base import Task, count_option
 
 WORDS = {"+": "plus", "-": "minus", "*": "times"}
 FUNCS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
@@ -74,7 +74,8 @@ class Arithmetic(Task):
         if rules not in ("paper", "released"):
             raise ConfigError(f"{name}: rules must be 'paper' or 'released', got {rules!r}")
         self.rules, self.data_seed = rules, data_seed
-        self.sizes = {"test": int(n_test), "train": int(n_train)}
+        self.sizes = {"test": count_option(name, "n_test", n_test),
+                      "train": count_option(name, "n_train", n_train, minimum=0)}
         self._cache: dict[str, list[Doc]] = {}
 
     def docs(self, split: str) -> list[Doc]:

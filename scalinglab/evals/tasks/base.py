@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from scalinglab.errors import ConfigError
 from scalinglab.evals.prompts import Doc, Preset
@@ -36,3 +36,15 @@ class Task:
         """The text searched in the training corpus by the contamination check: the prompt and answer as
         the evaluated ``preset`` writes them (the task's default preset when None)."""
         return self.preset(preset).demo(doc)
+
+
+def count_option(task: str, key: str, value: Any, minimum: int = 1, maximum: int = 10**6) -> int:
+    """A task's integer option (a number of documents, a length), checked: a ConfigError names it."""
+    try:
+        v = int(value)
+        ok = not isinstance(value, bool) and v == float(value) and minimum <= v <= maximum
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{task}: {key}={value!r}: expected an integer from {minimum} to {maximum}")
+    return v

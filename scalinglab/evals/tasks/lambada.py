@@ -18,7 +18,7 @@ import re
 from scalinglab.errors import ConfigError
 from scalinglab.evals.prompts import Doc, Preset
 from scalinglab.evals.tasks import register
-from scalinglab.evals.tasks.base import Task
+from scalinglab.evals.tasks.base import Task, count_option
 
 _END = re.compile(r"^([A-Za-z]{3,})[.!?;]$")
 
@@ -64,7 +64,9 @@ class CorpusLastWord(Task):
 
     def __init__(self, name: str, *, data: str = "text:default", texts: dict[str, str] | None = None,
                  n_words: int = 48, n_test: int = 500) -> None:
-        self.name, self.data, self.n_words, self.n_test = name, data, int(n_words), int(n_test)
+        self.name, self.data = name, data
+        self.n_words = count_option(name, "n_words", n_words)
+        self.n_test = count_option(name, "n_test", n_test)
         self._texts = texts
         self._docs: dict[str, list[Doc]] = {}
 

@@ -34,7 +34,7 @@ from importlib import resources
 from scalinglab.errors import ConfigError
 from scalinglab.evals.prompts import Doc, Preset, doc_seed
 from scalinglab.evals.tasks import register
-from scalinglab.evals.tasks.base import Task
+from scalinglab.evals.tasks.base import Task, count_option
 
 RI_CHARS = {"paper": string.punctuation + " ", "released": " ./!"}
 INSTRUCTION = "Please unscramble the letters into a word, and write that word:\n"
@@ -107,8 +107,9 @@ class WordTask(Task):
         if rules not in RI_CHARS:
             raise ConfigError(f"{name}: rules must be 'paper' or 'released', got {rules!r}")
         self.name, self.kind, self.rules = name, name.split(".", 1)[1], rules
-        self.n_test, self.data_seed = int(n_test), data_seed
-        self.min_len = min_len or (6 if self.kind == "a2" else 5)  # A2 needs a middle of 2+
+        self.n_test, self.data_seed = count_option(name, "n_test", n_test), data_seed
+        default = 6 if self.kind == "a2" else 5  # A2 needs a middle of 2+
+        self.min_len = default if min_len is None else count_option(name, "min_len", min_len, maximum=14)
         self._docs: dict[str, list[Doc]] | None = None
 
     def docs(self, split: str) -> list[Doc]:
