@@ -32,7 +32,7 @@ def reference_save() -> tuple[float, float]:
     ax.set_xlabel("C, FLOPs")
     ax.set_ylabel("loss, nats/token")
     style.finish(fig)
-    fig.savefig(io.BytesIO(), format="png")
+    fig.savefig(io.BytesIO(), format="png", dpi=style.PNG_DPI)  # as the report saves its PNGs
     fig.savefig(io.BytesIO(), format="pdf")
     return time.perf_counter() - t, time.process_time() - c
 

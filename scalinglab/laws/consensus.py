@@ -523,3 +523,43 @@ def _fix_advice(lnd) -> str:
     if not tips:
         return ""
     return "; to fix: " + "; ".join(tips) + " (`scalinglab study suggest DIR --target C=...` proposes runs)"
+
+
+# --------------------------------------------------------------------- one approach at another budget
+
+
+def allocation_at(
+    key: str,
+    C: float,
+    *,
+    runs=None,
+    curves=None,
+    lnd=None,
+    floors: list[Floor] | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Approach ``key``'s allocation dict at ``C`` FLOPs, as ``consensus`` makes it at its target (same
+    inputs, intervals, refusals and floors), for a table of budgets beside the answer. ``refused`` holds
+    the reason when the approach cannot support a number there (``consensus``'s wording)."""
+    if key == "3":
+        if lnd is None:
+            raise InputError("Approach 3 needs the L(N,D) fit (lnd=FitResult)")
+        al = _approach3(lnd, C)[5]
+        out = al.to_dict()
+        if al.refused:
+            out["refused"] = f"the L(N,D) fit cannot support it: {al.refused}" + _fix_advice(lnd)
+    elif key in ("1", "2"):
+        if key == "1":
+            pred = _approach1(curves, C, bootstrap, seed)[4]
+        else:
+            iso = runs[np.isfinite(runs["budget"].astype(float))]
+            pred = _approach2(iso.assign(C=iso["budget"].astype(float)), C, bootstrap, seed)[4]
+        out = _allocation_from_prediction(pred)
+        if out["N_opt_ci"] is None:
+            out["refused"] = f"{APPROACHES[key]} has no bootstrap, so N_opt has no interval"
+    else:
+        raise InputError(f"approach {key!r}: one of {sorted(APPROACHES)}")
+    if not out.get("refused"):
+        _check_floors(out, list(floors or []))
+    return out

@@ -1,12 +1,19 @@
-"""'What should I train next?': plain sentences from the fits, the isoFLOP minima and the back-test.
+"""'What should I train next?': plain sentences from the study's answer, the isoFLOP minima and the back-test.
 
 Rules (each fires only when its evidence is on the page):
-1. the next run: the compute-optimal (N, D) at 10x the largest run, its predicted loss and interval, and a
-   batch size from the fitted B_crit(L) at that loss;
-2. an isoFLOP minimum at the edge of its set: the set does not bracket the optimum, extend it;
-3. a wide N_opt interval at 10x (more than 3x from low to high): more isoFLOP runs at the largest budget;
-4. a back-test that misses (held-out runs outside their intervals, or error above 2%): fit less far;
-5. fits that did not converge or were not possible.
+1. the next run: the answer's allocation (``report.answer``; 10x the largest run unless the study set its
+   own target) with the interval of every number, from the approach the answer chose, and a batch size from
+   the fitted B_crit(L) at its loss; or, when the answer is refused, why and what runs would fix it;
+2. the approaches disagree (their intervals of a do not overlap): say so, and which one back-tests best;
+3. an L(N, D) fit that cannot support an allocation (``FitResult.support_problems``) while another
+   approach answers: why, and what to add;
+4. an isoFLOP minimum at the edge of its set: the set does not bracket the optimum, extend it;
+5. a wide N_opt interval (more than 3x from low to high): more isoFLOP runs at the largest budget;
+6. a back-test that misses (held-out runs outside their intervals, or error above 2%): fit less far;
+7. fits that did not converge or were not possible.
+
+No loss is given that the answer does not give (none below a fitted irreducible loss, none from a refused
+fit).
 """
 
 from __future__ import annotations
@@ -14,23 +21,52 @@ from __future__ import annotations
 import numpy as np
 
 from scalinglab.report import alloc
+from scalinglab.report.answer import get_answer
 from scalinglab.report.context import Context
 from scalinglab.report.style import fmt_si
 from scalinglab.report.tables import predictions
 
 
-def advice(ctx: Context) -> list[str]:
-    out: list[str] = []
+def _iv(x: float, lo: float, hi: float, fmt) -> str:
+    return fmt(x) + (f" [{fmt(lo)}, {fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else "")
+
+
+def _loss(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _tpp(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _next_run(ctx: Context, out: list[str]) -> None:
+    ans = get_answer(ctx)
     pred = predictions(ctx)
-    if len(pred.table):
-        r = pred.table.iloc[0]
-        s = (
-            f"Train next at {r['C']:.3g} FLOPs (10x the largest run): N = {fmt_si(r['N_opt'])} parameters on "
-            f"D = {fmt_si(r['D_opt'])} tokens (D/N = {r['D_opt'] / r['N_opt']:.3g}), predicted loss "
-            f"{r['loss']:.3f} nats/token"
+    res = ans.result or {}
+    if res.get("overlap") is None and len(res.get("approaches") or {}) >= 2 and res.get("comparable", True):
+        from scalinglab.laws.consensus import APPROACHES
+
+        best = res.get("best_backtest")
+        out.append(
+            "The approaches disagree: their 95 % intervals of a (N_opt ~ C^a) do not overlap; "
+            + (f"{APPROACHES[best]} back-tests best, and the numbers here come from it."
+               if best else "none could be back-tested (it needs two or more isoFLOP budgets).")
         )
-        if np.isfinite(r.get("loss_lo", np.nan)):
-            s += f" (95% interval {r['loss_lo']:.3f} to {r['loss_hi']:.3f})"
+    if ans.refused:
+        out.append(f"No compute-optimal recommendation: {ans.refused}.")
+        return
+    if len(pred.table) == 0:
+        out.append(f"No compute-optimal recommendation: {pred.why_not}.")
+        return
+    r = pred.table.iloc[0]
+    s = (
+        f"Train next at {r['C']:.3g} FLOPs ({r['factor']:.4g}x the largest run; from {pred.source}): "
+        f"N = {_iv(r['N_opt'], r['N_lo'], r['N_hi'], fmt_si)} parameters on "
+        f"D = {_iv(r['D_opt'], r['D_lo'], r['D_hi'], fmt_si)} tokens "
+        f"(D/N = {_iv(r['tpp'], r['tpp_lo'], r['tpp_hi'], _tpp)}; [low, high]: 95 % intervals)"
+    )
+    if np.isfinite(r["loss"]):
+        s += f", predicted loss {_iv(r['loss'], r['loss_lo'], r['loss_hi'], _loss)} nats/token"
         bc = ctx.fits.get("bcrit")
         if bc is not None:
             b = float(bc.predict(L=np.array([r["loss"]]))[0])
@@ -38,15 +74,29 @@ def advice(ctx: Context) -> list[str]:
                 f"; at that loss the fitted critical batch is about {fmt_si(b)} tokens, "
                 f"i.e. about {fmt_si(r['D_opt'] / b)} steps at B = B_crit"
             )
-        out.append(s + ".")
-        if np.isfinite(r.get("N_lo", np.nan)) and r["N_hi"] / r["N_lo"] > 3:
-            out.append(
-                f"N_opt at 10x is uncertain by {r['N_hi'] / r['N_lo']:.2g}x (95% interval "
-                f"{fmt_si(r['N_lo'])} to {fmt_si(r['N_hi'])}): add isoFLOP runs at the largest budget "
-                "before committing compute."
-            )
-    elif pred.why_not:
-        out.append(f"No compute-optimal recommendation: {pred.why_not}.")
+    elif r["loss_refused"]:
+        s += f"; no loss is predicted: {r['loss_refused']}"
+    out.append(s + ".")
+    if np.isfinite(r["N_lo"]) and r["N_hi"] / r["N_lo"] > 3:
+        out.append(
+            f"N_opt there is uncertain by {r['N_hi'] / r['N_lo']:.2g}x (95% interval "
+            f"{fmt_si(r['N_lo'])} to {fmt_si(r['N_hi'])}): add isoFLOP runs at the largest budget "
+            "before committing compute."
+        )
+    problems = [] if ans.lnd is None else ans.lnd.support_problems()
+    if ans.chosen != "3" and problems:
+        from scalinglab.laws.consensus import allocation_at
+
+        try:  # consensus's wording, with what runs would fix it
+            why = allocation_at("3", float(r["C"]), lnd=ans.lnd)["refused"]
+        except Exception:  # no optimum at all (an exponent or coefficient at 0)
+            why = "; ".join(problems)
+        out.append(f"The L(N, D) fit gives no allocation or loss here: {why}.")
+
+
+def advice(ctx: Context) -> list[str]:
+    out: list[str] = []
+    _next_run(ctx, out)
     sets = alloc.isoflop_table(ctx)
     if len(sets):
         try:

@@ -1,5 +1,7 @@
-"""Compute-optimal allocation for the report: isoFLOP minima (Approach 2), N_opt(C) and D_opt(C) from the
-fitted L(N, D) (Approach 3) with bootstrap intervals, and the published Kaplan and Hoffmann lines.
+"""Compute-optimal allocation for the figures: isoFLOP minima (Approach 2, the parabolas drawn), N_opt(C) and
+D_opt(C) from the fitted L(N, D) (Approach 3) with bootstrap intervals, the envelope points (Approach 1),
+and the published Kaplan and Hoffmann lines. The exponents, their agreement and the allocation a researcher
+acts on are the study's one answer (``report.answer``), not recomputed here.
 
 All maths is ``scalinglab.laws`` (``allocate``, ``isoflop``, ``presets``); this module only tabulates.
 C in FLOPs, N parameters, D tokens, loss nats/token.
@@ -26,7 +28,7 @@ def isoflop_table(ctx: Context) -> pd.DataFrame:
 
 
 def isoflop_minima(ctx: Context) -> tuple[pd.DataFrame, Any]:
-    """Per budget: the minimum of the parabola in log N (laws.allocate.isoflop) with its interval.
+    """Per budget: the minimum of the parabola in log N (laws.allocate.isoflop) with its 95 % interval.
 
     Returns (table with columns budget, N_opt, N_lo, N_hi, loss_opt; the laws IsoFlopResult or None)."""
     if "isoflop_minima" in ctx.cache:
@@ -35,9 +37,17 @@ def isoflop_minima(ctx: Context) -> tuple[pd.DataFrame, Any]:
     out = (pd.DataFrame(columns=["budget", "N_opt", "N_lo", "N_hi", "loss_opt"]), None)
     if len(sets):
         try:
+            from scalinglab.errors import FitError
             from scalinglab.laws.allocate import isoflop
+            from scalinglab.report.fits import BANDS
 
-            res = isoflop(sets[["N", "D", "C", "loss"]].assign(C=sets["budget"]), min_budgets=1)
+            table = sets[["N", "D", "C", "loss"]].assign(C=sets["budget"])
+            try:  # the answer's intervals: the pooled-residual bootstrap (laws.consensus uses the same)
+                res = isoflop(table, min_budgets=1, bootstrap=BANDS, seed=0)
+                ctx.cache["isoflop_interval"] = f"95% pooled-residual bootstrap interval ({BANDS} resamples)"
+            except FitError:  # 3 sizes per budget: no residuals to resample; the delta method's interval
+                res = isoflop(table, min_budgets=1)
+                ctx.cache["isoflop_interval"] = "95% delta-method interval (where a budget has > 4 sizes)"
             out = (_minima_frame(res), res)
         except Exception as e:  # laws missing or the parabolas failing: the figure shows the data alone
             ctx.cache["isoflop_why"] = f"{type(e).__name__}: {e}"
@@ -57,46 +67,27 @@ def _minima_frame(res: Any) -> pd.DataFrame:
 
 def allocation_curve(ctx: Context, c: np.ndarray) -> pd.DataFrame | None:
     """N_opt, D_opt and the predicted loss at each compute C (FLOPs) from the L(N, D) fit
-    (``laws.allocate.allocate``). Intervals (95%): N_opt and D_opt from the fit's bootstrap parameter samples
-    (each sample's own optimum), the loss from ``FitResult.predict_interval`` at (N_opt, D_opt), i.e. the
-    loss a new run of that size would reach. None when there is no L(N, D) fit."""
+    (``laws.allocate.allocate``), with its 95 % intervals (each bootstrap sample's own optimum; the loss of
+    a new run at (N_opt, D_opt)). None when there is no L(N, D) fit or it cannot support an allocation
+    (``FitResult.support_problems``: the reason is in ``ctx.cache["alloc_why"]``)."""
     view = ctx.fits.get("lnd")
     if view is None:
         return None
-    try:
-        from scalinglab.laws.allocate import allocate
-    except ImportError as e:
-        ctx.cache["alloc_why"] = f"scalinglab.laws.allocate is not usable ({e})"
+    problems = view.support_problems()
+    if problems:
+        ctx.cache["alloc_why"] = "the L(N, D) fit cannot support an allocation: " + "; ".join(problems)
         return None
-    res = view.result
+    from scalinglab.laws.allocate import allocate
+
     rows = []
     for ci in np.atleast_1d(np.asarray(c, float)):
-        a = allocate(float(ci), res)
-        row = dict(C=float(ci), N_opt=float(a.N_opt), D_opt=float(a.D_opt), loss=float(a.loss))
-        n_s = _sample_optima(res, float(ci))
-        if n_s is not None:
-            row["N_lo"], row["N_hi"] = np.nanpercentile(n_s, [2.5, 97.5])
-            row["D_lo"], row["D_hi"] = float(ci) / (6 * row["N_hi"]), float(ci) / (6 * row["N_lo"])
-        if getattr(res, "samples", None) is not None and len(res.samples):
-            lo, hi = res.predict_interval(level=0.95, N=np.array([a.N_opt]), D=np.array([a.D_opt]))
-            row["loss_lo"], row["loss_hi"] = float(lo[0]), float(hi[0])
-        rows.append(row)
+        a = allocate(float(ci), view.result)
+        (n_lo, n_hi), (d_lo, d_hi), (l_lo, l_hi) = (
+            v if v is not None else (np.nan, np.nan) for v in (a.N_opt_ci, a.D_opt_ci, a.loss_ci)
+        )
+        rows.append(dict(C=float(ci), N_opt=a.N_opt, N_lo=n_lo, N_hi=n_hi, D_opt=a.D_opt, D_lo=d_lo,
+                         D_hi=d_hi, loss=a.loss, loss_lo=l_lo, loss_hi=l_hi))
     return pd.DataFrame(rows).reindex(columns=ALLOC_COLUMNS)
-
-
-def _sample_optima(res: Any, c: float) -> np.ndarray | None:
-    """N_opt at C under every bootstrap parameter sample of the fit (None without samples)."""
-    samples = getattr(res, "samples", None)
-    if samples is None or len(samples) == 0:
-        return None
-    from scalinglab.laws.allocate import allocate, chinchilla_optimal
-    from scalinglab.laws.forms import ChinchillaND
-
-    names = res.form.param_names
-    if isinstance(res.form, ChinchillaND):  # closed form per sample
-        return np.array([chinchilla_optimal(c, dict(zip(names, s, strict=True)))[0] for s in samples])
-    law = {"law": res.form.name, "var": getattr(res.form, "var", None)}
-    return np.array([allocate(c, {**law, "params": dict(zip(names, s, strict=True))}).N_opt for s in samples])
 
 
 def published_allocation(c: np.ndarray) -> dict[str, pd.DataFrame]:
@@ -124,7 +115,8 @@ def published_allocation(c: np.ndarray) -> dict[str, pd.DataFrame]:
 
 
 def approach1(ctx: Context) -> Any:
-    """Hoffmann Approach 1 on the study's learning curves (``laws.allocate.approach1``), or None."""
+    """Hoffmann Approach 1's envelope points on the study's learning curves (``laws.allocate.approach1``,
+    no bootstrap: the figure draws its points; the exponent is the answer's), or None."""
     if "approach1" not in ctx.cache:
         ctx.cache["approach1"] = None
         if len(ctx.cur):
@@ -135,53 +127,3 @@ def approach1(ctx: Context) -> Any:
             except Exception as e:  # too few envelope points, laws missing: the table says why
                 ctx.cache["approach1_why"] = f"{type(e).__name__}: {e}"
     return ctx.cache["approach1"]
-
-
-def exponents(ctx: Context) -> list[dict]:
-    """N_opt ~ C^a from the three Chinchilla approaches, with 95% intervals, and the published values.
-    Rows: approach, a, lo, hi, note."""
-    rows = []
-    a1 = approach1(ctx)
-    if a1 is not None:
-        rows.append(
-            dict(
-                approach="1: envelope of learning curves",
-                a=a1.a,
-                lo=a1.a_ci95[0],
-                hi=a1.a_ci95[1],
-                note=f"{a1.n} envelope points",
-            )
-        )
-    if len(isoflop_table(ctx)):
-        _, res = isoflop_minima(ctx)
-        if res is not None and res.fit is not None:  # the exponent needs 3 budgets; the minima do not
-            rows.append(
-                dict(
-                    approach="2: isoFLOP minima",
-                    a=res.a,
-                    lo=res.a_ci95[0],
-                    hi=res.a_ci95[1],
-                    note=f"{len(res.budgets)} budgets",
-                )
-            )
-    v = ctx.fits.get("lnd")
-    if v is not None and {"alpha", "beta"} <= set(v.params):
-        a = v.params["beta"] / (v.params["alpha"] + v.params["beta"])
-        lo = hi = float("nan")
-        s = getattr(v.result, "samples", None)
-        if s is not None and len(s):
-            names = list(v.form.param_names)
-            al, be = s[:, names.index("alpha")], s[:, names.index("beta")]
-            lo, hi = np.percentile(be / (al + be), [2.5, 97.5])
-        rows.append(dict(approach="3: L(N, D) fit, beta/(alpha+beta)", a=a, lo=lo, hi=hi, note=v.source))
-    rows.append(dict(approach="Kaplan 2020 (published)", a=0.73, lo=np.nan, hi=np.nan, note="Table 6"))
-    rows.append(
-        dict(
-            approach="Hoffmann 2022 (published)",
-            a=0.49,
-            lo=np.nan,
-            hi=np.nan,
-            note="Table 2: Approaches 1, 2, 3 gave 0.50, 0.49, 0.46",
-        )
-    )
-    return rows

@@ -16,14 +16,15 @@ from pathlib import Path
 
 from scalinglab.faults import point
 from scalinglab.io import replace_dir, sweep_temps, temp_dir, writing
-from scalinglab.report import alloc, style
 from scalinglab.report import figures_alloc as fa
 from scalinglab.report import figures_arch as farch
 from scalinglab.report import figures_batch as fb
 from scalinglab.report import figures_eval as fe
 from scalinglab.report import figures_extra as fx
 from scalinglab.report import figures_loss as fl
+from scalinglab.report import style
 from scalinglab.report.advice import advice
+from scalinglab.report.answer import exponent_rows, get_answer
 from scalinglab.report.context import Context, build_context
 from scalinglab.report.data import StudyData, load_study
 from scalinglab.report.html import FigureOut, render_page
@@ -44,30 +45,26 @@ FIGURES = [
         "Loss vs compute",
         fl.fig_loss_vs_compute,
         "Validation loss of every finished run along training against cumulative training FLOPs, coloured "
-        "by model size; black dots mark the frontier (lowest loss reached at each compute) and the dashed "
-        "line is L(C) = L_inf + (C/C_0)^-alpha fitted to it, extended 10x beyond the largest run "
-        "(Kaplan et al. 2020, Fig. 1 left).",
+        "by model size; black dots mark the frontier, the lowest loss reached at each compute (Kaplan et al. "
+        "2020, Fig. 1 left).",
     ),
     FigureSpec(
         "loss_vs_tokens",
         "Loss vs data",
         fl.fig_loss_vs_tokens,
-        "Final validation loss against training tokens D, coloured by model size; dashed: a power law plus "
-        "constant fitted to the best loss reached with at most D tokens.",
+        "Final validation loss against training tokens D, coloured by model size.",
     ),
     FigureSpec(
         "loss_vs_params",
         "Loss vs model size",
         fl.fig_loss_vs_params,
-        "Final validation loss against N; the best run per size and a power law plus constant fitted to "
-        "those points.",
+        "Final validation loss of every run against N (grey) and the best run per size (blue).",
     ),
     FigureSpec(
         "lnd_family",
         "The L(N, D) family",
         fl.fig_lnd_family,
-        "Loss against N with one line per token budget D (runs sharing D), the Chinchilla form "
-        "L = E + A/N^alpha + B/D^beta fitted to every finished run drawn at each D.",
+        "Loss against N with one line per token budget D (runs sharing D).",
     ),
     FigureSpec(
         "learning_curves",
@@ -85,15 +82,15 @@ FIGURES = [
         "optimal_allocation",
         "Compute-optimal N and D",
         fa.fig_optimal_allocation,
-        "N_opt(C) and D_opt(C) from the L(N, D) fit (dashed, with its 95% bootstrap band) and from the "
-        "isoFLOP minima (stars), against the published Kaplan 2020 (N ~ C^0.73) and Hoffmann 2022 lines.",
+        "Compute-optimal model size N_opt(C) and tokens D_opt(C) by each of Hoffmann et al.'s approaches the "
+        "study supports, against the published Kaplan 2020 (N ~ C^0.73) and Hoffmann 2022 lines.",
     ),
     FigureSpec(
         "noise_scale",
         "Gradient noise scale",
         fb.fig_noise_scale,
         "The simple noise scale B_simple = tr(Sigma)/|G|^2 (tokens) measured during training against the "
-        "training loss at the time, with the fitted B_crit(L) = B_star / L^(1/alpha_B).",
+        "training loss at the time, with Kaplan 2020's B_crit(L) for comparison (dotted).",
     ),
     FigureSpec(
         "steps_examples",
@@ -113,24 +110,24 @@ FIGURES = [
         "downstream",
         "Downstream accuracy from loss",
         fx.fig_downstream,
-        "The OLMo ladder's two steps per task: task loss (nats per byte of the correct answer) against "
-        "compute with the fitted L(N, D) (dashed, at the runs' median tokens per parameter), and accuracy "
-        "against task loss with the fitted sigmoid; the star is the predicted target with its 95 % interval "
-        "(Bhagia et al. 2024).",
+        "The OLMo ladder's two steps per task (Bhagia et al. 2024): task loss (nats per byte of the correct "
+        "answer) against compute with the fitted L(N, D) (dashed, at the runs' median tokens per parameter), "
+        "and accuracy against task loss with the fitted sigmoid (dashed); the star is the predicted target "
+        "with its 95 % interval. The fitted curves are drawn without a band (the stored fit keeps no "
+        "bootstrap curves).",
     ),
     FigureSpec(
         "repeat",
         "Repeated data",
         fx.fig_repeat,
-        "Final loss against epochs over a fixed unique-token subset, with the data-constrained law "
-        "(Muennighoff et al. 2023) fitted to the runs (dashed, per size and subset).",
+        "Final loss against epochs over a fixed unique-token subset, per size and subset (Muennighoff et al. "
+        "2023).",
     ),
     FigureSpec(
         "residuals",
         "Residuals and back-test",
         fe.fig_residuals,
-        "Left: observed minus fitted loss of the L(N, D) fit for every run. Right: the law refitted without "
-        "the largest runs, predicting them.",
+        "Observed minus fitted loss of the L(N, D) fit for every run.",
     ),
     FigureSpec(
         "shape",
@@ -175,15 +172,20 @@ class ReportResult:
     fits: dict = field(default_factory=dict)  # key -> FitView (see report.fits.SPECS)
     predictions: object = None  # tables.Predictions
     advice: list[str] = field(default_factory=list)
-    exponents: list[dict] = field(default_factory=list)  # N_opt ~ C^a by approach (alloc.exponents)
+    exponents: list[dict] = field(default_factory=list)  # N_opt ~ C^a by approach (answer.exponent_rows)
+    answer: dict | None = None  # the compute-optimal answer shown (laws.consensus.Consensus.to_dict())
+    answer_source: str = ""  # stored by `study fit`, or computed by the report
+    context: object = None  # the report.context.Context the figures were drawn from
 
 
-def _write_figure(fig, name: str, fig_dir: Path) -> bytes:
+def _write_figure(fig, name: str, fig_dir: Path, pdf: bool = True) -> bytes:
+    """``name.png`` at ``style.PNG_DPI`` (>= 1000 px wide) and, with ``pdf``, the vector ``name.pdf``."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", dpi=style.PNG_DPI)
     png = buf.getvalue()
     (fig_dir / f"{name}.png").write_bytes(png)
-    fig.savefig(fig_dir / f"{name}.pdf", format="pdf")
+    if pdf:
+        fig.savefig(fig_dir / f"{name}.pdf", format="pdf")
     return png
 
 
@@ -203,6 +205,9 @@ def render_report(
     t0, c0 = time.perf_counter(), time.process_time()
     ctx = build_context(data, fit_missing=fit_missing)
     timings = {"fits": time.process_time() - c0}
+    c0 = time.process_time()
+    ans = get_answer(ctx)  # the one compute-optimal answer every section and figure reads
+    timings["answer"] = time.process_time() - c0
     sweep_temps(out_dir.parent)  # what killed builds left (never a live one's)
     with temp_dir(out_dir) as tmp, writing(out_dir):
         fig_dir = tmp / "figures"
@@ -220,19 +225,13 @@ def render_report(
                 ctx.skipped.setdefault(spec.name, "no data for it")
                 continue
             style.finish(fig)
-            if pdf:
-                png = _write_figure(fig, spec.name, fig_dir)
-            else:
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png")
-                png = buf.getvalue()
-                (fig_dir / f"{spec.name}.png").write_bytes(png)
+            png = _write_figure(fig, spec.name, fig_dir, pdf)
             wide = fig.get_figwidth() > style.SIZE[0] + 0.5
             outs.append(
                 FigureOut(spec.name, spec.title, spec.caption, png, ctx.notes.get(spec.name, []), wide)
             )
             timings[spec.name] = time.process_time() - t  # CPU seconds: robust to a shared machine
-        adv, pred, expo = advice(ctx), predictions(ctx), alloc.exponents(ctx)
+        adv, pred, expo = advice(ctx), predictions(ctx), exponent_rows(ans)
         page = render_page(
             name=data.name,
             generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -242,7 +241,7 @@ def render_report(
             figures=outs,
             skipped=ctx.skipped,
             fit_rows=fit_rows(ctx),
-            exponents=expo,
+            answer=ans,
             runs=data.runs,
             n_col=data.n_col,
         )
@@ -251,7 +250,8 @@ def render_report(
         replace_dir(tmp, out_dir)
     timings["total"] = time.perf_counter() - t0
     return ReportResult(
-        out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings, ctx.fits, pred, adv, expo
+        out_dir / "index.html", [o.name for o in outs], dict(ctx.skipped), timings, ctx.fits, pred, adv, expo,
+        ans.result, ans.source, ctx,
     )
 
 

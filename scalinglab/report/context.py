@@ -22,6 +22,7 @@ class Context:
     skipped: dict[str, str] = field(default_factory=dict)  # figure name -> why it is not drawn
     notes: dict[str, list[str]] = field(default_factory=dict)  # figure name -> caption notes
     cache: dict[str, Any] = field(default_factory=dict)
+    fit_missing: bool = True  # fit what the store lacks (False: `report --no-fit`, stored fits only)
 
     def skip(self, name: str, reason: str) -> None:
         """Record why figure ``name`` is not drawn; figure functions ``return ctx.skip(...)`` (None)."""
@@ -52,4 +53,5 @@ class Context:
 
 def build_context(data: StudyData, *, fit_missing: bool = True) -> Context:
     fits, why = collect_fits(data, fit_missing=fit_missing)
-    return Context(data=data, pts=derive.final_points(data), cur=derive.curves(data), fits=fits, fit_why=why)
+    return Context(data=data, pts=derive.final_points(data), cur=derive.curves(data), fits=fits, fit_why=why,
+                   fit_missing=fit_missing)

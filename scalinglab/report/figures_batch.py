@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.report import derive, style
+from scalinglab.report.bands import draw_fit
 from scalinglab.report.context import Context
 
 N_BINS = 8
@@ -37,12 +38,8 @@ def fig_noise_scale(ctx: Context):
     lgrid = np.geomspace(pts["loss"].min() * 0.9, pts["loss"].max() * 1.05, 100)
     f = ctx.fit("bcrit", name)
     if f is not None:
-        ax.plot(
-            lgrid,
-            f.predict(L=lgrid),
-            **style.FIT,
-            label=f.label("fit B_crit = B_star / L^(1/alpha_B)"),
-        )
+        ctx.note(name, "Dashed: B_crit(L) = B_star / L^(1/alpha_B) fitted to every measurement.")
+        draw_fit(ctx, name, ax, f, lgrid, "L", label=f.label("fit B_crit = B_star / L^(1/alpha_B)"))
     from scalinglab.laws.presets import get_preset
 
     kap = get_preset("kaplan2020-Bcrit")
@@ -104,9 +101,10 @@ def fig_steps_examples(ctx: Context):
     ax.set_ylabel("S, optimizer steps to reach the loss")
     ax.set_title("Steps vs examples across batch sizes")
     ax.legend(loc="upper right")
-    ctx.note(
-        name,
-        "Curves: (S/S_min - 1)(E/E_min - 1) = 1 through each target's points; diamonds: B = B_crit "
-        "(S = 2 S_min, E = 2 E_min).",
-    )
+    if len(fits):
+        ctx.note(
+            name,
+            "Curves: (S/S_min - 1)(E/E_min - 1) = 1 fitted through each target's points (no band: "
+            "laws.batch.fit_tradeoff gives no interval); diamonds: B = B_crit (S = 2 S_min, E = 2 E_min).",
+        )
     return fig

@@ -104,6 +104,8 @@ def fig_residuals(ctx: Context):
         ax2.set_ylabel("predicted loss, nats/token")
         ax2.set_title("Back-test: fit without the largest runs")
         ax2.legend(loc="upper left")
+        ctx.note(name, "Right: the law refitted without the largest runs, predicting them"
+                 + (" (bars: 95% prediction intervals)." if lo is not None else "."))
     else:
         ctx.note(name, "No back-test: " + ctx.cache.get("backtest_why", "not available") + ".")
     return fig

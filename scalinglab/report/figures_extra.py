@@ -156,6 +156,6 @@ def fig_repeat(ctx: Context):
         name,
         f"Dashed: the data-constrained law with R_D* = {p['rd_star']:.3g}"
         + (f" (95 % interval {ci[0]:.3g} to {ci[1]:.3g})" if ci else "")
-        + "; points coloured by model size.",
+        + "; no band (the stored fit keeps no bootstrap curves); points coloured by model size.",
     )
     return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from scalinglab.report import derive, style
+from scalinglab.report.bands import draw_fit
 from scalinglab.report.context import Context
 
 LOSS = "loss, nats/token"
@@ -53,12 +54,9 @@ def fig_loss_vs_compute(ctx: Context):
     f = ctx.fit("frontier", name)
     if f is not None:
         c = np.geomspace(ctx.cur["C"].min(), ctx.cur["C"].max() * 10, 200)
-        ax.plot(
-            c,
-            f.predict(C=c),
-            **style.FIT,
-            label=f.label("frontier fit"),
-        )
+        ctx.note(name, "Dashed: L(C) = L_inf + (C_0/C)^alpha fitted to the frontier, extended 10x beyond the "
+                       "largest run (grey vertical line).")
+        draw_fit(ctx, name, ax, f, c, "C", label=f.label("frontier fit"))
         ax.axvline(ctx.cur["C"].max(), color="0.6", lw=0.6)
     ax.set_xlabel("C, training compute (FLOPs, 6ND)")
     ax.set_ylabel(LOSS)
@@ -80,12 +78,9 @@ def fig_loss_vs_tokens(ctx: Context):
     f = ctx.fit("ld", name)
     if f is not None:
         d = np.geomspace(ctx.pts["D"].min(), ctx.pts["D"].max() * 3, 200)
-        ax.plot(
-            d,
-            f.predict(D=d),
-            **style.FIT,
-            label=f.label("data-frontier fit"),
-        )
+        ctx.note(name, "Dashed: a power law plus constant fitted to the best loss reached with at most D "
+                       "tokens, extended 3x beyond the most tokens used.")
+        draw_fit(ctx, name, ax, f, d, "D", label=f.label("data-frontier fit"))
         ax.legend(loc="upper right")
     ax.set_xlabel("D, training tokens")
     ax.set_ylabel(LOSS)
@@ -107,12 +102,9 @@ def fig_loss_vs_params(ctx: Context):
     f = ctx.fit("ln", name)
     if f is not None:
         n = np.geomspace(best["N"].min(), best["N"].max() * 10, 200)
-        ax.plot(
-            n,
-            f.predict(N=n),
-            **style.FIT,
-            label=f.label("fit"),
-        )
+        ctx.note(name, "Dashed: a power law plus constant fitted to the best run per size, extended 10x "
+                       "beyond the largest model.")
+        draw_fit(ctx, name, ax, f, n, "N", label=f.label("fit"))
     ax.set_xlabel(ctx.n_label)
     ax.set_ylabel(LOSS)
     ax.set_title("Loss vs model size (Kaplan Fig. 1, right)")
@@ -133,17 +125,27 @@ def fig_lnd_family(ctx: Context):
     cols, norm, cmap = style.n_colors(10.0 ** np.asarray(groups, float))
     f = ctx.fit("lnd", name)
     n_all = np.geomspace(p["N"].min() / 1.5, p["N"].max() * 3, 150)
+    if f is not None:
+        ctx.note(name, "Dashed, in each line's colour: the Chinchilla form L = E + A/N^alpha + B/D^beta "
+                       "fitted to every finished run, drawn at that D.")
     for g, col in zip(groups, cols, strict=True):
         s = p[p["Dg"] == g].sort_values("N")
         d = float(s["D"].median())
         ax.plot(s["N"], s["loss"], "o-", color=col, ms=4, lw=0.8, label=f"D = {style.fmt_si(d)} tokens")
         if f is not None:
-            ax.plot(n_all, f.predict(N=n_all, D=np.full_like(n_all, d)), color=col, ls="--", lw=1.0)
+            draw_fit(ctx, name, ax, f, n_all, "N", color=col, light=True, D=d)
     if f is not None:
-        ax.plot(
-            n_all, f.predict(N=n_all, D=np.full_like(n_all, 1e30)), **style.FIT, label="fit, D -> infinity"
-        )
-        ctx.note(name, "Dashed: the fitted L(N, D) at each D.")
+        bad = f.unidentified()
+        if "E" in bad:
+            why = "; ".join(x for x in f.support_problems() if x.startswith("E")) or "E is not pinned down"
+            ctx.note(name, f"No D -> infinity line: {why}, so the fit says nothing about the loss with "
+                           "unlimited data.")
+        else:
+            ctx.note(name, "Black dashed: the fit with D -> infinity (E + A/N^alpha).")
+            draw_fit(ctx, name, ax, f, n_all, "N", label="fit, D -> infinity", D=1e30)
+        if bad:
+            ctx.note(name, f"The fit does not pin down {', '.join(bad)}: its curves describe these runs, "
+                           "not an extrapolation.")
     ax.set_xlabel(ctx.n_label)
     ax.set_ylabel(LOSS)
     ax.set_title("The L(N, D) family: loss vs N, one line per D")
@@ -162,19 +164,17 @@ def fig_learning_curves(ctx: Context):
     _curve_lines(ax, ctx.cur, "step", by_run)
     f = ctx.fit("ns", name)
     if f is not None:
-        for n, g in ctx.cur.groupby("N"):
-            s = np.geomspace(max(1.0, g["step"].min()), g["step"].max(), 80)
-            ax.plot(
-                s, f.predict(N=np.full_like(s, n), S=s), color=by_run[g["run_id"].iloc[0]], ls="--", lw=0.9
-            )
-        ax.plot([], [], **style.FIT, label=f.label("L(N, S) fit"))
-        ax.legend(loc="upper right")
         how = (
             "; the study fitted it on S_min = S/(1 + B_crit/B), so the curves sit left of the data"
             if f.source.startswith("stored")
             else " (the report's own fit, on raw steps)"
         )
         ctx.note(name, f"Dashed: the fitted L(N, S) at each N, drawn against raw steps{how}.")
+        for n, g in ctx.cur.groupby("N"):
+            s = np.geomspace(max(1.0, g["step"].min()), g["step"].max(), 80)
+            draw_fit(ctx, name, ax, f, s, "S", color=by_run[g["run_id"].iloc[0]], light=True, N=n)
+        ax.plot([], [], **style.FIT, label=f.label("L(N, S) fit"))
+        ax.legend(loc="upper right")
     ax.set_xlabel("S, optimizer steps")
     ax.set_ylabel(LOSS)
     ax.set_title("Learning curves vs steps")

@@ -66,17 +66,31 @@ class FitView:
         ps = ", ".join(f"{k} = {fmt_num(v, 3)}" for k, v in self.params.items())
         return f"{self.title}: {self.form.description} with {ps} ({self.source})."
 
+    def unidentified(self) -> list[str]:
+        """Parameters the runs do not pin down: at a bound, not identified, or an interval at a bound."""
+        kinds = ("at_bound", "not_identified", "interval_at_bound")
+        return sorted({k for kind in kinds for k in getattr(self.result, kind, None) or []})
+
+    def support_problems(self) -> list[str]:
+        """Why this fit cannot support an acted-on number (``FitResult.support_problems``; [] when it can)."""
+        fn = getattr(self.result, "support_problems", None)
+        return [] if fn is None else list(fn())
+
     def predict(self, **variables) -> np.ndarray:
         """The law at the given variables (N params, D tokens, C FLOPs, S steps, L nats/token)."""
         return np.asarray(self.form.predict(self.params, **variables), float)
 
-    def interval(self, level: float = 0.95, **variables) -> tuple[np.ndarray, np.ndarray] | None:
-        """A ``level`` prediction interval from the FitResult (bootstrap), or None when it has none."""
+    def interval(
+        self, level: float = 0.95, noise: bool = True, **variables
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """A ``level`` interval from the FitResult's bootstrap refits, or None when it has none. ``noise``:
+        for a new run (the fit's scatter added, ``FitResult.predict_interval``); False: the band of the
+        mean curve, what a figure shades around a fitted line."""
         fn = getattr(self.result, "predict_interval", None)
         if fn is None:
             return None
         try:
-            out = fn(level=level, **variables)
+            out = fn(level=level, noise=noise, **variables)
         except Exception:  # no bootstrap stored, or the form cannot give one: no band, said in the caption
             return None
         if isinstance(out, dict):
@@ -85,7 +99,7 @@ class FitView:
         return np.asarray(lo, float), np.asarray(hi, float)
 
 
-def _best_per(pts: pd.DataFrame, col: str) -> pd.DataFrame:
+def best_per(pts: pd.DataFrame, col: str) -> pd.DataFrame:
     """Lower-left Pareto set of (col, loss): the best loss reached with at most that much ``col``."""
     if len(pts) == 0:
         return pts
@@ -109,7 +123,7 @@ def _t_ln(d: StudyData) -> pd.DataFrame:
 
 
 def _t_ld(d: StudyData) -> pd.DataFrame:
-    return _best_per(derive.final_points(d), "D")[["D", "loss"]]
+    return best_per(derive.final_points(d), "D")[["D", "loss"]]
 
 
 def _t_ns(d: StudyData) -> pd.DataFrame:
@@ -134,7 +148,7 @@ SPECS = [
     FitSpec("lnd", "L(N, D)", "chinchilla", None, _t_lnd, bootstrap=BANDS, study_law="L(N,D)"),
     FitSpec("ln", "L(N), best run per N", "power+const", "N", _t_ln, bootstrap=BANDS, study_law="L(N)"),
     FitSpec("ld", "L(D), data frontier", "power+const", "D", _t_ld, bootstrap=BANDS, study_law="L(D)"),
-    FitSpec("ns", "L(N, S) learning curves", "kaplan-ns", None, _t_ns, study_law="L(N,S)"),
+    FitSpec("ns", "L(N, S) learning curves", "kaplan-ns", None, _t_ns, bootstrap=BANDS, study_law="L(N,S)"),
     FitSpec("bcrit", "B_crit(L) from the noise scale", "bcrit", None, _t_bcrit, bootstrap=BANDS,
             study_law="B_crit(L)"),
 ]

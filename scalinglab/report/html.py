@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from scalinglab.report.answer import Answer
 from scalinglab.report.style import fmt_num, fmt_si
 from scalinglab.report.tables import FitRow, Predictions
 
@@ -32,6 +33,7 @@ figure img{max-width:100%;height:auto;display:block}
 figcaption{font-size:.88em;color:#333;margin-top:4px}figcaption .links{color:#888}
 .advice li{margin:.35em 0}.bad{color:#b00020;font-weight:600}.good{color:#1b5e20}.warn{color:#8a5a00}
 .skipped li{color:#555}details{margin:.8em 0}code{font-size:.92em}
+pre{font-size:.82em;background:#f6f6f6;padding:8px;overflow-x:auto}
 """
 
 SCRIPT = """window.addEventListener('load',function(){var im=document.images,ok=0;
@@ -94,42 +96,111 @@ def _loss(x: float) -> str:
     return f"{x:.3f}"
 
 
+def _tpp(x: float) -> str:
+    return f"{x:.3g}"
+
+
 def _predictions(p: Predictions) -> str:
     if len(p.table) == 0:
-        return f"<p class=warn>No predictions: {_e(p.why_not)}.</p>"
+        return f"<p class=bad>No predictions: {_e(p.why_not)}.</p>"
     out = [
         "<table><tr><th>budget</th><th>C, FLOPs</th><th>N_opt, parameters</th><th>D_opt, tokens</th>"
-        "<th>D/N</th><th>predicted loss, nats/token</th></tr>"
+        "<th>D/N, tokens per parameter</th><th>predicted loss, nats/token</th></tr>"
     ]
     for _, r in p.table.iterrows():
+        loss = (_interval(r["loss"], r["loss_lo"], r["loss_hi"], _loss) if math.isfinite(r["loss"])
+                else f"<span class=bad>refused</span>: {_e(r['loss_refused'])}")
         out.append(
-            f"<tr><td>{int(r['factor'])}x largest run</td><td class=num>{r['C']:.3g}</td>"
+            f"<tr><td>{r['factor']:.4g}x largest run</td><td class=num>{r['C']:.3g}</td>"
             f"<td class=num>{_interval(r['N_opt'], r['N_lo'], r['N_hi'], fmt_si)}</td>"
             f"<td class=num>{_interval(r['D_opt'], r['D_lo'], r['D_hi'], fmt_si)}</td>"
-            f"<td class=num>{r['D_opt'] / r['N_opt']:.3g}</td>"
-            f"<td class=num>{_interval(r['loss'], r['loss_lo'], r['loss_hi'], _loss)}</td></tr>"
+            f"<td class=num>{_interval(r['tpp'], r['tpp_lo'], r['tpp_hi'], _tpp)}</td>"
+            f"<td class=num>{loss}</td></tr>"
         )
-    if p.table["N_lo"].notna().any():
-        note = (
-            " Intervals: 95% over the L(N, D) fit's bootstrap refits for N_opt and D_opt, and the fit's 95% "
-            "prediction interval for the loss of a new run; the functional form itself is assumed."
-        )
-    else:
-        note = " No intervals: the L(N, D) fit carries no bootstrap samples (fit it with bootstrap > 0)."
-    out.append("</table><p>" + _e(p.sentence + note) + "</p>")
+    out.append("</table>")
+    note = (" [low, high]: 95 % bootstrap intervals (the loss: of a new run trained there); the functional "
+            "form itself is assumed.")
+    out.append("<p>" + _e(p.sentence + note) + "</p>")
+    if p.notes:
+        out.append("<ul>" + "".join(f"<li class=warn>{_e(n)}</li>" for n in p.notes) + "</ul>")
     return "".join(out)
 
 
-def _exponents(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    out = ["<table><tr><th>N_opt &prop; C<sup>a</sup></th><th>a [95% interval]</th><th>basis</th></tr>"]
-    for r in rows:
+def _bt(ap: dict) -> str:
+    bt = ap.get("backtest")
+    if bt is None:
+        return f"no back-test: {_e(ap.get('backtest_error') or 'not run')}"
+    pr = bt["predicted"]
+    s = (f"at C = {bt['C']:.3g}: N_opt {fmt_si(pr['N_opt'])} vs {fmt_si(bt['N_measured'])} measured "
+         f"({100 * bt['N_rel_error']:+.0f}%)")
+    if bt.get("loss_rel_error") is not None:
+        out = ", <span class=bad>outside its interval</span>"
+        cov = {None: "", True: ", inside its interval", False: out}
+        s += (f"; loss {pr['loss']:.4f} vs best run {bt['loss_measured']:.4f} "
+              f"({100 * bt['loss_rel_error']:+.2f}%{cov[bt.get('loss_covered')]})")
+    return s
+
+
+def _answer(ans: Answer) -> str:
+    from scalinglab.laws.consensus import APPROACHES
+
+    head = "<h2 id=answer>Answer: compute-optimal N and D</h2>"
+    if ans.result is None:
+        return f"{head}<p class=bad>No answer: {_e(ans.why_not)}.</p>"
+    d = ans.result
+    aps, failed, best = d.get("approaches") or {}, d.get("failed") or {}, d.get("best_backtest")
+    out = [head, "<p class=meta>The three approaches of Hoffmann et al. (2022) on the same runs, "
+           f"{_e(ans.source)}.</p>",
+           "<table><tr><th>N_opt &prop; C<sup>a</sup></th><th>a [95% interval]</th>"
+           "<th>back-test (the largest isoFLOP budget held out, every run of it)</th></tr>"]
+    for k, label in APPROACHES.items():
+        if k in aps:
+            ap = aps[k]
+            lo, hi = (math.nan if x is None else float(x) for x in ap["a_ci"])
+            tag = " <span class=good>(best back-test)</span>" if k == best else ""
+            out.append(f"<tr><td>{_e(label)}{tag}</td><td class=num>{_interval(ap['a'], lo, hi, _a)}</td>"
+                       f"<td>{_bt(ap)}</td></tr>")
+        elif k in failed:
+            out.append(f"<tr><td>{_e(label)}</td><td class=num>&ndash;</td><td class=warn>not fitted: "
+                       f"{_e(failed[k])}</td></tr>")
+    out.append("<tr><td class=meta>published</td><td class=meta>Kaplan 2020: 0.73; Hoffmann 2022: 0.46 to "
+               "0.50</td><td class=meta>for reference, other data</td></tr></table>")
+    ov = d.get("overlap")
+    if len(aps) >= 2 and d.get("comparable", True):
+        if ov is not None:
+            out.append(f"<p class=good>The {len(aps)} intervals overlap (a in [{ov[0]:.3f}, {ov[1]:.3f}]): "
+                       "the approaches agree.</p>")
+        else:
+            name = APPROACHES[best] if best else "none (no back-test ran)"
+            out.append("<p class=bad>The intervals do NOT overlap: the approaches disagree. Best back-test: "
+                       f"{_e(name)}.</p>")
+    elif len(aps) == 1:
+        out.append(f"<p class=warn>Only {_e(APPROACHES[next(iter(aps))])} could be fitted: there is no "
+                   "agreement to check.</p>")
+    for n in d.get("notes") or []:
+        out.append(f"<p class=warn>Note: {_e(n)}.</p>")
+    a = d.get("allocation")
+    if d.get("refused"):
+        out.append(f"<p class=bad>Allocation REFUSED: {_e(d['refused'])}.</p>")
+    elif a is not None:
+        def iv(key: str, fmt) -> str:
+            ci = a.get(f"{key}_ci")
+            return _interval(a[key], *(ci if ci is not None else (None, None)), fmt)
+
+        loss = (iv("loss", lambda x: f"{x:.4f}") if a.get("loss") is not None
+                else f"<span class=bad>refused</span>: {_e(a.get('loss_refused') or 'none')}")
         out.append(
-            f"<tr><td>{_e(r['approach'])}</td><td class=num>{_interval(r['a'], r['lo'], r['hi'], _a)}</td>"
-            f"<td>{_e(r['note'])}</td></tr>"
+            f"<p>The allocation at C = {a['C']:.4g} FLOPs, from {_e(ans.chosen_label())} "
+            "([low, high]: 95 % bootstrap intervals):</p><table><tr><th>N_opt, parameters</th>"
+            "<th>D_opt, tokens</th><th>D/N, tokens per parameter</th><th>loss, nats/token</th></tr>"
+            f"<tr><td class=num>{iv('N_opt', fmt_si)}</td><td class=num>{iv('D_opt', fmt_si)}</td>"
+            f"<td class=num>{iv('tokens_per_param', _tpp)}</td><td class=num>{loss}</td></tr></table>"
         )
-    out.append("</table>")
+        notes = [n for n in a.get("notes") or [] if n != "C = 6 N D"]
+        if notes:
+            out.append("<ul>" + "".join(f"<li class=meta>{_e(n)}</li>" for n in notes) + "</ul>")
+    out.append("<details><summary>As <code>scalinglab study fit</code> prints it</summary><pre>"
+               + _e("\n".join(ans.lines())) + "</pre></details>")
     return "".join(out)
 
 
@@ -164,7 +235,7 @@ def render_page(
     fit_rows: list[FitRow],
     runs: pd.DataFrame,
     n_col: str,
-    exponents: list[dict] | None = None,
+    answer: Answer | None = None,
 ) -> str:
     nav = " ".join(f'<a href="#fig-{_e(f.name)}">{_e(f.title)}</a>' for f in figures)
     skipped_html = ""
@@ -181,10 +252,12 @@ def render_page(
 <body><main>
 <h1>Scaling study report: {_e(name)}</h1>
 <p class=meta>Generated {_e(generated)} by scalinglab. {_e(summary)}</p>
-<nav><a href="#next">What next?</a> <a href="#predictions">Predictions</a> {nav} <a href="#fits">Fits</a>
+<nav><a href="#answer">Answer</a> <a href="#next">What next?</a> <a href="#predictions">Predictions</a> {nav}
+<a href="#fits">Fits</a>
 <a href="#runs">Runs</a></nav>
+{_answer(answer) if answer is not None else ""}
 <h2 id=next>What should I train next?</h2><ul class=advice>{adv}</ul>
-<h2 id=predictions>Predictions</h2>{_predictions(predictions)}{_exponents(exponents or [])}
+<h2 id=predictions>Predictions</h2>{_predictions(predictions)}
 <h2 id=figures>Figures</h2><div class=figs>{"".join(_figure(f) for f in figures)}</div>
 {skipped_html}
 <h2 id=fits>Fits</h2>{_fits_table(fit_rows)}

@@ -156,6 +156,6 @@ def plot_fit(
         raise InputError(f"--out {out}: the image must end in .png, .pdf or .svg")
     fig = draw_fit(res, data)
     tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format=fmt)
+    fig.savefig(tmp, format=fmt, **({"dpi": style.PNG_DPI} if fmt == "png" else {}))  # as the report's PNGs
     tmp.replace(out)
     return out

@@ -68,8 +68,9 @@ def test_stored_fit_is_used_not_refitted(study):
 
 
 def test_n_opt_exponent_by_approach(rendered, study):
-    """Approach 2 (isoFLOP parabolas, laws.allocate.isoflop) and 3 (beta/(alpha+beta) of the L(N, D) fit)
-    against the generating law's exponent beta/(alpha+beta) = 0.469 (Kaplan's 0.73 is far from it)."""
+    """Approach 2 (isoFLOP parabolas) and 3 (beta/(alpha+beta) of the L(N, D) fit), from the report's one
+    answer (laws.consensus), against the generating law's exponent beta/(alpha+beta) = 0.469 (Kaplan's 0.73
+    is far from it)."""
     law = study.law
     true = law.beta / (law.alpha + law.beta)
     rows = {r["approach"].split(":")[0]: r for r in rendered.exponents}
