@@ -439,8 +439,10 @@ def consensus(
         chosen = "3" if "3" in approaches else (best or next(iter(approaches), None))
     else:
         chosen = best or ("3" if "3" in approaches else next(iter(approaches), None))
-        if chosen:
+        if chosen and best:
             notes.append(f"the allocation comes from {APPROACHES[chosen]}, the best back-test")
+        elif chosen:
+            notes.append(f"no back-test ran to choose between them: the allocation is {APPROACHES[chosen]}'s")
     allocation, refused = None, None
     if chosen is None:
         why = "; ".join(f"{APPROACHES[k]}: {v}" for k, v in failed.items())
@@ -451,8 +453,13 @@ def consensus(
             refused = f"the L(N,D) fit cannot support it: {alloc3.refused}" + _fix_advice(lnd)
     else:
         allocation = _allocation_from_prediction(preds[chosen])
+        a_lo = approaches[chosen].a_ci[0]
         if allocation["N_opt_ci"] is None:
             refused = f"{APPROACHES[chosen]} has no bootstrap, so N_opt has no interval"
+        elif not a_lo > 0:
+            hi = approaches[chosen].a_ci[1]
+            refused = (f"{APPROACHES[chosen]}'s exponent interval [{a_lo:.3g}, {hi:.3g}] reaches 0: these "
+                       "runs do not show N_opt growing with C (add budgets, or sizes per budget)")
     if allocation is not None and refused is None:
         _check_floors(allocation, floors)
     return Consensus(
@@ -491,7 +498,7 @@ def _check_floors(a: dict[str, Any], floors: list[Floor]) -> None:
             continue
         if a["loss"] < f.low:
             a["loss_refused"] = (
-                f"the L(N,D) loss there is below the irreducible loss {f.source} fitted on the same runs "
+                f"the predicted loss there is below the irreducible loss {f.source} fitted on the same runs "
                 f"(its 95 % low {f.low:.4f} nats/token): the fits contradict each other"
             )
             a["loss"], a["loss_ci"] = None, None
