@@ -113,7 +113,9 @@ def test_slurm_study_scancel_mid_run_then_rerun_matches_local(
     it, it resumes from its checkpoint, and the study ends with the local executor's runs and fits."""
     out = tmp_path / "s"
     plan = write_plan(tmp_path / "study.toml", {**SLURM, "slurm": {"timeout_min": 10}})
-    p = start_cli(plan, out, SCALINGLAB_RUN_STEP_SLEEP="0.08")  # ~6 s a run: time to cancel one mid-run
+    # ~10 s a run, and the victim cancelled by step 16 of 64: >= 7 s left, more than Slurm's kill window
+    # (submitit ignores SIGTERM; SIGKILL follows after KillWait): otherwise the run could finish first
+    p = start_cli(plan, out, SCALINGLAB_RUN_STEP_SLEEP="0.15")
     victim, socks, t0 = None, set(), time.time()
     while victim is None:
         assert p.poll() is None, p.log_path.read_text()
@@ -124,7 +126,7 @@ def test_slurm_study_scancel_mid_run_then_rerun_matches_local(
                 (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").is_file() else []
             )
             step = json.loads(lines[-1])["step"] if lines else 0
-            if (run / "worker.json").is_file() and (run / "ckpt.pt").is_file() and 8 <= step <= 24:
+            if (run / "worker.json").is_file() and (run / "ckpt.pt").is_file() and 8 <= step <= 16:
                 victim = (run.name, _worker(out, run.name)["job_id"])
                 slurm_cluster.run("scancel", victim[1])
                 break
