@@ -374,48 +374,71 @@ def batched_lm(
     cap = np.clip(0.1 * (hi - lo), 0.5, 10.0)
     theta = _project(np.array(theta0, dtype=float), lo, hi)
     K, p = theta.shape
-    W = None if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), (K, logy.shape[-1]))
-    f, G, H = _gn_terms(form, theta, logx, logy, delta, W, eps, dtype)
+    W = None if weights is None else np.asarray(weights, dtype=float)
+    f, G, H = _gn_terms(form, theta, logx, logy, delta, _rows_of(W, None, K), eps, dtype)
     kern = _kernel(form)
     lx = {k: v.astype(dtype) for k, v in logx.items()}
     ly = logy.astype(dtype)
-    lam = np.full(K, 1e-2)
     done = ~np.isfinite(f)
-    eye = np.eye(p)
+    # the rows still running, compacted as rows finish: their per-row data and weights move with them
+    # (gathering them again on every iteration cost more than the iteration for a bootstrap)
+    ix = np.flatnonzero(~done)
+    th, fa, Ga, Ha = theta[ix], f[ix], G[ix], H[ix]
+    lam = np.full(ix.size, 1e-2)
+    Wa = W if W is None or W.ndim == 1 else W[ix]  # shared (n,) weights stay shared
+    ya, ya64 = (ly, logy) if logy.ndim == 1 else (ly[ix], logy[ix])
+    diag = np.arange(p) * (p + 1)  # the diagonal of a flattened (p, p)
     it = 0
     row_its = 0
     for it in range(1, max_iter + 1):  # noqa: B007
-        idx = np.flatnonzero(~done)
-        if idx.size == 0:
+        if ix.size == 0:
             break
-        row_its += idx.size
-        th, Hk, gk = theta[idx], H[idx], G[idx]
-        d = np.diagonal(Hk, axis1=1, axis2=2)
+        row_its += ix.size
+        d = Ha.reshape(-1, p * p)[:, diag]
         dscale = np.maximum(d, 1e-12 * (d.max(axis=1, keepdims=True) + 1e-300))
-        A = Hk + lam[idx, None, None] * dscale[:, :, None] * eye + 1e-14 * eye
+        A = Ha.copy()
+        Ad = A.reshape(-1, p * p)
+        Ad[:, diag] += lam[:, None] * dscale
+        Ad[:, diag] += 1e-14
         try:
-            step = np.linalg.solve(A, -gk[..., None])[..., 0]
+            step = np.linalg.solve(A, -Ga[..., None])[..., 0]
         except np.linalg.LinAlgError:
-            step = np.einsum("kpq,kq->kp", np.linalg.pinv(A), -gk)
+            step = np.einsum("kpq,kq->kp", np.linalg.pinv(A), -Ga)
         step = np.where(np.isfinite(step), step, 0.0)
         step /= np.maximum(np.max(np.abs(step) / cap, axis=1, keepdims=True), 1.0)
         new = _project(th + step, lo, hi)
-        Wk = None if W is None else W[idx]
-        ly_k, logy_k = (ly, logy) if logy.ndim == 1 else (ly[idx], logy[idx])
-        f_old = f[idx]
+        Wk = _rows_of(Wa, None, ix.size)
         if kern is not None:  # G and H only where the step is accepted
-            f_new, G_new, H_new, acc = _gn_trial_fast(kern, form, new, lx, ly_k, delta, Wk, eps, dtype, f_old)
+            f_new, G_new, H_new, acc = _gn_trial_fast(kern, form, new, lx, ya, delta, Wk, eps, dtype, fa)
         else:
-            f_new, G_new, H_new = _gn_terms(form, new, logx, logy_k, delta, Wk, eps, dtype)
-            acc = f_new < f_old
-        gain = np.where(acc, (f_old - f_new) / np.maximum(f_old, 1e-300), 0.0)
-        ia = idx[acc]
-        theta[ia], f[ia], G[ia], H[ia] = new[acc], f_new[acc], G_new[acc], H_new[acc]
-        lam[idx] = np.where(acc, np.maximum(lam[idx] / 3.0, 1e-9), lam[idx] * 4.0)
+            f_new, G_new, H_new = _gn_terms(form, new, logx, ya64, delta, Wk, eps, dtype)
+            acc = f_new < fa
+        gain = np.where(acc, (fa - f_new) / np.maximum(fa, 1e-300), 0.0)
         moved = np.max(np.abs(new - th), axis=1)
-        stalled = (acc & (gain < ftol)) | (lam[idx] > 1e12) | (~acc & (moved == 0))
-        done[idx[stalled]] = True
+        th[acc], fa[acc], Ga[acc], Ha[acc] = new[acc], f_new[acc], G_new[acc], H_new[acc]
+        lam = np.where(acc, np.maximum(lam / 3.0, 1e-9), lam * 4.0)
+        stalled = (acc & (gain < ftol)) | (lam > 1e12) | (~acc & (moved == 0))
+        if stalled.any():
+            gone = ix[stalled]
+            theta[gone], f[gone], done[gone] = th[stalled], fa[stalled], True
+            keep = ~stalled
+            ix, th, fa, Ga, Ha, lam = ix[keep], th[keep], fa[keep], Ga[keep], Ha[keep], lam[keep]
+            if W is not None and W.ndim == 2:
+                Wa = Wa[keep]
+            if logy.ndim == 2:
+                ya, ya64 = ya[keep], ya64[keep]
+    theta[ix], f[ix] = th, fa  # rows that ran out of iterations
     return BatchResult(theta=theta, f=f, converged=done, iterations=it, row_iterations=row_its)
+
+
+def _rows_of(W: np.ndarray | None, ix: np.ndarray | None, k: int) -> np.ndarray | None:
+    """Point weights for k rows: per-row weights (2-d) taken at ``ix`` (all when None); shared ones (1-d)
+    broadcast to (k, n) without a copy."""
+    if W is None:
+        return None
+    if W.ndim == 2:
+        return W if ix is None else W[ix]
+    return np.broadcast_to(W, (k, W.shape[-1]))
 
 
 F_FLOOR_PER_POINT = 1e-14  # objective per point below which a fit is exact in float64 (residuals ~1e-7)
