@@ -29,7 +29,7 @@ import numpy as np
 from scalinglab.errors import FitError, InputError
 from scalinglab.laws import optim
 from scalinglab.laws.data import decades, prepare
-from scalinglab.laws.forms import Form, complete_variables, get_form
+from scalinglab.laws.forms import Form, complete_variables, form_class, get_form
 
 OPT_RTOL = 1e-6  # a start reached the optimum if its objective is within this relative distance of the best
 GRAD_RTOL = 1e-4  # converged if max |projected gradient| / objective is below this (theta coordinates)
@@ -293,7 +293,7 @@ def _finite(v, what: str) -> float:
 def _resolve_form(form: Form | str, data, var: str | None) -> Form:
     if isinstance(form, Form):
         return form
-    if var is None and str(form).lower() in ("power", "power+const", "bnsl"):
+    if var is None and form_class(str(form)).free_variable:
         names = list(data.columns) if hasattr(data, "columns") else list(data.keys())
         cands = [v for v in ("N", "D", "C", "S") if v in names]
         if len(cands) != 1:

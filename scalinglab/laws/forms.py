@@ -52,6 +52,7 @@ class Form:
     exponents: tuple[str, ...] = ()  # the dimensionless exponents among param_names
     units: str = "loss in nats/token"
     gn_kernel: str | None = None  # name of a structured Gauss-Newton kernel in ``optim.GN_KERNELS``, if any
+    free_variable: bool = False  # one variable, chosen by the caller (``var=``: N, D, C or S)
 
     # --- the model in fitting coordinates -------------------------------------------------------
     def log_eval(self, theta: np.ndarray, logx: Mapping[str, np.ndarray], jac: bool = True):
@@ -69,6 +70,16 @@ class Form:
 
     def start_grid(self, logx: Mapping[str, np.ndarray], logy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    # --- what allocation needs (a form of N and D) ----------------------------------------------------
+    def optimal_split(self, C: float, params: Mapping[str, float]) -> tuple[float, float] | None:
+        """Closed-form compute-optimal (N params, D tokens) at C = 6ND FLOPs, or None when the form has none
+        (``allocate`` then minimises L(N, C/(6N)) numerically)."""
+        return None
+
+    def irreducible(self, params: Mapping[str, float]) -> float | None:
+        """The loss no amount of compute goes below (nats/token), when the form has such a term."""
+        return None
 
     # --- user-facing ------------------------------------------------------------------------------
     def predict(self, params: Mapping[str, float], **variables) -> np.ndarray:
@@ -94,8 +105,29 @@ class Form:
         return f"{type(self).__name__}({self.name!r}: {self.description})"
 
 
+FORMS: dict[str, type[Form]] = {}  # name -> class, filled by ``register_form``
+
+
+def register_form(name: str):
+    """Class decorator: ``get_form(name)`` builds this form. Adding a form is one class (in this module or
+    any module that is imported): its maths (``log_eval``, bounds, starts), ``free_variable`` if the caller
+    names its one variable, and for a law of N and D ``optimal_split`` / ``irreducible`` if it has them."""
+
+    def deco(cls: type[Form]) -> type[Form]:
+        key = name.lower()
+        if key in FORMS and FORMS[key] is not cls:
+            raise ValueError(f"law form {name!r} registered twice")
+        FORMS[key] = cls
+        return cls
+
+    return deco
+
+
+@register_form("power")
 class PowerLaw(Form):
     """y = (x_c / x)^alpha (Kaplan L(N), L(D), L(C_min)). Fitted as a - alpha log x, a = alpha log x_c."""
+
+    free_variable = True
 
     def __init__(self, var: str = "N") -> None:
         self.var = var
@@ -135,8 +167,11 @@ class PowerLaw(Form):
         return np.array([[lv + al * med, al] for al in alphas for lv in levels])
 
 
+@register_form("power+const")
 class PowerLawPlusConstant(Form):
     """y = L_inf + (x_0/x)^alpha (Henighan et al. 2020 eq. 1.1). Fitted as LSE(e, a - alpha log x)."""
+
+    free_variable = True
 
     def __init__(self, var: str = "N") -> None:
         self.var = var
@@ -180,6 +215,7 @@ class PowerLawPlusConstant(Form):
         return np.array([[e, lv + al * med, al] for e in es for al in alphas for lv in levels])
 
 
+@register_form("chinchilla")
 class ChinchillaND(Form):
     """L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann 2022 Approach 3). N all parameters, D tokens.
 
@@ -210,6 +246,22 @@ class ChinchillaND(Form):
         np.multiply(wD, -lD, out=J[..., 4])
         return ly, J
 
+    def optimal_split(self, C, params):
+        """N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = G^-1 (C/6)^(alpha/(alpha+beta)),
+        G = (alpha A/(beta B))^(1/(alpha+beta)) (Hoffmann 2022, eq. 4)."""
+        a, b = float(params["alpha"]), float(params["beta"])
+        for k in ("A", "B", "alpha", "beta"):
+            if not (np.isfinite(float(params[k])) and float(params[k]) > 0):
+                raise InputError(
+                    f"no compute-optimal split: {k} = {float(params[k]):g}, but A, B, alpha and beta must all "
+                    "be > 0 (with a zero exponent or coefficient the loss does not trade N against D)"
+                )
+        G = (a * float(params["A"]) / (b * float(params["B"]))) ** (1.0 / (a + b))
+        return G * (C / 6.0) ** (b / (a + b)), (C / 6.0) ** (a / (a + b)) / G
+
+    def irreducible(self, params):
+        return float(params["E"])
+
     def to_params(self, theta):
         e, a, b, al, be = (float(v) for v in theta)
         return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": al, "beta": be}
@@ -236,6 +288,7 @@ class ChinchillaND(Form):
         return g
 
 
+@register_form("kaplan-nd")
 class KaplanND(Form):
     """L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Kaplan 2020 eq. 1.5). N non-embedding, D tokens.
 
@@ -291,6 +344,7 @@ class KaplanND(Form):
         return np.array(out)
 
 
+@register_form("kaplan-ns")
 class KaplanNS(Form):
     """L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S (Kaplan 2020 eq. 1.6). S in optimizer steps."""
 
@@ -336,6 +390,7 @@ class KaplanNS(Form):
         return np.array(out)
 
 
+@register_form("bcrit")
 class CriticalBatch(Form):
     """B_crit(L) = B_star / L^(1/alpha_B) (Kaplan 2020 eq. 1.4): target B (tokens), variable L (nats/tok)."""
 
@@ -370,12 +425,15 @@ class CriticalBatch(Form):
         return np.array([[ly + mL / al, al] for al in (0.05, 0.1, 0.2, 0.4, 1.0, 3.0)])
 
 
+@register_form("bnsl")
 class BrokenPowerLaw(Form):
     """One-break BNSL (Caballero et al. 2022): y = L_inf + b x^-c0 (1 + (x/d1)^(1/f1))^(-c1 f1).
 
     Below the break the slope is c0, above it c0 + c1; f1 sets the sharpness. Fitted as
     log y = LSE(e, log b - c0 log x - c1 f1 softplus((log x - log d1)/f1)).
     """
+
+    free_variable = True
 
     def __init__(self, var: str = "C") -> None:
         self.var = var
@@ -439,24 +497,18 @@ class BrokenPowerLaw(Form):
         return np.array(out)
 
 
-FORMS = {
-    "chinchilla": ChinchillaND,
-    "kaplan-nd": KaplanND,
-    "power": PowerLaw,
-    "power+const": PowerLawPlusConstant,
-    "kaplan-ns": KaplanNS,
-    "bcrit": CriticalBatch,
-    "bnsl": BrokenPowerLaw,
-}
+def form_class(name: str) -> type[Form]:
+    """The registered form class called ``name`` (case-insensitive); an unknown name is an InputError."""
+    key = name.lower()
+    if key not in FORMS:
+        raise InputError(f"unknown law {name!r}; choose one of {', '.join(FORMS)}")
+    return FORMS[key]
 
 
 def get_form(name: str, var: str | None = None) -> Form:
     """A form by name; ``var`` names the variable of the one-variable forms (power, power+const, bnsl)."""
-    key = name.lower()
-    if key not in FORMS:
-        raise InputError(f"unknown law {name!r}; choose one of {', '.join(FORMS)}")
-    cls = FORMS[key]
-    if cls in (PowerLaw, PowerLawPlusConstant, BrokenPowerLaw):
+    cls = form_class(name)
+    if cls.free_variable:
         return cls(var) if var else cls()
     if var:
         raise InputError(f"law {name!r} has fixed variables {cls.variables}; var={var!r} does not apply")
