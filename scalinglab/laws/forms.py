@@ -253,8 +253,8 @@ class ChinchillaND(Form):
         for k in ("A", "B", "alpha", "beta"):
             if not (np.isfinite(float(params[k])) and float(params[k]) > 0):
                 raise InputError(
-                    f"no compute-optimal split: {k} = {float(params[k]):g}, but A, B, alpha and beta must all "
-                    "be > 0 (with a zero exponent or coefficient the loss does not trade N against D)"
+                    f"no compute-optimal split: {k} = {float(params[k]):g}, but A, B, alpha and beta must "
+                    "all be > 0 (with a zero exponent or coefficient the loss does not trade N against D)"
                 )
         G = (a * float(params["A"]) / (b * float(params["B"]))) ** (1.0 / (a + b))
         return G * (C / 6.0) ** (b / (a + b)), (C / 6.0) ** (a / (a + b)) / G
