@@ -23,8 +23,8 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from scalinglab.errors import ConfigError
+from scalinglab.study.laws import NAMES as LAWS  # the laws a plan may fit: one row each in study/laws.py
 
-LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)", "repeat", "downstream")
 PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
 
 
