@@ -18,7 +18,6 @@ for the rows that accept it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -67,11 +66,9 @@ def _project(theta: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def blas_single_thread():
     """Limit BLAS to one thread (we run our own threads over row chunks; nested BLAS threads on a shared
-    machine oversubscribe the cores badly). A no-op when threadpoolctl is not installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
+    machine oversubscribe the cores badly)."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1)
 
 

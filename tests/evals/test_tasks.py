@@ -83,7 +83,8 @@ def test_word_list_is_the_documented_one():
     assert all(w.isalpha() and w.islower() and 5 <= len(w) <= 14 for w in words)
     text = "Apple apple, APPLE banana kiwi cherry cherry zzzzzzzzzzzzzzz"
     assert build_word_list(text, n=2) == ["apple", "cherry"]
-    default_corpus = pytest.importorskip("scalinglab.data.text").default_corpus
+    from scalinglab.data.text import default_corpus
+
     assert list(words) == build_word_list(default_corpus()[0].decode("utf-8"))  # rebuilt from the corpus
 
 

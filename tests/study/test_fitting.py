@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scalinglab.cli.study import print_summary
 from scalinglab.study import fitting
 from scalinglab.study.plan import parse_plan, run_id
 from scalinglab.study.store import Store
-
-pytest.importorskip("scalinglab.laws.allocate", reason="the laws engine is not installed")
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 A_TRUE = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])  # 0.4516
@@ -87,7 +86,7 @@ def test_three_approaches_recover_the_exponent(study):
     bt = ans["approaches"]["3"]["backtest"]  # every run of the largest budget held out, the law refitted
     assert bt["C"] == pytest.approx(1e20) and bt["n_runs"] == 7 and abs(bt["loss_rel_error"]) < 0.01
     out: list[str] = []
-    fitting.print_summary(store, plan, ids, fits, out.append)
+    print_summary(fits, out.append)
     assert any("Approach 1" in x for x in out) and any("Approach 2 (isoFLOP)" in x for x in out)
     assert any(x.startswith("allocation at C = ") for x in out) and any("overlap" in x for x in out)
 
