@@ -169,3 +169,13 @@ def test_lambada_passages():
     assert len(d["context"].split()) == 12 and (d["context"] + " " + d["word"] + ".") in text
     p = t.preset("gpt3")
     assert build_context(p, d, []).startswith("Fill in blank:\n") and p.text(d).endswith(" ____. ->")
+
+
+def test_a_task_says_whether_it_reads_the_model_data():
+    """`eval` and `study eval` hand a model's data spec only to the tasks built from it (an attribute of the
+    task, not a name the callers know)."""
+    from scalinglab.evals.tasks import data_kwargs
+
+    assert data_kwargs("lambada.corpus", "text:/x") == {"data": "text:/x"}
+    assert data_kwargs("arithmetic.2d+", "text:/x") == {}
+    assert get_task("lambada.corpus", **data_kwargs("lambada.corpus", "text:/x")).data == "text:/x"
