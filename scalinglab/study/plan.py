@@ -568,11 +568,10 @@ def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
     out = []
     for nl, d, nh in sorted(shapes):
         cfg = _config(plan, nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])
-        # the single-device estimator needs >= 2 micro-batches per step; an odd batch: the trainer's own split
-        if not plan.batch.micro_size and cfg["batch_size"] % 2 == 0:
-            cfg["micro_batch_size"] = cfg["batch_size"] // 2
         cfg["noise_scale"] = True
-        cfg["noise_scale_every"] = 1  # a pilot exists to measure: every step
+        # a pilot exists to measure: every step, split the trainer's way (two micro-batches for an even
+        # batch, its smallest prime factor otherwise) unless the plan sets batch.micro_size
+        cfg["noise_scale_every"] = 1
         out.append(RunSpec(cfg, {"pilot"}))
     return out
 
