@@ -20,7 +20,9 @@ def test_every_exponent_recovered_within_2_percent(name):
     # the full grid runs on the real data in test_fit_chinchilla.py
     res = fit(form, data, starts=300 if name == "chinchilla" else None)
     assert res.converged, res.summary()
-    assert res.n_at_optimum >= 1
+    # the optimum is found from many starts of the grid, not by one lucky start (a third or more: 47-100 %
+    # of them reach it on these data; bnsl, with its break, is the lowest)
+    assert res.n_at_optimum >= res.n_starts / 3, (res.n_at_optimum, res.n_starts)
     for k in form.exponents:
         assert res.params[k] == pytest.approx(truth[k], rel=0.02), (k, res.params[k], truth[k])
     assert res.r2_log > 0.9
@@ -45,10 +47,12 @@ def test_backtest_predicts_held_out_larger_runs():
     form, data, truth = simulate("chinchilla", seed=3, n=200)
     data["C"] = 6 * data["N"] * data["D"]
     bt = backtest(form, data, holdout=20, bootstrap=200, starts=200)
-    assert bt.observed.size == 20 and bt.fit.n_points == 180
-    assert np.all(
-        bt.variables["N"] * bt.variables["D"] * 6 >= np.max(6 * data["N"] * data["D"]) * 0
-    )  # shapes
+    assert bt.observed.size == 20 and bt.fit.n_points == 180 and bt.by == "C"
+    # the held-out runs are the 20 largest by compute, and the fit saw none of them: an extrapolation
+    c_all, c_test = np.sort(data["C"]), np.sort(6 * bt.variables["N"] * bt.variables["D"])
+    np.testing.assert_allclose(c_test, c_all[-20:], rtol=1e-12)
+    order = np.argsort(data["C"])
+    np.testing.assert_allclose(np.sort(bt.observed), np.sort(data["loss"][order[-20:]]), rtol=1e-12)
     assert bt.mean_abs_rel_error < 0.02
     assert bt.coverage >= 0.8  # 95% prediction intervals, 1% noise
     assert "coverage" in bt.summary()
