@@ -212,12 +212,21 @@ class FitPlan(_Strict):
 
 
 class ExecutorPlan(_Strict):
-    kind: Literal["local", "ray", "slurm"] = "local"
+    kind: str = "local"  # a name in study.executors.EXECUTORS
     workers: int = Field(0, ge=0)  # local: 0 = in-process sequential, k = a process pool of k
     threads_per_run: int = Field(0, ge=0)  # torch threads per run; 0 = cores // max(workers, 1)
     ray_address: str | None = None  # ray: None = start/attach a local instance
     slurm: dict[str, Any] = {}  # slurm: submitit parameters (partition, timeout_min, gpus_per_node, ...)
     slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from scalinglab.study.executors import EXECUTORS
+
+        if v not in EXECUTORS:
+            raise ValueError(f"allowed {', '.join(repr(k) for k in EXECUTORS)}")
+        return v
 
 
 DESIGNS = ("custom", "isoflop", "grid", "kaplan", "chinchilla")

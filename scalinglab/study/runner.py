@@ -19,7 +19,7 @@ from typing import Any
 from scalinglab.errors import ConfigError, FitError, InputError
 from scalinglab.io import atomic_write_json
 from scalinglab.study import design
-from scalinglab.study.executors import make_executor, run_dir, threads_per_run
+from scalinglab.study.executors import capacity, make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
     BatchFor,
     Plan,
@@ -398,10 +398,9 @@ def _slots(study_dir: Path) -> int:
     """Runs the study's executor trains at once: its plan's workers (Ray and Slurm with 0 workers: no limit;
     local with 0: in-process, one at a time; 1 when the plan is unreadable)."""
     try:
-        ex = load_plan(study_dir / "study.toml").executor
+        return capacity(load_plan(study_dir / "study.toml").executor)
     except ConfigError:
         return 1
-    return ex.workers or (10**9 if ex.kind in ("ray", "slurm") else 1)
 
 
 def study_status(study_dir: str | Path) -> dict[str, Any]:
