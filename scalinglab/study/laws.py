@@ -212,36 +212,35 @@ def _largest_grid_d(main: list[dict]) -> list[dict]:
     return [p for p in grid if p["D"] == d]
 
 
-def _check_l_n(pts: list[dict], plan: Plan) -> LawCheck:
-    law, main = "L(N)", _main(pts)
-    rows = [p for p in main if "L(N)" in p["roles"]] or _largest_grid_d(main)
-    sizes = {p["N"] for p in rows}
+def _one_variable(law: str, rows: list[dict], var: str, form: str, what: str, add: str,
+                  widen: str) -> LawCheck:
+    """L(N) or L(D): enough distinct values of ``var`` for the form, over enough decades."""
     dec = _dec(rows)
-    need = 4 if plan.fit.l_n_form == "power+const" else 3
-    if len(sizes) < need:
-        return LawCheck(law, len(rows), dec, False, f"L(N) needs >= {need} model sizes at one D, got "
-                        f"{len(sizes)}: add sizes ([model] shapes or n_params)")
-    if dec["N"] < MIN_DECADES:
-        return LawCheck(law, len(rows), dec, False, f"L(N) needs N over >= {MIN_DECADES:g} decade, got "
-                        f"{dec['N']:.2f}: add smaller or larger sizes")
+    need = 4 if form == "power+const" else 3
+    got = len({p[var] for p in rows})
+    if got < need:
+        return LawCheck(law, len(rows), dec, False, f"{law} needs >= {need} {what}, got {got}: {add}")
+    if dec[var] < MIN_DECADES:
+        return LawCheck(law, len(rows), dec, False, f"{law} needs {var} over >= {MIN_DECADES:g} decade, got "
+                        f"{dec[var]:.2f}: {widen}")
     return LawCheck(law, len(rows), dec, True)
 
 
+def _check_l_n(pts: list[dict], plan: Plan) -> LawCheck:
+    main = _main(pts)
+    rows = [p for p in main if "L(N)" in p["roles"]] or _largest_grid_d(main)
+    return _one_variable("L(N)", rows, "N", plan.fit.l_n_form, "model sizes at one D",
+                         "add sizes ([model] shapes or n_params)", "add smaller or larger sizes")
+
+
 def _check_l_d(pts: list[dict], plan: Plan) -> LawCheck:
-    law, main = "L(D)", _main(pts)
+    main = _main(pts)
     rows = [p for p in main if "L(D)" in p["roles"]]
     if not rows:
         big = max((p["N"] for p in main if "grid" in p["roles"]), default=None)
         rows = [p for p in main if "grid" in p["roles"] and p["N"] == big]
-    dec = _dec(rows)
-    need = 4 if plan.fit.l_d_form == "power+const" else 3
-    if len({p["D"] for p in rows}) < need:
-        return LawCheck(law, len(rows), dec, False, f"L(D) needs >= {need} token counts at one N: add "
-                        "kaplan.data_subsets or a grid (tokens.per_param)")
-    if dec["D"] < MIN_DECADES:
-        return LawCheck(law, len(rows), dec, False, f"L(D) needs D over >= {MIN_DECADES:g} decade, got "
-                        f"{dec['D']:.2f}: widen the data subsets")
-    return LawCheck(law, len(rows), dec, True)
+    return _one_variable("L(D)", rows, "D", plan.fit.l_d_form, "token counts at one N",
+                         "add kaplan.data_subsets or a grid (tokens.per_param)", "widen the data subsets")
 
 
 def _check_isoflop(pts: list[dict], plan: Plan) -> LawCheck:
