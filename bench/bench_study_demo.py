@@ -30,7 +30,9 @@ def main() -> None:
     from scalinglab.study.runner import run_study
 
     t0 = time.perf_counter()
-    res = run_study(REPO / "examples" / "demo.toml", out, echo=print)
+    from scalinglab.report import build_report
+
+    res = run_study(REPO / "examples" / "demo.toml", out, echo=print, report=build_report)
     wall = time.perf_counter() - t0
     ru_self = resource.getrusage(resource.RUSAGE_SELF)
     ru_kids = resource.getrusage(resource.RUSAGE_CHILDREN)

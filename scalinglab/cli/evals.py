@@ -63,7 +63,7 @@ def eval_cmd(
     """Zero-, one- and few-shot accuracy of a model on GPT-3-style tasks."""
     from scalinglab.evals.loading import load_lm, set_threads
     from scalinglab.evals.runner import evaluate
-    from scalinglab.evals.tasks import expand
+    from scalinglab.evals.tasks import data_kwargs, expand
 
     set_threads()
     ks = _shots(shots)
@@ -84,9 +84,8 @@ def eval_cmd(
         runner = CachingLM(lm, cache)
     out = []
     for name in names:
-        kw = {"data": data} if name == "lambada.corpus" else {}
         for r in evaluate(runner, name, shots=ks, seeds=seeds, preset=preset, scorer=scorer, limit=limit,
-                          task_kwargs=kw, contamination=index):
+                          task_kwargs=data_kwargs(name, data), contamination=index):
             out.append(r.to_dict())
     if as_json:
         print_json({"model": str(model), "results": out})
@@ -138,7 +137,7 @@ def study_eval_cmd(
 ) -> None:
     """Evaluate every finished run of a study; store the results and plot accuracy against N per K."""
     from scalinglab.evals.loading import set_threads
-    from scalinglab.evals.study import accuracy_table, evaluate_study, plot_accuracy_vs_n
+    from scalinglab.study.evals import accuracy_table, evaluate_study, plot_accuracy_vs_n
 
     set_threads()
     recs = evaluate_study(study_dir, tasks.split(","), shots=_shots(shots), seeds=seeds, preset=preset,

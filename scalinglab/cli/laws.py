@@ -72,8 +72,9 @@ def fit_cmd(
     law: str = typer.Option(
         "chinchilla",
         "--law",
-        help="chinchilla, kaplan-nd, power, power+const, kaplan-ns, bcrit, bnsl, or isoflop (Hoffmann's "
-        "Approach 2 on columns C, N, loss: a parabola per budget, N_opt ~ C^a).",
+        help="A form of scalinglab.laws.forms (chinchilla, kaplan-nd, power, power+const, kaplan-ns, bcrit, "
+        "bnsl, ...) or isoflop (Hoffmann's Approach 2 on columns C, N, loss: a parabola per budget, "
+        "N_opt ~ C^a).",
     ),
     col: list[str] = typer.Option(
         None,
@@ -82,7 +83,7 @@ def fit_cmd(
         "loss=loss. Variables: N, D, C, S, L, B, loss.",
     ),
     var: str = typer.Option(
-        None, "--var", help="The variable of a one-variable law (power, power+const, bnsl)."
+        None, "--var", help="The variable of a one-variable law (power, power+const, bnsl, ...)."
     ),
     drop_highest: int = typer.Option(
         0, "--drop-highest", help="Drop the K rows with the highest loss first."
@@ -111,12 +112,13 @@ def fit_cmd(
     from scalinglab.errors import InputError
     from scalinglab.laws.data import read_table
     from scalinglab.laws.fit import fit
+    from scalinglab.laws.forms import form_class
 
     columns = _parse_pairs(col, "--col")
     unknown = [k for k in columns if k not in _UNITS]
     if unknown:
         raise InputError(f"--col: unknown variable {unknown[0]!r}; use one of {', '.join(_UNITS)}")
-    if var is None and law.lower() in ("power", "power+const", "bnsl"):
+    if var is None and law.lower() != "isoflop" and form_class(law).free_variable:
         given = [k for k in columns if k in ("N", "D", "C", "S")]
         var = given[0] if len(given) == 1 else None
     df = read_table(path)

@@ -37,9 +37,51 @@ def run(
     """Plan the ladder, train every run, fit the laws, write the report. Re-run the same command to resume."""
     from scalinglab.study.runner import run_study
 
-    run_study(
-        plan, out, echo=typer.echo, report=not no_report, adaptive=adaptive, adaptive_runs=adaptive_runs
+    builder = None
+    if not no_report:
+        from scalinglab.report import build_report as builder
+    res = run_study(
+        plan, out, echo=typer.echo, report=builder, adaptive=adaptive, adaptive_runs=adaptive_runs
     )
+    print_summary(res["fits"], typer.echo)
+
+
+def print_summary(fits: list[dict], echo) -> None:
+    """The fits (each parameter with its 95 % interval when bootstrapped), the three approaches' N_opt(C)
+    exponents with intervals and back-tests, and the allocation (with intervals) or why it is refused."""
+    from scalinglab.study.fitting import ANSWER, answer, fit_rows
+
+    if not fits:
+        echo("fits: none (too few finished runs for the laws asked)")
+        return
+    echo("fits:")
+    by = {f["law"]: f for f in fits}
+    for row in fit_rows(fits):
+        if row["law"] == ANSWER:
+            continue
+        ci = (by[row["law"]]["result"] or {}).get("ci95") or {}
+        ps = ", ".join(
+            f"{k}={v:.4g}" + (f" [{ci[k][0]:.3g}, {ci[k][1]:.3g}]" if k in ci else "")
+            for k, v in row["params"].items()
+            if isinstance(v, (int, float))
+        )
+        r2 = f", R2(log)={row['r2_log']:.4f}" if isinstance(row["r2_log"], (int, float)) else ""
+        bt = row["backtest"]
+        btxt = ""
+        if bt and isinstance(bt.get("rel_error"), (int, float)):
+            btxt = f", back-test rel. error {100 * bt['rel_error']:+.2f}% (covered: {bt.get('covered')})"
+        echo(
+            f"  {row['law']:10s} {ps}{r2}{btxt}"
+            + ("" if row["converged"] in (True, None) else "  [NOT CONVERGED]")
+        )
+        for w in row["warnings"]:
+            echo(f"      warning: {w}")
+    ans = answer(fits)
+    if ans:
+        from scalinglab.laws.consensus import Consensus
+
+        for line in Consensus.lines_of(ans):
+            echo(line)
 
 
 @study_app.command("suggest")
@@ -173,7 +215,7 @@ def fit(
         arch = findings.from_store(store, plan, ids).to_dict()
         print_json({**fitting.fit_document(store, fits), "architecture": arch})
     else:
-        fitting.print_summary(store, plan, ids, fits, typer.echo)
+        print_summary(fits, typer.echo)
         findings.print_findings(store, plan, ids, typer.echo)
 
 

@@ -71,7 +71,8 @@ class Dataset:
 
     @cached_property
     def tokenizer(self):
-        """encode(str) -> list[int] / decode(list[int]) -> str for text and math (bytes or BPE)."""
+        """encode(str) -> list[int] / decode(list[int]) -> str for text and math (bytes or BPE); the pixel
+        tokenizer for images. Any other kind in meta.json is an InputError (never a silent fallback)."""
         from scalinglab.data.tokenizer import BPETokenizer, ByteTokenizer
 
         kind = self.meta["tokenizer"]["kind"]
@@ -79,9 +80,11 @@ class Dataset:
             return ByteTokenizer()
         if kind == "bpe":
             return BPETokenizer.load(self.path / "tokenizer.json")
-        from scalinglab.data.images import PixelTokenizer
+        if kind == "pixels":
+            from scalinglab.data.images import PixelTokenizer
 
-        return PixelTokenizer(self.meta)
+            return PixelTokenizer(self.meta)
+        raise InputError(f"{self.path}: unknown tokenizer kind {kind!r} in meta.json (bytes, bpe or pixels)")
 
     def documents(self, split: str) -> list[str]:
         """The split's documents as text (text and math domains), in stream order."""

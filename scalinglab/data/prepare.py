@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scalinglab.data.build import FORMAT, write_dataset
-from scalinglab.data.spec import Spec, parse_spec
+from scalinglab.data.spec import DOMAINS, Spec, parse_spec
 from scalinglab.errors import ConfigError
 
 
@@ -55,9 +55,11 @@ def _build(spec: Spec):
         from scalinglab.data.images import build_images
 
         return build_images(spec)
-    from scalinglab.data.mathgen import build_math
+    if spec.domain == "math":
+        from scalinglab.data.mathgen import build_math
 
-    return build_math(spec)
+        return build_math(spec)
+    raise ConfigError(f"unknown data domain {spec.domain!r}; choose one of {', '.join(DOMAINS)}")
 
 
 def prepare(spec: str, out: Path, *, force: bool = False, **opts) -> DatasetInfo:

@@ -4,7 +4,7 @@
   batched ``TokenLM`` engine; backends ``hf.HFLM`` (local ``transformers`` models), ``native.ScalingLabLM``.
 - ``tasks``: the registry (``get_task``, ``list_tasks``, ``register``); ``prompts``: presets and keyed
   few-shot draws; ``scorers``; ``runner.evaluate``; ``cache.CachingLM``; ``contamination.NgramIndex``;
-  ``export.export_hf``; ``study.evaluate_study``.
+  ``export.export_hf``; ``scalinglab.study.evals.evaluate_study`` (a study's runs).
 
 Importing this package does not import torch or transformers.
 """

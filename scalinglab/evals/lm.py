@@ -102,6 +102,11 @@ class TokenLM:
     def tok_decode(self, tokens: Sequence[int]) -> str:
         raise NotImplementedError
 
+    def tok_encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``tok_encode`` of each text; a backend whose tokenizer encodes a list at once overrides this (one
+        call into a fast tokenizer per text costs more than the encoding)."""
+        return [self.tok_encode(t) for t in texts]
+
     def _logits(self, batch: Any) -> Any:
         """Logits ``[B, T, V]`` for a right-padded ``LongTensor [B, T]`` (padding after the real tokens)."""
         raise NotImplementedError
@@ -122,31 +127,45 @@ class TokenLM:
     # --- tokenisation of a request ------------------------------------------------------------------
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Token ids of (context, continuation) by the harness's rule (whitespace move, joint encoding)."""
-        if context == "":
-            cont = self.tok_encode(continuation)
+        return self.encode_pairs([(context, continuation)])[0]
+
+    def encode_pairs(self, requests: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        """``encode_pair`` of every request, with every text encoded in one ``tok_encode_batch`` call: an
+        empty context is the end-of-text token and the continuation is encoded alone; otherwise the
+        context's trailing whitespace moves to the continuation, context and context + continuation are
+        encoded, and the continuation is what the joint encoding adds."""
+        texts: list[str] = []
+        for context, continuation in requests:
+            if context == "":
+                texts.append(continuation)
+            else:
+                context, continuation = split_whitespace(context, continuation)
+                texts += [context + continuation, context]
+        enc = iter(self.tok_encode_batch(texts))
+        out = []
+        for context, _ in requests:
+            if context == "":
+                cont = next(enc)
+                if not cont:
+                    raise InputError("loglikelihood request with an empty continuation")
+                out.append(([self.eot_token_id], cont))
+                continue
+            whole, ctx = next(enc), next(enc)
+            cont = whole[len(ctx) :]
             if not cont:
-                raise InputError("loglikelihood request with an empty continuation")
-            return [self.eot_token_id], cont
-        context, continuation = split_whitespace(context, continuation)
-        whole = self.tok_encode(context + continuation)
-        ctx = self.tok_encode(context)
-        cont = whole[len(ctx) :]
-        if not cont:
-            raise InputError(f"loglikelihood request with an empty continuation (context {context[-40:]!r})")
-        if not ctx:
-            ctx = [self.eot_token_id]
-        return ctx, cont
+                raise InputError(f"loglikelihood request with an empty continuation (context "
+                                 f"{context.rstrip()[-40:]!r})")
+            out.append((ctx or [self.eot_token_id], cont))
+        return out
 
     # --- request types --------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[LogLik]:
-        pairs = [self.encode_pair(c, x) for c, x in requests]
-        return self.loglikelihood_tokens(pairs)
+        return self.loglikelihood_tokens(self.encode_pairs(requests))
 
     def loglikelihood_rolling(self, requests: Sequence[str]) -> list[float]:
         windows: list[tuple[list[int], list[int]]] = []
         owner: list[int] = []
-        for i, text in enumerate(requests):
-            toks = self.tok_encode(text)
+        for i, toks in enumerate(self.tok_encode_batch(requests)):
             for w in rolling_windows(toks, self.eot_token_id, self.max_length):
                 windows.append(w)
                 owner.append(i)

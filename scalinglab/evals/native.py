@@ -92,6 +92,10 @@ class ScalingLabLM(TokenLM):
     def tok_encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
 
+    def tok_encode_batch(self, texts):
+        batch = getattr(self.tokenizer, "encode_batch", None)  # BPE: one call into `tokenizers`
+        return [list(t) for t in batch(list(texts))] if batch and texts else super().tok_encode_batch(texts)
+
     def tok_decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens))
 

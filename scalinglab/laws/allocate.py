@@ -164,15 +164,7 @@ def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str]
 
 def chinchilla_optimal(C: float, p: Mapping[str, float]) -> tuple[float, float]:
     """Closed-form (N_opt, D_opt) for E + A/N^alpha + B/D^beta under C = 6ND (Hoffmann 2022, eq. 4)."""
-    a, b = float(p["alpha"]), float(p["beta"])
-    for k in ("A", "B", "alpha", "beta"):
-        if not (np.isfinite(float(p[k])) and float(p[k]) > 0):
-            raise InputError(
-                f"no compute-optimal split: {k} = {float(p[k]):g}, but A, B, alpha and beta must all be > 0 "
-                "(with a zero exponent or coefficient the loss does not trade N against D)"
-            )
-    G = (a * float(p["A"]) / (b * float(p["B"]))) ** (1.0 / (a + b))
-    return G * (C / 6.0) ** (b / (a + b)), (C / 6.0) ** (a / (a + b)) / G
+    return ChinchillaND().optimal_split(C, p)
 
 
 def numeric_optimal(C: float, form: Form, params: Mapping[str, float]) -> tuple[float, float]:
@@ -247,11 +239,14 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto", level: fl
                 PUBLISHED_NOTE,
             ],
         )
-    use_closed = isinstance(form, ChinchillaND) and method in ("auto", "closed")
-    if method == "closed" and not isinstance(form, ChinchillaND):
+    if set(form.variables) != {"N", "D"}:
+        raise InputError(f"law {form.name!r} is not a function of N and D: no compute-optimal split")
+    closed = type(form).optimal_split is not Form.optimal_split  # the form has a closed form
+    use_closed = closed and method in ("auto", "closed")
+    if method == "closed" and not closed:
         raise InputError(f"no closed form for law {form.name!r}; use method='numeric'")
-    optimum = chinchilla_optimal if use_closed else (lambda c, p: numeric_optimal(c, form, p))
-    how = "closed form (Chinchilla)" if use_closed else "numerical minimum of L(N, C/(6N))"
+    optimum = form.optimal_split if use_closed else (lambda c, p: numeric_optimal(c, form, p))
+    how = f"closed form ({form.name})" if use_closed else "numerical minimum of L(N, C/(6N))"
     n, d = optimum(C, params)
     out = Allocation(
         C=C,
@@ -263,9 +258,10 @@ def allocate(C_flops: float, law="hoffmann2022", method: str = "auto", level: fl
         notes=caveats + ["C = 6 N D"],
         a=_exponent(optimum, C, params),
     )
-    if isinstance(form, ChinchillaND):
+    floor = form.irreducible(params)
+    if floor is not None:
         out.notes.append(
-            f"loss bound: E = {params['E']:.4g} nats/token (irreducible term, reached only as C -> inf)"
+            f"loss bound: E = {floor:.4g} nats/token (irreducible term, reached only as C -> inf)"
         )
     if fitres is None:
         out.notes.append(PUBLISHED_NOTE if label == getattr(law, "name", law) else GIVEN_NOTE)

@@ -78,8 +78,11 @@ def _line(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float]:
     return slope, my[..., 0] - slope * mx[..., 0]
 
 
-def loglog(x: np.ndarray, y: np.ndarray, samples: np.ndarray | None = None) -> PowerFit:
-    """y = k x^a in log-log; ``samples`` (K, 2) of (a, log k) from a bootstrap give the interval."""
+def loglog(
+    x: np.ndarray, y: np.ndarray, samples: np.ndarray | None = None, warnings: list[str] | None = None
+) -> PowerFit:
+    """y = k x^a in log-log; ``samples`` (K, 2) of (a, log k) from a bootstrap give the interval;
+    ``warnings`` from the caller (e.g. about its bootstrap) come first in the result's."""
     from scipy import stats
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -87,7 +90,7 @@ def loglog(x: np.ndarray, y: np.ndarray, samples: np.ndarray | None = None) -> P
         raise FitError(f"need at least 3 points to fit N_opt ~ C^a, got {x.size}")
     lx, ly = np.log(x), np.log(y)
     res = stats.linregress(lx, ly)
-    warn = []
+    warn = list(warnings or [])
     span = float(np.log10(x.max() / x.min()))
     if span < 1.5:
         warn.append(f"C spans only {span:.2f} decades: the exponent is poorly determined")
@@ -183,10 +186,8 @@ def approach1(curves, *, bootstrap: int = 0, seed: int = 0, **kw) -> PowerFit:
                 continue
             rows.append(_line(np.log(e["C"].to_numpy()), np.log(e["N"].to_numpy())))
         samples = np.array(rows, dtype=float).reshape(-1, 2)
-    pf = loglog(env["C"].to_numpy(), env["N"].to_numpy(), samples)
-    if bootstrap and bad:
-        pf.warnings.append(f"{bad} of {bootstrap} bootstrap resamples had fewer than 3 envelope points")
-    return pf
+    warn = [f"{bad} of {bootstrap} bootstrap resamples had fewer than 3 envelope points"] if bad else []
+    return loglog(env["C"].to_numpy(), env["N"].to_numpy(), samples, warnings=warn)
 
 
 def _concat(frames):

@@ -4,8 +4,11 @@
 replicated by Besiroglu et al. 2024) from every point of the form's start grid (4,500 for Chinchilla):
 
 1. all starts at once, batched Levenberg-Marquardt in float32 (``optim.batched_lm``);
-2. the starts within 1% of the best continue in float64 to a relative gain below 1e-12;
-3. the best is polished with L-BFGS-B (analytic gradient, objective rescaled to ~1, ftol 1e-15).
+2. the best 32 starts continue in float64 to a relative gain below 1e-12;
+3. the best is polished with L-BFGS-B (analytic gradient, objective rescaled to ~1, ftol 1e-15) unless it is
+   already stationary (relative projected gradient below ``GRAD_RTOL``);
+4. the other starts within 1% of the best that are not yet within ``OPT_RTOL`` of the polished optimum
+   continue in float64 like stage 2 (the count of starts at the optimum is that of refining them all).
 
 A start "reached the optimum" when its final objective is within ``OPT_RTOL`` (1e-6, relative) of the
 polished best. The verdict ``converged`` needs the polish's projected gradient to be small *and* a fresh
@@ -26,13 +29,14 @@ import numpy as np
 from scalinglab.errors import FitError, InputError
 from scalinglab.laws import optim
 from scalinglab.laws.data import decades, prepare
-from scalinglab.laws.forms import Form, complete_variables, get_form
+from scalinglab.laws.forms import Form, complete_variables, form_class, get_form
 
 OPT_RTOL = 1e-6  # a start reached the optimum if its objective is within this relative distance of the best
 GRAD_RTOL = 1e-4  # converged if max |projected gradient| / objective is below this (theta coordinates)
 CORR_MAX = 0.95  # |corr| between two exponents above this: not separately identifiable
 MIN_DECADES = 1.5  # a variable spanning fewer decades than this cannot pin its exponent down
 POOR_R2 = 0.5  # R^2 of log y below this: a poor fit, warned
+REFINE_TOP = 32  # stage 2 refines the best this many starts first (the optimum comes from them)
 
 
 @dataclass
@@ -293,7 +297,7 @@ def _finite(v, what: str) -> float:
 def _resolve_form(form: Form | str, data, var: str | None) -> Form:
     if isinstance(form, Form):
         return form
-    if var is None and str(form).lower() in ("power", "power+const", "bnsl"):
+    if var is None and form_class(str(form)).free_variable:
         names = list(data.columns) if hasattr(data, "columns") else list(data.keys())
         cands = [v for v in ("N", "D", "C", "S") if v in names]
         if len(cands) != 1:
@@ -342,11 +346,25 @@ def _multistart_inner(form: Form, theta0: np.ndarray, logx, logy, delta: float):
     best = np.min(f)
     if not np.isfinite(best):
         raise FitError(f"no start of law {form.name!r} gives a finite objective on this data")
-    near = np.flatnonzero(f <= best * 1.01)
-    b = optim.batched_lm(form, theta[near], logx, logy, delta, ftol=1e-12, max_iter=200)
-    theta[near], f[near] = b.theta, b.f
-    pol = optim.polish(form, theta[int(np.argmin(f))], logx, logy, delta)
+    near = f <= best * 1.01
+    # float64 to a relative gain below 1e-12: first the best few (they find the optimum, polished next)...
+    top = np.argsort(f, kind="stable")[: min(REFINE_TOP, int(near.sum()))]
+    _refine(form, theta, f, top, logx, logy, delta)
+    pol = optim.polish(form, theta[int(np.argmin(f))], logx, logy, delta, stationary=GRAD_RTOL)
+    # ...then the other near starts, only those not already within OPT_RTOL of the optimum: refining one
+    # that is can only lower its objective, so it counts as at the optimum either way
+    rest = near.copy()
+    rest[top] = False
+    rest &= f > pol.f * (1 + OPT_RTOL)
+    _refine(form, theta, f, np.flatnonzero(rest), logx, logy, delta)
     return pol, f
+
+
+def _refine(form: Form, theta: np.ndarray, f: np.ndarray, rows: np.ndarray, logx, logy, delta: float) -> None:
+    """Stage 2 on ``rows``, in place: float64 LM to a relative gain below 1e-12."""
+    if rows.size:
+        b = optim.batched_lm(form, theta[rows], logx, logy, delta, ftol=1e-12, max_iter=200)
+        theta[rows], f[rows] = b.theta, b.f
 
 
 def _verdict(form: Form, pol: optim.PolishResult, logx, logy, delta: float) -> tuple[bool, str]:

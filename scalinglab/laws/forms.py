@@ -51,6 +51,8 @@ class Form:
     target: str = "loss"  # the fitted quantity's column
     exponents: tuple[str, ...] = ()  # the dimensionless exponents among param_names
     units: str = "loss in nats/token"
+    gn_kernel: str | None = None  # name of a structured Gauss-Newton kernel in ``optim.GN_KERNELS``, if any
+    free_variable: bool = False  # one variable, chosen by the caller (``var=``: N, D, C or S)
 
     # --- the model in fitting coordinates -------------------------------------------------------
     def log_eval(self, theta: np.ndarray, logx: Mapping[str, np.ndarray], jac: bool = True):
@@ -68,6 +70,16 @@ class Form:
 
     def start_grid(self, logx: Mapping[str, np.ndarray], logy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    # --- what allocation needs (a form of N and D) ----------------------------------------------------
+    def optimal_split(self, C: float, params: Mapping[str, float]) -> tuple[float, float] | None:
+        """Closed-form compute-optimal (N params, D tokens) at C = 6ND FLOPs, or None when the form has none
+        (``allocate`` then minimises L(N, C/(6N)) numerically)."""
+        return None
+
+    def irreducible(self, params: Mapping[str, float]) -> float | None:
+        """The loss no amount of compute goes below (nats/token), when the form has such a term."""
+        return None
 
     # --- user-facing ------------------------------------------------------------------------------
     def predict(self, params: Mapping[str, float], **variables) -> np.ndarray:
@@ -93,8 +105,29 @@ class Form:
         return f"{type(self).__name__}({self.name!r}: {self.description})"
 
 
+FORMS: dict[str, type[Form]] = {}  # name -> class, filled by ``register_form``
+
+
+def register_form(name: str):
+    """Class decorator: ``get_form(name)`` builds this form. Adding a form is one class (in this module or
+    any module that is imported): its maths (``log_eval``, bounds, starts), ``free_variable`` if the caller
+    names its one variable, and for a law of N and D ``optimal_split`` / ``irreducible`` if it has them."""
+
+    def deco(cls: type[Form]) -> type[Form]:
+        key = name.lower()
+        if key in FORMS and FORMS[key] is not cls:
+            raise ValueError(f"law form {name!r} registered twice")
+        FORMS[key] = cls
+        return cls
+
+    return deco
+
+
+@register_form("power")
 class PowerLaw(Form):
     """y = (x_c / x)^alpha (Kaplan L(N), L(D), L(C_min)). Fitted as a - alpha log x, a = alpha log x_c."""
+
+    free_variable = True
 
     def __init__(self, var: str = "N") -> None:
         self.var = var
@@ -134,8 +167,11 @@ class PowerLaw(Form):
         return np.array([[lv + al * med, al] for al in alphas for lv in levels])
 
 
+@register_form("power+const")
 class PowerLawPlusConstant(Form):
     """y = L_inf + (x_0/x)^alpha (Henighan et al. 2020 eq. 1.1). Fitted as LSE(e, a - alpha log x)."""
+
+    free_variable = True
 
     def __init__(self, var: str = "N") -> None:
         self.var = var
@@ -179,6 +215,7 @@ class PowerLawPlusConstant(Form):
         return np.array([[e, lv + al * med, al] for e in es for al in alphas for lv in levels])
 
 
+@register_form("chinchilla")
 class ChinchillaND(Form):
     """L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann 2022 Approach 3). N all parameters, D tokens.
 
@@ -192,6 +229,7 @@ class ChinchillaND(Form):
     theta_names = ("e", "a", "b", "alpha", "beta")
     variables = ("N", "D")
     exponents = ("alpha", "beta")
+    gn_kernel = "lse3"  # optim's structured Gauss-Newton terms for LSE(e, a - alpha log N, b - beta log D)
 
     def log_eval(self, theta, logx, jac=True):
         e, a, b, al, be = (theta[:, i : i + 1] for i in range(5))
@@ -208,156 +246,21 @@ class ChinchillaND(Form):
         np.multiply(wD, -lD, out=J[..., 4])
         return ly, J
 
-    # Gauss-Newton terms without the (K, n, 5) Jacobian (``optim`` uses them when a form has them). With
-    # the softmax weights s_e, s_N, s_D of the three terms, the Jacobian columns are [s_e, s_N, s_D,
-    # -s_N lN, -s_D lD], so H = sum_n w J J^T needs only the six (K, n) arrays w s_i s_j and the gradient
-    # only the three psi s_i, each contracted with the data features [1, lN, lD, lN^2, lN lD, lD^2]:
-    # one (9K, n) @ (n, 6) GEMM. Arrays: 0 w se se, 1 w se sN, 2 w se sD, 3 w sN sN, 4 w sN sD,
-    # 5 w sD sD, 6-8 psi s_e, s_N, s_D.
-    # Entry (p, q) of H is sign * (array @ feature): _GN_H lists (p, q, array, feature, sign).
-    _GN_H = (
-        (0, 0, 0, 0, 1.0),
-        (0, 1, 1, 0, 1.0),
-        (0, 2, 2, 0, 1.0),
-        (0, 3, 1, 1, -1.0),
-        (0, 4, 2, 2, -1.0),
-        (1, 1, 3, 0, 1.0),
-        (1, 2, 4, 0, 1.0),
-        (1, 3, 3, 1, -1.0),
-        (1, 4, 4, 2, -1.0),
-        (2, 2, 5, 0, 1.0),
-        (2, 3, 4, 1, -1.0),
-        (2, 4, 5, 2, -1.0),
-        (3, 3, 3, 3, 1.0),
-        (3, 4, 4, 4, 1.0),
-        (4, 4, 5, 5, 1.0),
-    )
-    _GN_G = ((6, 0, -1.0), (7, 0, -1.0), (8, 0, -1.0), (7, 1, 1.0), (8, 2, 1.0))  # gradient: -sum psi J
-    _GN_IDX = np.zeros(25, dtype=np.intp)
-    _GN_SIGN = np.zeros(25)
-    for _p, _q, _arr, _ft, _sg in _GN_H:
-        _GN_IDX[[5 * _p + _q, 5 * _q + _p]] = 6 * _arr + _ft
-        _GN_SIGN[[5 * _p + _q, 5 * _q + _p]] = _sg
-    _GN_GIDX = np.array([6 * _arr + _ft for _arr, _ft, _ in _GN_G], dtype=np.intp)
-    _GN_GSIGN = np.array([_sg for _, _, _sg in _GN_G])
-    del _p, _q, _arr, _ft, _sg
-    _EXP_MAX = {4: 80.0, 8: 700.0}  # largest exp argument (float32, float64) with room for a sum of three
+    def optimal_split(self, C, params):
+        """N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = G^-1 (C/6)^(alpha/(alpha+beta)),
+        G = (alpha A/(beta B))^(1/(alpha+beta)) (Hoffmann 2022, eq. 4)."""
+        a, b = float(params["alpha"]), float(params["beta"])
+        for k in ("A", "B", "alpha", "beta"):
+            if not (np.isfinite(float(params[k])) and float(params[k]) > 0):
+                raise InputError(
+                    f"no compute-optimal split: {k} = {float(params[k]):g}, but A, B, alpha and beta must "
+                    "all be > 0 (with a zero exponent or coefficient the loss does not trade N against D)"
+                )
+        G = (a * float(params["A"]) / (b * float(params["B"]))) ** (1.0 / (a + b))
+        return G * (C / 6.0) ** (b / (a + b)), (C / 6.0) ** (a / (a + b)) / G
 
-    def gn_terms(self, theta, logx, logy, delta, weights=None, eps=0.1):
-        """Summed Huber objective (K,), its gradient (K, 5) and the IRLS Gauss-Newton matrix (K, 5, 5).
-
-        The same maths as ``optim``'s general path (IRLS weight 1 inside |r| <= delta, eps delta/|r|
-        outside; ``weights`` (K, n) or (n,) scale each point's term), computed in theta's dtype; F is
-        summed in float64 and G, H come back in float64. ``gn_objective`` + ``gn_matrices`` in two steps.
-        """
-        F, state = self.gn_objective(theta, logx, logy, delta, weights)
-        G, H = self.gn_matrices(state, logx, delta, weights, eps)
-        return F, G, H
-
-    def gn_objective(self, theta, logx, logy, delta, weights=None):
-        """Summed Huber objective (K,) and the state ``gn_matrices`` needs: (K, 4, n) [s_e, s_N, s_D, r]."""
-        dt = theta.dtype
-        K = theta.shape[0]
-        lN, lD = logx["N"].astype(dt, copy=False), logx["D"].astype(dt, copy=False)
-        n = lN.size
-        e, al, be = theta[:, 0:1], theta[:, 3:4], theta[:, 4:5]
-        cN, cD = theta[:, 1:2] - e, theta[:, 2:3] - e
-        state = np.empty((K, 4, n), dtype=dt)  # s_e, s_N, s_D, r: s_N, s_D side by side for one exp
-        se, sN, sD, r = (state[:, i] for i in range(4))
-        # terms relative to e: exp(a - e - alpha lN) etc. Two exps instead of three, safe when no
-        # exponent can overflow (always within the bounds in float64); otherwise the max-shifted LSE.
-        big = np.maximum(
-            np.maximum(cN - al * lN.min(), cN - al * lN.max()),
-            np.maximum(cD - be * lD.min(), cD - be * lD.max()),
-        )
-        if big.size and np.max(big) < self._EXP_MAX[dt.itemsize]:
-            u = state[:, 1:3].reshape(K, 2 * n)  # a view: s_N, s_D side by side
-            if dt == np.float32:  # [tN - e | tD - e] = [cN, -alpha, cD, -beta] @ [[1, 0], [lN, 0], ...]
-                coef = np.concatenate([cN, -al, cD, -be], axis=1)
-                np.matmul(coef, self._gn_lin(lN, lD), out=u)
-            else:  # (OpenBLAS's dgemm is slower than two passes here)
-                np.multiply(al, lN, out=sN)
-                np.subtract(cN, sN, out=sN)
-                np.multiply(be, lD, out=sD)
-                np.subtract(cD, sD, out=sD)
-            np.exp(u, out=u)
-            np.add(sN, sD, out=r)
-            r += 1.0
-            np.reciprocal(r, out=se)
-            state[:, 1:3] *= se[:, None, :]
-            np.log(r, out=r)
-            np.subtract(logy.astype(dt, copy=False), r, out=r)
-            r -= e  # log y - e - log(1 + exp(tN - e) + exp(tD - e))
-        else:
-            ly, (s0, s1, s2) = _lse(
-                np.broadcast_to(e, (K, n)), theta[:, 1:2] - al * lN, theta[:, 2:3] - be * lD
-            )
-            se[...], sN[...], sD[...] = s0, s1, s2
-            np.subtract(logy.astype(dt, copy=False), ly, out=r)
-        psi = np.clip(r, -delta, delta)
-        h = np.multiply(psi, -0.5)
-        h += r
-        h *= psi  # Huber: r^2/2 inside, delta (|r| - delta/2) outside
-        if weights is not None:
-            h *= weights.astype(dt, copy=False)
-        return h.sum(axis=1, dtype=np.float64), state
-
-    def gn_matrices(self, state, logx, delta, weights=None, eps=0.1):
-        """Gradient (K, 5) and IRLS Gauss-Newton matrix (K, 5, 5), float64, from ``gn_objective``'s state."""
-        K, _, n = state.shape
-        dt = state.dtype
-        feats = self._gn_features(logx["N"], logx["D"], dt)
-        se, sN, sD, r = (state[:, i] for i in range(4))
-        psi = np.clip(r, -delta, delta)
-        q = np.abs(r)
-        np.maximum(q, delta, out=q)
-        np.divide(delta, q, out=q)  # 1 inside |r| <= delta (exactly), delta/|r| outside
-        w = np.floor(q)  # the inside indicator
-        w *= 1.0 - eps
-        q *= eps
-        w += q  # IRLS weight: 1 inside, eps delta/|r| outside
-        if weights is not None:
-            wt = weights.astype(dt, copy=False)
-            psi *= wt
-            w *= wt
-        X = np.empty((K, 9, n), dtype=dt)
-        ws = q  # scratch
-        np.multiply(w, se, out=ws)
-        np.multiply(ws, se, out=X[:, 0])
-        np.multiply(ws, sN, out=X[:, 1])
-        np.multiply(ws, sD, out=X[:, 2])
-        np.multiply(w, sN, out=ws)
-        np.multiply(ws, sN, out=X[:, 3])
-        np.multiply(ws, sD, out=X[:, 4])
-        np.multiply(w, sD, out=ws)
-        np.multiply(ws, sD, out=X[:, 5])
-        np.multiply(psi, se, out=X[:, 6])
-        np.multiply(psi, sN, out=X[:, 7])
-        np.multiply(psi, sD, out=X[:, 8])
-        R = (X.reshape(9 * K, n) @ feats).reshape(K, 54)
-        H = np.multiply(R[:, self._GN_IDX], self._GN_SIGN).reshape(K, 5, 5)
-        G = np.multiply(R[:, self._GN_GIDX], self._GN_GSIGN)
-        return G, H
-
-    def _gn_lin(self, lN: np.ndarray, lD: np.ndarray) -> np.ndarray:
-        """(4, 2n) block matrix [[1, 0], [lN, 0], [0, 1], [0, lD]] in lN's dtype, cached like the features."""
-        c = getattr(self, "_lin_cache", None)
-        if c is not None and c[0] is lN and c[1] is lD:
-            return c[2]
-        n = lN.size
-        m = np.zeros((4, 2 * n), dtype=lN.dtype)
-        m[0, :n], m[1, :n], m[2, n:], m[3, n:] = 1.0, lN, 1.0, lD
-        self._lin_cache = (lN, lD, m)
-        return m
-
-    def _gn_features(self, lN: np.ndarray, lD: np.ndarray, dt) -> np.ndarray:
-        """(n, 6) features [1, lN, lD, lN^2, lN lD, lD^2] in dtype dt, cached for the last arrays seen."""
-        c = getattr(self, "_feat_cache", None)
-        if c is not None and c[0] is lN and c[1] is lD and c[2].dtype == dt:
-            return c[2]
-        f = np.stack([np.ones_like(lN), lN, lD, lN * lN, lN * lD, lD * lD], axis=1).astype(dt)
-        self._feat_cache = (lN, lD, f)
-        return f
+    def irreducible(self, params):
+        return float(params["E"])
 
     def to_params(self, theta):
         e, a, b, al, be = (float(v) for v in theta)
@@ -385,6 +288,7 @@ class ChinchillaND(Form):
         return g
 
 
+@register_form("kaplan-nd")
 class KaplanND(Form):
     """L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D (Kaplan 2020 eq. 1.5). N non-embedding, D tokens.
 
@@ -440,6 +344,7 @@ class KaplanND(Form):
         return np.array(out)
 
 
+@register_form("kaplan-ns")
 class KaplanNS(Form):
     """L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S (Kaplan 2020 eq. 1.6). S in optimizer steps."""
 
@@ -485,6 +390,7 @@ class KaplanNS(Form):
         return np.array(out)
 
 
+@register_form("bcrit")
 class CriticalBatch(Form):
     """B_crit(L) = B_star / L^(1/alpha_B) (Kaplan 2020 eq. 1.4): target B (tokens), variable L (nats/tok)."""
 
@@ -519,12 +425,15 @@ class CriticalBatch(Form):
         return np.array([[ly + mL / al, al] for al in (0.05, 0.1, 0.2, 0.4, 1.0, 3.0)])
 
 
+@register_form("bnsl")
 class BrokenPowerLaw(Form):
     """One-break BNSL (Caballero et al. 2022): y = L_inf + b x^-c0 (1 + (x/d1)^(1/f1))^(-c1 f1).
 
     Below the break the slope is c0, above it c0 + c1; f1 sets the sharpness. Fitted as
     log y = LSE(e, log b - c0 log x - c1 f1 softplus((log x - log d1)/f1)).
     """
+
+    free_variable = True
 
     def __init__(self, var: str = "C") -> None:
         self.var = var
@@ -588,24 +497,18 @@ class BrokenPowerLaw(Form):
         return np.array(out)
 
 
-FORMS = {
-    "chinchilla": ChinchillaND,
-    "kaplan-nd": KaplanND,
-    "power": PowerLaw,
-    "power+const": PowerLawPlusConstant,
-    "kaplan-ns": KaplanNS,
-    "bcrit": CriticalBatch,
-    "bnsl": BrokenPowerLaw,
-}
+def form_class(name: str) -> type[Form]:
+    """The registered form class called ``name`` (case-insensitive); an unknown name is an InputError."""
+    key = name.lower()
+    if key not in FORMS:
+        raise InputError(f"unknown law {name!r}; choose one of {', '.join(FORMS)}")
+    return FORMS[key]
 
 
 def get_form(name: str, var: str | None = None) -> Form:
     """A form by name; ``var`` names the variable of the one-variable forms (power, power+const, bnsl)."""
-    key = name.lower()
-    if key not in FORMS:
-        raise InputError(f"unknown law {name!r}; choose one of {', '.join(FORMS)}")
-    cls = FORMS[key]
-    if cls in (PowerLaw, PowerLawPlusConstant, BrokenPowerLaw):
+    cls = form_class(name)
+    if cls.free_variable:
         return cls(var) if var else cls()
     if var:
         raise InputError(f"law {name!r} has fixed variables {cls.variables}; var={var!r} does not apply")

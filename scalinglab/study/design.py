@@ -22,10 +22,10 @@ identify into a ConfigError that says what to add, before anything is trained.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scalinglab.errors import ConfigError
+from scalinglab.study.laws import MIN_BUDGET_SIZES, MIN_DECADES, LawCheck, get_law  # noqa: F401
 
 if TYPE_CHECKING:
     from scalinglab.study.plan import Plan, RunSpec
@@ -41,8 +41,6 @@ GRID_TOKENS_PER_PARAM = 20.0  # D_max = 20 N_max
 KAPLAN_PER_PARAM = 50.0
 SPAN_DECADES = 1.5  # the N range the grid and Kaplan designs lay out
 CHINCHILLA_ISO_SHARE = 0.75
-MIN_DECADES = 1.0  # a law's variable must span this much for its exponent to be identified
-MIN_BUDGET_SIZES = 5  # an isoFLOP budget needs this many sizes (>= 3 fit a parabola; 5 bracket it)
 
 
 def expand(plan: Plan, vocab_size: int) -> Plan:
@@ -152,28 +150,9 @@ def _chinchilla_grid(plan: Plan, iso, total: float, vocab_size: int) -> list:
 # ---------------------------------------------------------------------------------------------- checks
 
 
-@dataclass
-class LawCheck:
-    """What the plan's runs give one law: runs, decades spanned, verdict and what to add if not identified."""
-
-    law: str
-    runs: int
-    decades: dict[str, float]
-    identified: bool
-    why: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"law": self.law, "runs": self.runs, "decades": dict(self.decades),
-                "identified": self.identified, "why": self.why}
-
-
-def _span(xs: list[float]) -> float:
-    xs = [x for x in xs if x > 0]
-    return math.log10(max(xs) / min(xs)) if len(xs) >= 2 else 0.0
-
-
 def identifiability(plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[LawCheck]:
-    """Per law of ``plan.fit.laws``: which planned runs feed it and whether they can identify it."""
+    """Per law of ``plan.fit.laws``: which planned runs feed it and whether they can identify it (each law's
+    ``check`` in ``scalinglab.study.laws.LAWS``)."""
     from scalinglab.study.plan import count_n
 
     pts = []
@@ -181,111 +160,7 @@ def identifiability(plan: Plan, runs: list[RunSpec], vocab_size: int) -> list[La
         c = r.config
         n = count_n(c["n_layer"], c["d_model"], plan, vocab_size, c.get("n_head"))
         pts.append({"N": n, "D": float(c["tokens"]), "C": 6 * n * float(c["tokens"]), "roles": r.roles})
-    out = []
-    for law in plan.fit.laws:
-        out.append(_check_law(law, pts, plan))
-    return out
-
-
-def _dec(rows) -> dict[str, float]:
-    return {v: round(_span([p[v] for p in rows]), 2) for v in ("N", "D", "C")}
-
-
-def _check_law(law: str, pts: list[dict], plan: Plan) -> LawCheck:
-    main = [p for p in pts if p["roles"] - {"extra", "pilot", "seed-noise"}]
-    if law == "L(N)":
-        rows = [p for p in main if "L(N)" in p["roles"]] or _largest_grid_d(main)
-        sizes = {p["N"] for p in rows}
-        dec = _dec(rows)
-        need = 4 if plan.fit.l_n_form == "power+const" else 3
-        if len(sizes) < need:
-            return LawCheck(law, len(rows), dec, False, f"L(N) needs >= {need} model sizes at one D, got "
-                            f"{len(sizes)}: add sizes ([model] shapes or n_params)")
-        if dec["N"] < MIN_DECADES:
-            return LawCheck(law, len(rows), dec, False, f"L(N) needs N over >= {MIN_DECADES:g} decade, got "
-                            f"{dec['N']:.2f}: add smaller or larger sizes")
-        return LawCheck(law, len(rows), dec, True)
-    if law == "L(D)":
-        rows = [p for p in main if "L(D)" in p["roles"]]
-        if not rows:
-            big = max((p["N"] for p in main if "grid" in p["roles"]), default=None)
-            rows = [p for p in main if "grid" in p["roles"] and p["N"] == big]
-        dec = _dec(rows)
-        need = 4 if plan.fit.l_d_form == "power+const" else 3
-        if len({p["D"] for p in rows}) < need:
-            return LawCheck(law, len(rows), dec, False, f"L(D) needs >= {need} token counts at one N: add "
-                            "kaplan.data_subsets or a grid (tokens.per_param)")
-        if dec["D"] < MIN_DECADES:
-            return LawCheck(law, len(rows), dec, False, f"L(D) needs D over >= {MIN_DECADES:g} decade, got "
-                            f"{dec['D']:.2f}: widen the data subsets")
-        return LawCheck(law, len(rows), dec, True)
-    if law == "isoflop":
-        by: dict[str, list] = {}
-        for p in main:
-            for r in p["roles"]:
-                if r.startswith("isoflop:"):
-                    by.setdefault(r, []).append(p)
-        rows = [p for g in by.values() for p in g]
-        dec = _dec(rows)
-        full = [g for g in by.values() if len({p["N"] for p in g}) >= 3]
-        if len(full) < 3:
-            return LawCheck(law, len(rows), dec, False, f"Approach 2 needs >= 3 isoFLOP budgets with >= 3 "
-                            f"model sizes each (5 recommended), got {len(full)}: add isoflop.budgets")
-        thin = [k for k, g in by.items() if len({p["N"] for p in g}) < MIN_BUDGET_SIZES]
-        if thin:
-            return LawCheck(law, len(rows), dec, False, f"every isoFLOP budget needs >= {MIN_BUDGET_SIZES} "
-                            f"sizes to bracket its optimum; {', '.join(sorted(thin))} have fewer: raise "
-                            "isoflop.n_sizes or add [model] shapes")
-        return LawCheck(law, len(rows), dec, True)
-    if law == "L(N,D)":
-        dec = _dec(main)
-        if len(main) < 8:
-            return LawCheck(law, len(main), dec, False, f"L(N,D) (5 parameters) needs >= 8 runs, got "
-                            f"{len(main)}: add budgets or a grid")
-        for v in ("N", "D"):
-            if dec[v] < MIN_DECADES:
-                return LawCheck(law, len(main), dec, False, f"L(N,D) needs {v} over >= {MIN_DECADES:g} "
-                                f"decade, got {dec[v]:.2f}: add budgets or a grid")
-        return LawCheck(law, len(main), dec, True)
-    if law == "L(C_min)":
-        dec = _dec(main)
-        if len(main) < 3:
-            return LawCheck(law, len(main), dec, False, "the compute frontier needs >= 3 runs of several "
-                            "sizes")
-        if len({p["N"] for p in main}) < 3:
-            return LawCheck(law, len(main), dec, False, "the compute frontier needs >= 3 model sizes")
-        return LawCheck(law, len(main), dec, True)
-    if law == "L(N,S)":
-        rows = [p for p in main if "L(N)" in p["roles"]] or main
-        dec = _dec(rows)
-        ok = len({p["N"] for p in rows}) >= 2
-        return LawCheck(law, len(rows), dec, ok, "" if ok else "L(N,S) needs learning curves of >= 2 sizes")
-    if law == "repeat":
-        rows = [p for p in pts if any(r.startswith("repeat:") for r in p["roles"])]
-        dec = _dec(rows)
-        multi = {p["D"] for p in rows}
-        if len(rows) < 4 or len(multi) < 3:
-            return LawCheck(law, len(rows), dec, False, "the repeat law needs >= 4 repeated-data runs over "
-                            ">= 3 epoch counts: set [repeat] unique_tokens and epochs")
-        return LawCheck(law, len(rows), dec, True)
-    if law == "downstream":  # fitted on `study eval` results, which exist only after training
-        return LawCheck(law, len(main), _dec(main), True, "fitted on the few-shot results of `study eval`")
-    if law == "B_crit(L)":
-        ok = plan.train.get("noise_scale", True) is not False
-        return LawCheck(law, len(main), _dec(main), ok, "" if ok else "B_crit(L) needs the noise scale: "
-                        "remove [train] noise_scale = false")
-    raise ConfigError(f"unknown law {law!r}")
-
-
-def _largest_grid_d(main: list[dict]) -> list[dict]:
-    grid = [p for p in main if "grid" in p["roles"]]
-    if not grid:
-        return []
-    by: dict[float, set] = {}
-    for p in grid:
-        by.setdefault(p["D"], set()).add(p["N"])
-    d = max(by, key=lambda x: (len(by[x]), x))
-    return [p for p in grid if p["D"] == d]
+    return [get_law(law).check(pts, plan) for law in plan.fit.laws]
 
 
 def check(plan: Plan, runs: list[RunSpec], vocab_size: int, echo=None) -> list[LawCheck]:

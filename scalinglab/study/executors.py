@@ -40,6 +40,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +64,17 @@ class Handle(Protocol):
 
 class TimeLimitError(RuntimeError):
     """A Slurm job was told to stop (time limit near, or preemption) and had no requeue left."""
+
+
+class Executor(Protocol):
+    """What the runner needs from a back-end: ``submit`` one run (``run_one`` somewhere), ``capacity`` runs
+    in flight at once, ``shutdown``. A new back-end is a class with these and an ``EXECUTORS`` entry."""
+
+    capacity: int
+
+    def submit(self, study_dir: str | Path, run_id: str) -> Handle: ...
+
+    def shutdown(self) -> None: ...
 
 
 def run_dir(study_dir: str | Path, run_id: str) -> Path:
@@ -633,13 +646,47 @@ def threads_per_run(cfg: Any, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(1, cfg.workers))
 
 
-def make_executor(cfg: Any, study_dir: str | Path, cores: int | None = None) -> Any:
+@dataclass(frozen=True)
+class ExecutorKind:
+    """An ``[executor] kind``: how to build it from the plan's table, the study folder, the threads per run
+    and the machine's cores, and whether ``workers = 0`` means no limit on runs at once (a cluster queues
+    them), not one."""
+
+    make: Callable[[Any, Path, int, int | None], Executor]
+    unbounded: bool
+
+
+EXECUTORS: dict[str, ExecutorKind] = {  # the plan's executor.kind names one of these
+    "local": ExecutorKind(lambda cfg, d, threads, cores: LocalExecutor(cfg.workers, threads),
+                          unbounded=False),
+    "ray": ExecutorKind(
+        lambda cfg, d, threads, cores: RayExecutor(
+            cfg.ray_address, threads, cfg.workers, cfg.retries, cores, cfg.gpus_per_run
+        ),
+        unbounded=True,
+    ),
+    "slurm": ExecutorKind(
+        lambda cfg, d, threads, cores: SlurmExecutor(
+            d, cfg.slurm, cfg.slurm_local, threads, cfg.workers, cfg.retries
+        ),
+        unbounded=True,
+    ),
+}
+
+
+def _kind(cfg: Any) -> ExecutorKind:
+    if cfg.kind not in EXECUTORS:
+        allowed = ", ".join(repr(k) for k in EXECUTORS)
+        raise ConfigError(f"executor.kind = {cfg.kind!r}: allowed {allowed}")
+    return EXECUTORS[cfg.kind]
+
+
+def capacity(cfg: Any) -> int:
+    """Runs a plan's executor trains at once: its workers; with 0, no limit for a cluster back-end and one
+    (in-process) for local."""
+    return cfg.workers or (10**9 if _kind(cfg).unbounded else 1)
+
+
+def make_executor(cfg: Any, study_dir: str | Path, cores: int | None = None) -> Executor:
     """Build the executor a plan's `[executor]` table asks for."""
-    threads = threads_per_run(cfg, cores)
-    if cfg.kind == "local":
-        return LocalExecutor(cfg.workers, threads)
-    if cfg.kind == "ray":
-        return RayExecutor(cfg.ray_address, threads, cfg.workers, cfg.retries, cores, cfg.gpus_per_run)
-    if cfg.kind == "slurm":
-        return SlurmExecutor(study_dir, cfg.slurm, cfg.slurm_local, threads, cfg.workers, cfg.retries)
-    raise ConfigError(f"executor.kind = {cfg.kind!r}: allowed 'local', 'ray', 'slurm'")
+    return _kind(cfg).make(cfg, Path(study_dir), threads_per_run(cfg, cores), cores)

@@ -1,6 +1,7 @@
 """After the runs: build each law's table from the store, fit it with `scalinglab.laws`, store the result.
 
-Laws (names as in the plan's `fit.laws`):
+Which laws there are, their tables, forms and order come from ``scalinglab.study.laws.LAWS`` (one row per
+law); this module holds the tables and the fitting steps they use. Laws (names as in the plan's `fit.laws`):
 - `L(N)`: final validation loss vs N (plan.params convention) of the L(N) runs (or, without them, the grid
   runs at the token budget that covers the most sizes); seeds averaged. Back-test: hold out the largest.
 - `L(D)`: final loss vs tokens of the L(D) runs (or the grid runs of the largest model).
@@ -30,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.faults import point
+from scalinglab.study import laws as study_laws
+from scalinglab.study.laws import ANSWER, ANSWER_FROM  # noqa: F401  (re-exported)
 from scalinglab.study.plan import Plan
 from scalinglab.study.store import Store
 
@@ -295,15 +298,13 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
     runs = finished_runs(store, plan, ids)
     points = seed_mean(runs)
     sleep = float(os.environ.get("SCALINGLAB_STUDY_FIT_SLEEP", "0") or 0)  # test hook: a slow fitting phase
-    laws = list(plan.fit.laws)
-    if set(laws) & set(ANSWER_FROM):
-        laws.append(ANSWER)  # the three approaches' verdict and the allocation, after the laws it reads
-    order = sorted(laws, key=lambda x: (x != "B_crit(L)", x == ANSWER))  # B_crit first: C_min, S_min use it
-    fitted: dict[str, dict] = {}
+    laws = study_laws.fit_order(list(plan.fit.laws))  # + the compute-optimal answer; each after what it reads
+    ctx = study_laws.FitContext(store, plan, runs, points)
+    fitted = ctx.fitted
     failures: dict[str, str] = {}
-    for law in order:
+    for law in laws:
         try:
-            out = None if len(runs) == 0 else _fit_one(law, store, plan, runs, points, fitted)
+            out = None if len(runs) == 0 else study_laws.get_law(law).prepare(ctx)
             if out is None:
                 # a fit stored earlier (other runs, other options) would be shown as this study's: drop it
                 gone = " (its earlier fit removed)" if store.drop_fit(law) else ""
@@ -331,10 +332,6 @@ def fit_study(store: Store, plan: Plan, ids: list[str], echo: Echo = print) -> l
         fitted[law] = {"law": law, "result": res, "backtest": bt}
     store.set_meta("fit_failures", failures)
     return [f for f in store.fits() if f["law"] in laws]
-
-
-ANSWER = "compute-optimal"  # the stored row of the three approaches' verdict and the allocation
-ANSWER_FROM = ("L(N,D)", "isoflop", "L(C_min)")
 
 
 def target_flops(plan: Plan, runs: pd.DataFrame) -> float:
@@ -401,63 +398,6 @@ def _consensus(store: Store, plan: Plan, runs: pd.DataFrame, points: pd.DataFram
     deps = [(fitted.get(k) or {}).get("data_hash") or store.fit_hash(k) for k in ANSWER_FROM]
     table = pts[["N", "D", "C", "loss", "budget"]].fillna(0.0)
     return table, thunk, [deps, target, [f.to_dict() for f in fl]]
-
-
-def _fit_one(law, store, plan, runs, points, fitted):
-    """(table, thunk giving (result dict, backtest dict), extra) for one law, or None to skip it."""
-    min_pts = 3
-    if law == ANSWER:
-        return _consensus(store, plan, runs, points, fitted)
-    if law == "L(N)":
-        df = table_l_n(points)
-        if len(df) < min_pts:
-            return None
-        return df, lambda: _fit_form(plan.fit.l_n_form, "N", df, plan), plan.fit.l_n_form
-    if law == "L(D)":
-        df = table_l_d(points)
-        if len(df) < min_pts:
-            return None
-        return df, lambda: _fit_form(plan.fit.l_d_form, "D", df, plan), plan.fit.l_d_form
-    if law == "L(N,D)":
-        df = table_l_nd(points)
-        if len(df) < 6 or df["D"].nunique() < 2:
-            return None
-        return df, lambda: _fit_form("chinchilla", None, df, plan), None
-    if law == "isoflop":
-        df = table_isoflop(points)
-        if df.empty:
-            return None
-        return df, lambda: _isoflop(df, plan), None
-    if law == "L(C_min)":
-        bc = fitted.get("B_crit(L)")
-        cv = _l_cmin(store, runs, bc["result"] if bc else None)
-        if cv["run_id"].nunique() < 2:
-            return None
-        return cv[["N", "C", "loss"]], lambda: _envelope(cv, plan), bool(bc)
-    if law == "L(N,S)":
-        pts = runs[runs["roles"].map(lambda r: "L(N)" in r)]
-        cv = curves(store, pts if len(pts) else runs)
-        bc = fitted.get("B_crit(L)")
-        if bc is not None and len(cv):
-            from scalinglab.laws.batch import s_min
-            from scalinglab.laws.forms import get_form
-
-            b = get_form("bcrit").predict(bc["result"]["params"], L=cv["loss"].to_numpy())
-            cv["S"] = s_min(cv["S"].to_numpy(), cv["B"].to_numpy(), np.asarray(b))
-        df = cv[["N", "S", "loss"]]
-        if cv["N"].nunique() < 2 or len(df) < 8:
-            return None
-        return df, lambda: _fit_form("kaplan-ns", None, df, plan, holdout=False), bool(bc)
-    if law == "B_crit(L)":
-        df = table_noise(store, runs)
-        if len(df) < min_pts:
-            return None
-        return df, lambda: _fit_form("bcrit", None, df, plan, target="B", holdout=False), None
-    if law in ("repeat", "downstream"):
-        from scalinglab.study.fitting_extra import fit_extra
-
-        return fit_extra(law, store, plan, runs, points, fitted)
-    raise ValueError(f"unknown law {law!r}")
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -538,39 +478,3 @@ def allocation(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, An
         return None
     return {**ans["allocation"], "refused": ans.get("refused") or ans["allocation"].get("refused"),
             "from": ans.get("chosen")}
-
-
-def print_summary(store: Store, plan: Plan, ids: list[str], fits: list[dict[str, Any]], echo: Echo) -> None:
-    """The fits (each parameter with its 95 % interval when bootstrapped), the three approaches' N_opt(C)
-    exponents with intervals and back-tests, and the allocation (with intervals) or why it is refused."""
-    if not fits:
-        echo("fits: none (too few finished runs for the laws asked)")
-        return
-    echo("fits:")
-    by = {f["law"]: f for f in fits}
-    for row in fit_rows(fits):
-        if row["law"] == ANSWER:
-            continue
-        ci = (by[row["law"]]["result"] or {}).get("ci95") or {}
-        ps = ", ".join(
-            f"{k}={v:.4g}" + (f" [{ci[k][0]:.3g}, {ci[k][1]:.3g}]" if k in ci else "")
-            for k, v in row["params"].items()
-            if isinstance(v, (int, float))
-        )
-        r2 = f", R2(log)={row['r2_log']:.4f}" if isinstance(row["r2_log"], (int, float)) else ""
-        bt = row["backtest"]
-        btxt = ""
-        if bt and isinstance(bt.get("rel_error"), (int, float)):
-            btxt = f", back-test rel. error {100 * bt['rel_error']:+.2f}% (covered: {bt.get('covered')})"
-        echo(
-            f"  {row['law']:10s} {ps}{r2}{btxt}"
-            + ("" if row["converged"] in (True, None) else "  [NOT CONVERGED]")
-        )
-        for w in row["warnings"]:
-            echo(f"      warning: {w}")
-    ans = answer(fits)
-    if ans:
-        from scalinglab.laws.consensus import Consensus
-
-        for line in Consensus.lines_of(ans):
-            echo(line)

@@ -12,8 +12,9 @@
   back-test on the largest rung. Bootstrap: the plan's ``fit.bootstrap``, at least 100; step 1 from a
   seeded 500-start subsample of the Chinchilla grid (it is fitted per task and again per back-test).
 
-Both return what ``fitting._fit_one`` returns: (the table the fit depends on, a thunk giving (result dict,
-back-test dict), the options the stored fit depends on), or None when there are too few runs.
+Both return what a law's ``StudyLaw.prepare`` returns (``scalinglab.study.laws``): (the table the fit
+depends on, a thunk giving (result dict, back-test dict), the options the stored fit depends on), or None
+when there are too few runs.
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def downstream_result(
 
 
 def fit_extra(law: str, store, plan, runs: pd.DataFrame, points: pd.DataFrame, fitted: dict[str, Any]):
-    """``fitting._fit_one`` for `repeat` and `downstream` (see the module docstring)."""
+    """``StudyLaw.prepare`` for `repeat` and `downstream` (see the module docstring)."""
     if law == "repeat":
         df = _repeat_table(runs)
         if len(df) < 3 or not (df["D"] > df["U"] * 1.01).any():

@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scalinglab.errors import ConfigError
 from scalinglab.study.evalsets import EvalPlan
+from scalinglab.study.laws import NAMES as LAWS  # the laws a plan may fit: one row each in study/laws.py
 from scalinglab.study.shape import ShapePlan
 
-LAWS = ("L(N)", "L(D)", "L(C_min)", "isoflop", "L(N,D)", "L(N,S)", "B_crit(L)", "repeat", "downstream")
 PARAM_CONVENTIONS = ("kaplan", "non_embedding", "non_embedding_with_head", "total", "total_without_head")
 
 
@@ -222,7 +222,7 @@ class FitPlan(_Strict):
 
 
 class ExecutorPlan(_Strict):
-    kind: Literal["local", "ray", "slurm"] = "local"
+    kind: str = "local"  # a name in study.executors.EXECUTORS
     workers: int = Field(0, ge=0)  # local: 0 = in-process sequential, k = a process pool of k
     threads_per_run: int = Field(0, ge=0)  # torch threads per run; 0 = cores // max(workers, 1)
     # ray: None = a private local instance on 127.0.0.1; "auto" = the cluster `ray start` began (or
@@ -232,6 +232,15 @@ class ExecutorPlan(_Strict):
     gpus_per_run: float = Field(0, ge=0)  # ray: GPUs per run task (Ray hides GPUs from a task asking none)
     slurm: dict[str, Any] = {}  # slurm: submitit parameters (partition, timeout_min, gpus_per_node, ...)
     slurm_local: bool = False  # slurm: use submitit's LocalExecutor (tests, no cluster)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from scalinglab.study.executors import EXECUTORS
+
+        if v not in EXECUTORS:
+            raise ValueError(f"allowed {', '.join(repr(k) for k in EXECUTORS)}")
+        return v
 
 
 DESIGNS = ("custom", "isoflop", "grid", "kaplan", "chinchilla")
@@ -645,11 +654,10 @@ def pilot_runs(plan: Plan, vocab_size: int) -> list[RunSpec]:
     out = []
     for arch, nl, d, nh in sorted(shapes, key=str):
         cfg = _config(for_arch(plan, arch), nl, d, nh, plan.batch.pilot_tokens, plan.seeds.seeds[0])
-        # the single-device estimator needs >= 2 micro-batches per step; an odd batch: the trainer's own split
-        if not plan.batch.micro_size and cfg["batch_size"] % 2 == 0:
-            cfg["micro_batch_size"] = cfg["batch_size"] // 2
         cfg["noise_scale"] = True
-        cfg["noise_scale_every"] = 1  # a pilot exists to measure: every step
+        # a pilot exists to measure: every step, split the trainer's way (two micro-batches for an even
+        # batch, its smallest prime factor otherwise) unless the plan sets batch.micro_size
+        cfg["noise_scale_every"] = 1
         out.append(RunSpec(cfg, {"pilot"}))
     return out
 

@@ -19,7 +19,7 @@ from typing import Any
 from scalinglab.errors import ConfigError, FitError, InputError, StorageError
 from scalinglab.io import atomic_write_bytes, atomic_write_json
 from scalinglab.study import design
-from scalinglab.study.executors import make_executor, run_dir, threads_per_run
+from scalinglab.study.executors import capacity, make_executor, run_dir, threads_per_run
 from scalinglab.study.plan import (
     BatchFor,
     Plan,
@@ -266,22 +266,6 @@ def batches_from_pilots(store: Store, plan: Plan, pilots: list[RunSpec], echo: E
     return out
 
 
-def _report(study_dir: Path, echo: Echo) -> Path | None:
-    try:
-        from scalinglab.report import build_report
-    except ImportError as e:
-        echo(f"report: not built (the report module is not available: {e})")
-        return None
-    try:
-        path = build_report(study_dir)
-    except StorageError:  # a full disk stops the study with its one error line
-        raise
-    except Exception as e:  # the report must never break the study
-        echo(f"report: failed ({type(e).__name__}: {e}); results are in {study_dir / 'scalinglab.db'}")
-        return None
-    return Path(path)
-
-
 def refuse_imported(*folders: Path) -> None:
     """A study of imported runs (``scalinglab study import``) has nothing to train: a ConfigError."""
     from scalinglab.study.store import DB_NAME
@@ -301,12 +285,20 @@ def run_study(
     out: str | Path | None = None,
     *,
     echo: Echo = print,
-    report: bool = True,
+    report: Callable[[Path], Any] | bool | None = None,
     adaptive: int = 0,
     adaptive_runs: int = 2,
 ) -> dict[str, Any]:
     """Run (or continue) a study end to end; returns {"study_dir", "runs", "fits", "report"}. ``adaptive``
-    rounds of suggest-then-train (``study.suggest``, ``adaptive_runs`` runs each) follow the plan's runs."""
+    rounds of suggest-then-train (``study.suggest``, ``adaptive_runs`` runs each) follow the plan's runs.
+
+    ``report``: a report builder called with the study folder once the laws are fitted
+    (``scalinglab.report.build_report``; ``scalinglab study run`` passes it), or None/False for none. The
+    study package does not import the report (the report reads the study's store), so ``True`` is refused:
+    pass the builder. A builder that fails never fails the study: the reason is echoed."""
+    if report is True:
+        raise ConfigError("run_study(report=True): pass the builder, report=scalinglab.report.build_report "
+                          "(the study package does not import the report)")
     from scalinglab.study import fitting
 
     t0 = time.time()
@@ -367,11 +359,17 @@ def run_study(
         fits = fitting.fit_study(store, plan, ids, echo)
         store.set_meta("adaptive_rounds", rnd + 1)
         store.set_meta("phase", "fitted")
-    fitting.print_summary(store, plan, ids, fits, echo)
     findings.print_findings(store, plan, ids, echo)  # shape, loss by position, LSTM, transfer (Kaplan 2020)
-    rep = _report(study_dir, echo) if report else None
-    if rep is not None:
-        echo(f"report: {rep}")
+    rep = None
+    if report:
+        try:
+            rep = report(study_dir)
+        except StorageError:  # a full disk stops the study with its one error line
+            raise
+        except Exception as e:  # the report must never break the study
+            echo(f"report: failed ({type(e).__name__}: {e}); results are in {study_dir / 'scalinglab.db'}")
+        else:
+            echo(f"report: {rep}")
     store.set_meta("phase", "finished")
     echo(f"study finished in {time.time() - t0:.1f} s")
     return {
@@ -429,10 +427,9 @@ def _slots(study_dir: Path) -> int:
     """Runs the study's executor trains at once: its plan's workers (Ray and Slurm with 0 workers: no limit;
     local with 0: in-process, one at a time; 1 when the plan is unreadable)."""
     try:
-        ex = load_plan(study_dir / "study.toml").executor
+        return capacity(load_plan(study_dir / "study.toml").executor)
     except ConfigError:
         return 1
-    return ex.workers or (10**9 if ex.kind in ("ray", "slurm") else 1)
 
 
 def study_status(study_dir: str | Path) -> dict[str, Any]:

@@ -100,3 +100,27 @@ def test_a_context_shorter_than_a_record_is_refused(mixed):
     with pytest.raises(ConfigError, match="use a context of at least"):
         Sampler(mixed, "val", 8, longest - 2)
     assert next(eval_batches(mixed, "val", 8, longest - 1)) is not None  # exactly fits
+
+
+def test_an_unknown_domain_or_tokenizer_is_refused_not_guessed(tmp_path, digits):
+    """A domain that is not text or image is not built as math, and a dataset folder whose meta.json names
+    a tokenizer we do not know is not read with the pixel tokenizer."""
+    import json
+    import shutil
+
+    from scalinglab.data.prepare import _build
+    from scalinglab.data.spec import Spec
+    from scalinglab.errors import InputError
+
+    with pytest.raises(ConfigError, match="unknown data domain 'audio'"):
+        _build(Spec("audio", "x.wav"))
+    with pytest.raises(ConfigError, match="expected DOMAIN:SOURCE with DOMAIN in"):  # parsing says so first
+        prepare("audio:x.wav", tmp_path / "a")
+    bad = tmp_path / "bad"
+    shutil.copytree(digits.path, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["tokenizer"]["kind"] = "sentencepiece"
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="unknown tokenizer kind 'sentencepiece'"):
+        open_dataset(bad).tokenizer  # noqa: B018
+    assert open_dataset(digits.path).tokenizer.kind == "pixels"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("scalinglab.model.gpt")
-
 from scalinglab.data.tokenizer import ByteTokenizer  # noqa: E402
 from scalinglab.evals.export import hf_tokenizer, to_hf  # noqa: E402
 from scalinglab.evals.hf import HFLM  # noqa: E402

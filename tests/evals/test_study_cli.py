@@ -8,9 +8,6 @@ import random
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("scalinglab.train.trainer")
-pytest.importorskip("scalinglab.study.store")
-
 from scalinglab.cli import app  # noqa: E402
 from scalinglab.errors import InputError  # noqa: E402
 

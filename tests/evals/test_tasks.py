@@ -83,7 +83,8 @@ def test_word_list_is_the_documented_one():
     assert all(w.isalpha() and w.islower() and 5 <= len(w) <= 14 for w in words)
     text = "Apple apple, APPLE banana kiwi cherry cherry zzzzzzzzzzzzzzz"
     assert build_word_list(text, n=2) == ["apple", "cherry"]
-    default_corpus = pytest.importorskip("scalinglab.data.text").default_corpus
+    from scalinglab.data.text import default_corpus
+
     assert list(words) == build_word_list(default_corpus()[0].decode("utf-8"))  # rebuilt from the corpus
 
 
@@ -168,3 +169,13 @@ def test_lambada_passages():
     assert len(d["context"].split()) == 12 and (d["context"] + " " + d["word"] + ".") in text
     p = t.preset("gpt3")
     assert build_context(p, d, []).startswith("Fill in blank:\n") and p.text(d).endswith(" ____. ->")
+
+
+def test_a_task_says_whether_it_reads_the_model_data():
+    """`eval` and `study eval` hand a model's data spec only to the tasks built from it (an attribute of the
+    task, not a name the callers know)."""
+    from scalinglab.evals.tasks import data_kwargs
+
+    assert data_kwargs("lambada.corpus", "text:/x") == {"data": "text:/x"}
+    assert data_kwargs("arithmetic.2d+", "text:/x") == {}
+    assert get_task("lambada.corpus", **data_kwargs("lambada.corpus", "text:/x")).data == "text:/x"

@@ -20,7 +20,9 @@ def test_every_exponent_recovered_within_2_percent(name):
     # the full grid runs on the real data in test_fit_chinchilla.py
     res = fit(form, data, starts=300 if name == "chinchilla" else None)
     assert res.converged, res.summary()
-    assert res.n_at_optimum >= 1
+    # the optimum is found from many starts of the grid, not by one lucky start (a third or more: 47-100 %
+    # of them reach it on these data; bnsl, with its break, is the lowest)
+    assert res.n_at_optimum >= res.n_starts / 3, (res.n_at_optimum, res.n_starts)
     for k in form.exponents:
         assert res.params[k] == pytest.approx(truth[k], rel=0.02), (k, res.params[k], truth[k])
     assert res.r2_log > 0.9
@@ -45,10 +47,12 @@ def test_backtest_predicts_held_out_larger_runs():
     form, data, truth = simulate("chinchilla", seed=3, n=200)
     data["C"] = 6 * data["N"] * data["D"]
     bt = backtest(form, data, holdout=20, bootstrap=200, starts=200)
-    assert bt.observed.size == 20 and bt.fit.n_points == 180
-    assert np.all(
-        bt.variables["N"] * bt.variables["D"] * 6 >= np.max(6 * data["N"] * data["D"]) * 0
-    )  # shapes
+    assert bt.observed.size == 20 and bt.fit.n_points == 180 and bt.by == "C"
+    # the held-out runs are the 20 largest by compute, and the fit saw none of them: an extrapolation
+    c_all, c_test = np.sort(data["C"]), np.sort(6 * bt.variables["N"] * bt.variables["D"])
+    np.testing.assert_allclose(c_test, c_all[-20:], rtol=1e-12)
+    order = np.argsort(data["C"])
+    np.testing.assert_allclose(np.sort(bt.observed), np.sort(data["loss"][order[-20:]]), rtol=1e-12)
     assert bt.mean_abs_rel_error < 0.02
     assert bt.coverage >= 0.8  # 95% prediction intervals, 1% noise
     assert "coverage" in bt.summary()
@@ -141,3 +145,45 @@ def test_backtest_of_a_one_variable_law_holds_out_by_that_variable():
     data = {**data, "C": data["N"] * 1e3}
     bt = backtest(form, data, holdout=5, bootstrap=50)
     assert bt.by == "N" and len(bt.observed) == 5
+
+
+def test_prediction_interval_of_a_new_run_is_the_residual_spread_rescaled_for_the_fitted_parameters():
+    """With no parameter spread (every bootstrap sample at the estimate) the interval of a new observation
+    is the estimate times exp of the residual quantiles, the residuals rescaled by sqrt(n / (n - p))."""
+    import dataclasses
+
+    form, data, _ = simulate("power", seed=1, n=11)
+    res = fit(form, data, bootstrap=20, seed=3)
+    r = np.linspace(-0.1, 0.1, 11)  # n = 11, p = 2
+    fixed = dataclasses.replace(res, residuals=r, samples=np.tile([res.params[k] for k in form.param_names],
+                                                                   (4000, 1)))
+    lo, hi = fixed.predict_interval(N=np.array([1e9]))
+    mid = res.predict(N=1e9)
+    f = np.sqrt(11 / 9)
+    assert lo[0] == pytest.approx(mid * np.exp(-0.1 * f), rel=1e-9)
+    assert hi[0] == pytest.approx(mid * np.exp(0.1 * f), rel=1e-9)
+    lo0, hi0 = fixed.predict_interval(N=np.array([1e9]), noise=False)  # the mean curve only
+    assert lo0[0] == pytest.approx(mid, rel=1e-12) and hi0[0] == pytest.approx(mid, rel=1e-12)
+
+
+def test_a_parameter_at_its_bound_is_named():
+    """alpha = 0 is the lower end of power+const's search range: the fit's verdict says so by name."""
+    from scalinglab.laws.fit import assess
+
+    n = np.logspace(6, 10, 30)
+    p = {"L_inf": 2.0, "N_0": 1e4, "alpha": 0.0}
+    res = assess("power+const", {"N": n, "loss": np.full(30, 3.0)}, p, var="N")
+    assert any(w.startswith("parameter alpha = 0 is at the lower end") for w in res.warnings), res.warnings
+    inside = assess("power+const", {"N": n, "loss": np.full(30, 3.0)}, {**p, "alpha": 0.3}, var="N")
+    assert not any("end of its search range" in w for w in inside.warnings), inside.warnings
+
+
+def test_the_descent_probe_finds_descent_off_a_minimum_and_none_at_it():
+    from scalinglab.laws import optim
+
+    form, data, truth = simulate("power", seed=2, n=40)
+    logx, logy = {"N": np.log(data["N"])}, np.log(data["loss"])
+    res = fit(form, data)
+    assert optim.descent_probe(form, res.theta, logx, logy, 1e-3) < 1e-8
+    off = res.theta + np.array([0.05, 0.002])
+    assert optim.descent_probe(form, off, logx, logy, 1e-3) > 1e-3

@@ -8,7 +8,7 @@ import pytest
 from scalinglab.errors import InputError
 from scalinglab.laws import forms
 
-from ._sim import CASES
+from ._sim import CASES, simulate
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -74,3 +74,59 @@ def test_errors():
         forms.ChinchillaND().predict({"E": 1, "A": 1, "B": 1, "alpha": 0.3, "beta": 0.3}, N=1e9)
     with pytest.raises(InputError, match="positive"):
         forms.PowerLaw("N").predict({"N_c": 1e13, "alpha": 0.07}, N=-1.0)
+
+
+@pytest.fixture
+def registry():
+    """Forms registered by a test are removed afterwards (the registry is global)."""
+    before = dict(forms.FORMS)
+    yield forms.register_form
+    forms.FORMS.clear()
+    forms.FORMS.update(before)
+
+
+def test_a_new_form_is_one_class(registry):
+    """A form registered in another module fits, predicts and allocates through every generic path: no
+    list elsewhere to extend (a law of N and D without a closed form is allocated numerically; a
+    one-variable form takes its variable from the data)."""
+    from scalinglab.laws.allocate import allocate
+    from scalinglab.laws.fit import fit
+
+    @registry("test-nd-numeric")
+    class NoClosedForm(forms.ChinchillaND):
+        name = "test-nd-numeric"
+        gn_kernel = None  # the general (Jacobian) path
+        optimal_split = forms.Form.optimal_split
+
+    @registry("test-power")
+    class MyPower(forms.PowerLaw):
+        def __init__(self, var: str = "N") -> None:
+            super().__init__(var)
+            self.name = "test-power"
+
+    form, data, truth = simulate("chinchilla", seed=4, n=120)
+    res = fit("test-nd-numeric", data, starts=60, bootstrap=20)
+    assert isinstance(res.form, NoClosedForm) and res.converged
+    ref = fit("chinchilla", data, starts=60)
+    assert res.params["alpha"] == pytest.approx(ref.params["alpha"], rel=1e-4)
+    a = allocate(1e21, res)
+    assert a.method.startswith("numerical")
+    closed = forms.ChinchillaND().optimal_split(1e21, res.params)
+    assert a.N_opt == pytest.approx(closed[0], rel=1e-6) and a.D_opt == pytest.approx(closed[1], rel=1e-6)
+    _, d1, _ = simulate("power", seed=1, n=80)
+    one = fit("test-power", {"D": d1["N"], "loss": d1["loss"]})  # its variable is the only one given: D
+    assert one.form.variables == ("D",) and one.converged
+    with pytest.raises(ValueError, match="registered twice"):
+        registry("test-power")(forms.PowerLaw)
+
+
+def test_optimal_split_is_the_published_closed_form():
+    p = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    n, d = forms.ChinchillaND().optimal_split(5.76e23, p)
+    assert 6 * n * d == pytest.approx(5.76e23, rel=1e-12)
+    G = (0.34 * 406.4 / (0.28 * 410.7)) ** (1 / 0.62)
+    assert n == pytest.approx(G * (5.76e23 / 6) ** (0.28 / 0.62), rel=1e-12)
+    assert forms.ChinchillaND().irreducible(p) == 1.69 and forms.KaplanND().irreducible({}) is None
+    assert forms.KaplanND().optimal_split(1e21, {}) is None
+    with pytest.raises(InputError, match="alpha"):
+        forms.ChinchillaND().optimal_split(1e21, {**p, "alpha": 0.0})

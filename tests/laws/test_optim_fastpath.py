@@ -1,4 +1,5 @@
-"""The structured Gauss-Newton path of ``ChinchillaND`` (no (K, n, p) Jacobian) against the general path."""
+"""The structured Gauss-Newton kernel of ``ChinchillaND`` (optim.Lse3Kernel: no (K, n, p) Jacobian) against
+the general path."""
 
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ def test_fast_terms_without_optim_and_in_float32(monkeypatch):
     form, logx, logy, truth = _problem()
     theta = _thetas(form, truth, np.random.default_rng(4), 200)
     F0, G0, H0 = _general(form, theta, logx, logy, None, 0.1, np.float64, monkeypatch)
-    F1, G1, H1 = form.gn_terms(theta, logx, logy, DELTA, None, 0.1)  # the form's method on its own
+    kern = optim.GN_KERNELS[form.gn_kernel]
+    F1, G1, H1 = kern.terms(theta, logx["N"], logx["D"], logy, DELTA, None, 0.1)  # the kernel on its own
     assert _rel(F1, F0) < 1e-10 and _rel(G1, G0) < 1e-10 and _rel(H1, H0) < 1e-10
     lx32 = {k: v.astype(np.float32) for k, v in logx.items()}
-    F2, G2, H2 = form.gn_terms(theta.astype(np.float32), lx32, logy.astype(np.float32), DELTA, None, 0.1)
+    F2, G2, H2 = kern.terms(theta.astype(np.float32), lx32["N"], lx32["D"], logy.astype(np.float32), DELTA)
     assert _rel(F2, F0) < 1e-4  # float32 rounding of r ~ 1e-7 against |r| ~ 1e-2
     assert _rel(H2, H0) < 1e-3
 
@@ -89,15 +91,16 @@ def test_overflow_guard_uses_the_shifted_lse(dtype, monkeypatch):
 
 
 def test_matrices_for_a_subset_of_rows():
-    """The two-step path (objective of every trial, G and H of the accepted rows only)."""
+    """The trial step: the objective of every row, G and H of the rows whose objective is below f_old only."""
     form, logx, logy, truth = _problem()
     theta = _thetas(form, truth, np.random.default_rng(5), 300)
     W = np.random.default_rng(6).integers(0, 3, size=(300, logy.size)).astype(float)
     F, G, H = optim._gn_terms(form, theta, logx, logy, DELTA, W, 0.1, np.float64)
-    F2, states = optim._gn_objective_fast(form, theta, logx, logy, DELTA, W, np.float64)
     rows = np.random.default_rng(7).random(300) < 0.6
-    G2, H2, ok = optim._gn_matrices_fast(form, states, rows, 300, 5, logx, DELTA, W, 0.1)
-    assert ok.all()
+    f_old = np.where(rows, F * 1.5, F * 0.5)  # these rows accept, the others do not
+    kern = optim.GN_KERNELS[form.gn_kernel]
+    F2, G2, H2, acc = optim._gn_trial_fast(kern, form, theta, logx, logy, DELTA, W, 0.1, np.float64, f_old)
+    np.testing.assert_array_equal(acc, rows)
     np.testing.assert_array_equal(F2, F)
     assert _rel(G2[rows], G[rows]) < 1e-13  # a GEMM over fewer rows may round differently
     assert _rel(H2[rows], H[rows]) < 1e-13

@@ -7,8 +7,6 @@ import html
 import numpy as np
 import pytest
 
-pytest.importorskip("scalinglab.laws.fit", reason="scalinglab.laws.fit not built yet")
-
 
 def test_report_fits_recover_the_true_law(rendered, study):
     law = study.law

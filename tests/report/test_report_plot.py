@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 import scalinglab.cli.report  # noqa: F401  (registers the commands)
 from scalinglab.cli._app import _jsonable, app
 from scalinglab.errors import InputError
-
-fit_mod = pytest.importorskip("scalinglab.laws.fit", reason="scalinglab.laws.fit not built yet")
+from scalinglab.laws.fit import fit
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,7 @@ def power_fit():
     rng = np.random.default_rng(0)
     n = np.geomspace(1e5, 1e9, 12)
     loss = (1.7 + (n / 5e4) ** -0.3) * np.exp(0.01 * rng.standard_normal(n.size))
-    res = fit_mod.fit("power+const", {"N": n, "loss": loss}, bootstrap=30, seed=0)
+    res = fit("power+const", {"N": n, "loss": loss}, bootstrap=30, seed=0)
     return res, {"N": n.tolist(), "loss": loss.tolist()}
 
 
@@ -81,7 +80,7 @@ def test_plot_with_the_runs_table(tmp_path):
         {"Model Size": n, "loss": (1.7 + (n / 5e4) ** -0.3) * np.exp(0.01 * rng.standard_normal(10))}
     )
     df.to_csv(tmp_path / "runs.csv", index=False)
-    res = fit_mod.fit("power+const", df, columns={"N": "Model Size"}, var="N")
+    res = fit("power+const", df, columns={"N": "Model Size"}, var="N")
     (tmp_path / "fit.json").write_text(json.dumps(_jsonable(res.to_dict())))
     out = CliRunner().invoke(
         app,

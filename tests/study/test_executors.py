@@ -94,3 +94,33 @@ def test_export_into_a_file_is_an_error(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(InputError, match="is a file"):
         Store(tmp_path / "s").export(tmp_path / "afile", "csv")
+
+
+def test_a_new_executor_is_one_registry_entry(tmp_path, monkeypatch):
+    """The plan's executor.kind, the runner's slot count and make_executor all read EXECUTORS."""
+    from scalinglab.study import executors
+    from scalinglab.study.plan import parse_plan
+
+    made = []
+
+    class Inline:
+        capacity = 3
+
+        def __init__(self, cfg, study_dir, threads):
+            made.append((cfg.kind, study_dir, threads))
+
+        def submit(self, study_dir, run_id):
+            raise NotImplementedError
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setitem(executors.EXECUTORS, "inline", executors.ExecutorKind(Inline, unbounded=True))
+    plan = parse_plan({"model": {"shapes": [{"n_layer": 1, "d_model": 16}]}, "tokens": {"absolute": [1e4]},
+                       "executor": {"kind": "inline", "threads_per_run": 2}})
+    ex = executors.make_executor(plan.executor, tmp_path)
+    assert isinstance(ex, Inline) and made == [("inline", tmp_path, 2)]
+    assert executors.capacity(plan.executor) == 10**9  # workers = 0 on an unbounded back-end
+    assert executors.capacity(plan.executor.model_copy(update={"workers": 4})) == 4
+    local = parse_plan({"model": {"shapes": [{"n_layer": 1, "d_model": 16}]}, "tokens": {"absolute": [1e4]}})
+    assert executors.capacity(local.executor) == 1

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scalinglab.cli.study import print_summary
 from scalinglab.study import fitting
 from scalinglab.study.plan import parse_plan, run_id
 from scalinglab.study.store import Store
-
-pytest.importorskip("scalinglab.laws.allocate", reason="the laws engine is not installed")
 
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 A_TRUE = TRUE["beta"] / (TRUE["alpha"] + TRUE["beta"])  # 0.4516
@@ -87,7 +86,7 @@ def test_three_approaches_recover_the_exponent(study):
     bt = ans["approaches"]["3"]["backtest"]  # every run of the largest budget held out, the law refitted
     assert bt["C"] == pytest.approx(1e20) and bt["n_runs"] == 7 and abs(bt["loss_rel_error"]) < 0.01
     out: list[str] = []
-    fitting.print_summary(store, plan, ids, fits, out.append)
+    print_summary(fits, out.append)
     assert any("Approach 1" in x for x in out) and any("Approach 2 (isoFLOP)" in x for x in out)
     assert any(x.startswith("allocation at C = ") for x in out) and any("overlap" in x for x in out)
 
@@ -120,3 +119,31 @@ def test_a_stored_fit_is_dropped_when_its_law_can_no_longer_be_fitted(study):
     assert fitting.fit_study(store, plan, [], lines.append) == []  # e.g. a new plan with no finished run yet
     assert store.fits() == []
     assert lines == ["fit L(N): skipped (too few finished runs for it) (its earlier fit removed)"]
+
+
+def test_irreducible_floors_are_the_lower_ends_of_their_intervals(study):
+    """A floor is what no loss may go below: the lower 95 % bound of E (L(N,D)) or L_inf, never more than the
+    estimate; L(N)'s applies only to runs with no more data than its own."""
+    store, plan, ids = study
+    fits = {f["law"]: f for f in fitting.fit_study(store, plan, ids, print)}
+    points = fitting.seed_mean(fitting.finished_runs(store, plan, ids))
+    fl = {f.source: f for f in fitting.floors(fits, points)}
+    assert set(fl) >= {"E of L(N,D)", "L_inf of L(N)"}, fl
+    for source, f in fl.items():
+        key, law = source.split(" of ")
+        r = fits[law]["result"]
+        assert f.low == r["ci95"][key][0] and f.low <= r["params"][key], (source, f.low, r["params"][key])
+    assert fl["L_inf of L(N)"].max_D == pytest.approx(3e10)
+
+
+def test_l_n_table_without_l_n_runs_is_the_grid_budget_covering_most_sizes():
+    import pandas as pd
+
+    def pts(rows):
+        return pd.DataFrame([{"N": n, "D": d, "loss": 3.0, "roles": {"grid"}} for n, d in rows])
+
+    sizes = (1e5, 1e6, 1e7, 1e8)
+    both = pts([(n, d) for d in (1e8, 1e9) for n in sizes])  # a tie in coverage: the larger budget
+    assert set(fitting.table_l_n(both)["D"]) == {1e9}
+    fewer = pts([(n, 1e8) for n in sizes] + [(n, 1e9) for n in sizes[:3]])  # more sizes win over more D
+    assert set(fitting.table_l_n(fewer)["D"]) == {1e8} and len(fitting.table_l_n(fewer)) == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scalinglab.cli.study import print_summary
 from scalinglab.laws.downstream import sigmoid
 from scalinglab.laws.repeat import MUENNIGHOFF2023, repeat_loss
 from scalinglab.study import fitting
@@ -109,7 +110,7 @@ def test_downstream_law_from_stored_evaluations(study):
     assert task["backtest"] is not None and "error" not in task["backtest"], task["backtest"]
     assert abs(fits["downstream"]["backtest"]["abs_error"]) < 0.05
     out: list[str] = []
-    fitting.print_summary(store, plan, ids, list(fits.values()), out.append)
+    print_summary(list(fits.values()), out.append)
     assert any("downstream" in x and "arithmetic.2d+@K0:acc" in x for x in out)
 
 

@@ -15,8 +15,6 @@ import pytest
 
 from scalinglab.study.store import Store
 
-pytest.importorskip("scalinglab.laws.fit", reason="the laws engine (scalinglab.laws.fit) is not installed")
-
 CLI = str(Path(sys.executable).parent / "scalinglab")
 
 PLAN = """

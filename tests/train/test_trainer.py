@@ -207,3 +207,34 @@ def test_repeated_data_run_trains_on_its_subset_in_epochs(text_data, tmp_path):
     assert resumed["final_train_loss"] == s["final_train_loss"]
     fresh = train(tiny(text_data, tokens=8 * 32 * 8), tmp_path / "fresh")
     assert fresh["final_train_loss"] != s["final_train_loss"] and "epochs" not in fresh
+
+
+def test_the_pieces_of_a_run_work_alone(text_data, tmp_path):
+    """The run's setup, one optimiser step and its metrics row, without the loop: a step moves the weights
+    and the optimiser; a step whose gradient is not finite moves neither and says so."""
+    from scalinglab.train import trainer
+    from scalinglab.train.config import TrainConfig
+
+    cfg = TrainConfig.make(**tiny(text_data, noise_scale_every=1))
+    d = trainer._Dist()
+    run = trainer._setup(cfg, tmp_path, d)
+    assert (run.steps, run.micro, run.n_micro, run.n_micro_gns) == (8, 4, 2, 2)
+    trainer._build(run)
+    assert trainer._resume(run, resume=True) is None  # nothing to resume in an empty folder
+    trainer._wrap(run, None)
+    before = {k: v.clone() for k, v in run.raw.state_dict().items()}
+    st = trainer._step(run)
+    assert st.ok and st.lr > 0 and 0 < st.train_loss < 10 and st.gnorm > 0
+    assert not same_weights(before, run.raw.state_dict())
+    run.step += 1
+    row = trainer._metrics_row(run, st, evaluated=False, tps=1.0, wall=0.5)
+    assert set(METRIC_KEYS) <= set(row) and row["step"] == 1 and row["val_loss"] is None
+    with torch.no_grad():
+        next(run.raw.parameters())[0, 0] = float("nan")
+    steps_taken = [s["step"] for s in run.opt.state.values()]
+    poisoned = {k: v.clone() for k, v in run.raw.state_dict().items()}
+    st = trainer._step(run)
+    assert not st.ok and [s["step"] for s in run.opt.state.values()] == steps_taken
+    after = run.raw.state_dict()
+    assert all(torch.equal(torch.nan_to_num(poisoned[k]), torch.nan_to_num(after[k])) for k in poisoned)
+    run.meter.close()

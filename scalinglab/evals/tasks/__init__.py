@@ -63,6 +63,14 @@ def get_task(name: str, **kwargs: Any) -> Task:
     return factory(name=key, **kwargs)
 
 
+def data_kwargs(name: str, data: str) -> dict[str, Any]:
+    """``get_task`` keywords for evaluating a model trained on ``data`` (a data spec): ``{"data": data}`` for
+    a task whose documents come from that dataset (``Task.uses_data``), else none."""
+    _load_all()
+    factory = _REGISTRY.get(name.lower())
+    return {"data": data} if getattr(factory, "uses_data", False) else {}
+
+
 def expand(names: str | list[str]) -> list[str]:
     """Task names from a comma-separated string or list; ``arithmetic`` or ``arithmetic.*`` is a family."""
     _load_all()
@@ -82,4 +90,4 @@ def expand(names: str | list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-__all__ = ["Task", "register", "get_task", "list_tasks", "expand"]
+__all__ = ["Task", "register", "get_task", "list_tasks", "expand", "data_kwargs"]

@@ -21,6 +21,7 @@ class Task:
     fewshot_split: str = "train"
     default_preset: str = ""
     presets: dict[str, Preset] = {}
+    uses_data: ClassVar[bool] = False  # its documents come from the model's own dataset: built with data=SPEC
 
     def docs(self, split: str) -> list[Doc]:
         raise NotImplementedError

@@ -57,6 +57,7 @@ def passages(text: str, n_words: int = 48, limit: int | None = None, prefix: str
 @register("lambada.corpus")
 class CorpusLastWord(Task):
     version = 1
+    uses_data = True
     eval_split = "test"
     fewshot_split = "val"
     default_preset = "lmeval"

@@ -31,13 +31,14 @@ def evaluate_study(study_dir: str | Path, tasks: Sequence[str], *, shots: Sequen
                    ) -> list[dict[str, Any]]:
     """Evaluate each ``done`` run on each task for each K; store and return the records.
 
-    ``lambada.corpus`` uses the run's own dataset; ``contamination=True`` reports the 13-gram overlap of each
-    task's evaluated documents with the run's training split (one index per dataset).
+    A task that reads the model's own text (``Task.uses_data``: ``lambada.corpus``) gets the run's dataset;
+    ``contamination=True`` reports the 13-gram overlap of each task's evaluated documents with the run's
+    training split (one index per dataset).
     """
     from scalinglab.evals.contamination import NgramIndex
     from scalinglab.evals.native import ScalingLabLM
     from scalinglab.evals.runner import evaluate
-    from scalinglab.evals.tasks import expand
+    from scalinglab.evals.tasks import data_kwargs, expand
     from scalinglab.study.executors import run_dir
     from scalinglab.study.store import Store
 
@@ -67,9 +68,8 @@ def evaluate_study(study_dir: str | Path, tasks: Sequence[str], *, shots: Sequen
                     indexes[data] = NgramIndex(open_dataset(ensure_dataset(data)).documents("train"))
                 index = indexes[data]
             for name in names:
-                kw = {"data": data} if name == "lambada.corpus" else {}
                 for r in evaluate(lm, name, shots=shots, seeds=seeds, preset=preset, scorer=scorer,
-                                  limit=limit, task_kwargs=kw, contamination=index):
+                                  limit=limit, task_kwargs=data_kwargs(name, data), contamination=index):
                     rec = eval_record(r, run)
                     store.add_eval(rid, rec)
                     records.append(rec | {"run_id": rid})
