@@ -442,6 +442,13 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
                 f"parameter {pname} barely changes the prediction anywhere in the data "
                 f"(max |d log y/d {name}| = {col:.1e}{coord}): it is not identified by these data"
             )
+    for names in _null_directions(form, J[0]):
+        unidentified += [k for k in names if k not in unidentified]
+        out.append(
+            f"parameters {', '.join(names)} are not separately identified: the prediction is unchanged "
+            "along a combination of them (the data do not vary enough, e.g. two token counts for E, B, "
+            "beta); only that combination is pinned down"
+        )
     exps = list(form.exponents)
     if corr_params is not None:
         for i, a in enumerate(exps):
@@ -467,6 +474,28 @@ def _identifiability(form: Form, theta, logx, variables, y, corr_params: dict | 
                             f"separately identifiable"
                         )
     return out, unidentified
+
+
+NULL_RTOL = 1e-8  # smallest / largest singular value of the column-scaled Jacobian below this: degenerate
+NULL_WEIGHT = 0.1  # a parameter takes part in a null direction when its share of the direction is above this
+
+
+def _null_directions(form: Form, J: np.ndarray) -> list[list[str]]:
+    """Structural non-identifiability: directions in parameter space along which the prediction does not
+    change at all at the optimum (singular values of the column-scaled (n, p) Jacobian below NULL_RTOL of the
+    largest), each as the names of the parameters taking part in it. A flat valley the optimiser can stop
+    anywhere in (and a bootstrap started at one point of it need not leave), which no bound or per-parameter
+    check sees: with runs at two token counts, E + B/D^beta is pinned at two values by three parameters.
+    Well-posed ladders sit around 5e-3 (the demo, Epoch's runs, the synthetic ladders); such a valley at
+    1e-16."""
+    norms = np.linalg.norm(J, axis=0)
+    if not np.all(np.isfinite(J)) or np.any(norms == 0):
+        return []
+    _, sv, vt = np.linalg.svd(J / norms, full_matrices=False)
+    out = []
+    for k in np.flatnonzero(sv < NULL_RTOL * sv[0]):
+        out.append([p for p, w in zip(form.param_names, vt[k], strict=True) if abs(w) >= NULL_WEIGHT])
+    return [names for names in out if names]
 
 
 BOOTSTRAPS = ("parametric", "pairs")

@@ -157,3 +157,19 @@ def test_backtest_by_n_holds_out_every_sibling():
     bt = backtest("chinchilla", data, holdout=1, by="N", bootstrap=50, starts=200)
     assert bt.observed.size == 2 and np.all(bt.variables["N"] == big)
     assert bt.fit.n_points == len(data) - 2
+
+
+def test_two_token_counts_leave_e_b_beta_unidentified_wherever_the_fit_stops():
+    """With runs at two token counts the data pin E + B/D^beta at two values with three parameters: a flat
+    valley, where the optimiser may stop at E ~ 0 (caught by its bound) or at an interior E (caught only by
+    the Jacobian's null direction). Either way the fit is flagged and cannot feed an allocation."""
+    rng = np.random.default_rng(5)
+    N = np.repeat(np.geomspace(1e8, 3e9, 5), 2)
+    D = np.tile([4e9, 1.6e10], 5)
+    y = S.observe(T, N, D, rng)
+    r = fit("chinchilla", {"N": N, "D": D, "loss": y}, bootstrap=50, starts=300)
+    assert {"E", "B", "beta"} <= set(r.not_identified) | set(r.at_bound)
+    assert r.support_problems() and allocate(1e22, r).refused
+    ok = fit("chinchilla", {"N": N, "D": np.tile([4e9, 1.6e10], 5) * np.geomspace(1, 8, 10), "loss": y},
+             starts=300)
+    assert not any("not separately identified" in w for w in ok.warnings)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from scalinglab.report import build_report
 from scalinglab.study.runner import run_study
 from scalinglab.study.store import Store
 
@@ -70,7 +71,7 @@ def test_two_families_with_a_transfer_set(tmp_path):
     plan = tmp_path / "families.toml"
     plan.write_text(FAMILIES)
     lines: list[str] = []
-    out = run_study(plan, tmp_path / "s", echo=lines.append)
+    out = run_study(plan, tmp_path / "s", echo=lines.append, report=build_report)
     text = "\n".join(lines)
     assert out["runs"]["done"] == 6
     store = Store(tmp_path / "s")
@@ -121,7 +122,7 @@ def test_shape_design_end_to_end(tmp_path):
     plan = tmp_path / "shape.toml"
     plan.write_text(SHAPE)
     lines: list[str] = []
-    run_study(plan, tmp_path / "s", echo=lines.append)
+    run_study(plan, tmp_path / "s", echo=lines.append, report=build_report)
     line = next(x for x in lines if x.startswith("shape (Kaplan Fig. 5): d_model / n_layer within 3% of"))
     assert "3 shapes over" in line and "at N = " in line
     assert (tmp_path / "s" / "report" / "figures" / "shape.png").is_file()

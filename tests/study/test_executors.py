@@ -106,7 +106,7 @@ def test_a_new_executor_is_one_registry_entry(tmp_path, monkeypatch):
     class Inline:
         capacity = 3
 
-        def __init__(self, cfg, study_dir, threads):
+        def __init__(self, cfg, study_dir, threads, cores):
             made.append((cfg.kind, study_dir, threads))
 
         def submit(self, study_dir, run_id):
