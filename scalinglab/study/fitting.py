@@ -50,7 +50,7 @@ def _as_dict(obj: Any) -> dict[str, Any] | None:
     return dict(vars(obj))
 
 
-FIT_VERSION = 3  # bump when a law's fitting changes: stored fits of another version are redone
+FIT_VERSION = 4  # bump when a law's fitting changes: stored fits of another version are redone
 
 
 def data_hash(law: str, df: pd.DataFrame, extra: Any = None) -> str:
