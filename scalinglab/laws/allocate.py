@@ -105,22 +105,35 @@ class Allocation:
         head = f"C = {self.C:.4g} FLOPs ({self.law}; {self.method})"
         if self.refused:
             return [head, f"REFUSED: {self.refused}"]
-
-        def iv(x: float, ci: Interval | None, fmt: str) -> str:
-            return f"{x:{fmt}}" + ("" if ci is None else f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]")
-
-        out = [
-            head,
-            f"N_opt {iv(self.N_opt, self.N_opt_ci, '.4g')} parameters",
-            f"D_opt {iv(self.D_opt, self.D_opt_ci, '.4g')} tokens",
-            f"D/N   {iv(self.tokens_per_param, self.tokens_per_param_ci, '.3g')} tokens per parameter",
-            f"loss  {iv(self.loss, self.loss_ci, '.4f')} nats/token",
-        ]
+        d = self.to_dict()
+        out = [head, *allocation_lines(d)]
         if self.a is not None:
-            out.append(f"a     {iv(self.a, self.a_ci, '.3f')} (N_opt ~ C^a)")
+            out.append(f"a     {interval_text(self.a, d['a_ci'], '.3f')} (N_opt ~ C^a)")
         if self.n_samples:
             out.append(f"[low, high]: 95 % bootstrap intervals ({self.n_samples} refits)")
         return out
+
+
+def interval_text(x: float, ci, fmt: str) -> str:
+    """``x [low, high]`` in format ``fmt`` (just ``x`` without an interval)."""
+    return f"{x:{fmt}}" + ("" if ci is None else f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]")
+
+
+def allocation_lines(a: dict[str, Any], indent: str = "") -> list[str]:
+    """N_opt, D_opt, D/N and the loss of an allocation dict (``Allocation.to_dict()`` keys; the loss may be
+    refused, ``loss_refused``), each with its interval: the lines ``Allocation.lines`` and the study's
+    summary (``Consensus.lines_of``) print."""
+    tpp = interval_text(a["tokens_per_param"], a.get("tokens_per_param_ci"), ".3g")
+    out = [
+        f"{indent}N_opt {interval_text(a['N_opt'], a.get('N_opt_ci'), '.4g')} parameters",
+        f"{indent}D_opt {interval_text(a['D_opt'], a.get('D_opt_ci'), '.4g')} tokens",
+        f"{indent}D/N   {tpp} tokens per parameter",
+    ]
+    if a.get("loss") is not None:
+        out.append(f"{indent}loss  {interval_text(a['loss'], a.get('loss_ci'), '.4f')} nats/token")
+    elif a.get("loss_refused"):
+        out.append(f"{indent}loss  REFUSED: {a['loss_refused']}")
+    return out
 
 
 def _resolve_law(law) -> tuple[Form | Frontier, dict[str, float], str, list[str], Any]:

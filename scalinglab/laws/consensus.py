@@ -207,15 +207,10 @@ class Consensus:
             out.append(f"allocation: REFUSED: {d['refused']}")
         elif a is not None:
             src = APPROACHES.get(d.get("chosen") or "", "")
+            from scalinglab.laws.allocate import allocation_lines
+
             out.append(f"allocation at C = {a['C']:.4g} FLOPs (from {src}; [low, high] = 95 % interval):")
-            out.append(f"  N_opt {_iv(a['N_opt'], a.get('N_opt_ci'), '.4g')} parameters")
-            out.append(f"  D_opt {_iv(a['D_opt'], a.get('D_opt_ci'), '.4g')} tokens")
-            tpp = _iv(a["tokens_per_param"], a.get("tokens_per_param_ci"), ".3g")
-            out.append(f"  D/N   {tpp} tokens per parameter")
-            if a.get("loss") is not None:
-                out.append(f"  loss  {_iv(a['loss'], a.get('loss_ci'), '.4f')} nats/token")
-            elif a.get("loss_refused"):
-                out.append(f"  loss  REFUSED: {a['loss_refused']}")
+            out += allocation_lines(a, indent="  ")
             for n in a.get("notes") or []:
                 out.append(f"  note: {n}")
         return out
@@ -238,10 +233,6 @@ class Consensus:
 def _num(x) -> float:
     """A stored number (JSON keeps NaN as null) as a float."""
     return float("nan") if x is None else float(x)
-
-
-def _iv(x: float, ci, fmt: str) -> str:
-    return f"{x:{fmt}}" + ("" if ci is None else f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]")
 
 
 def _bt_text(ap: dict[str, Any]) -> str:
