@@ -15,7 +15,6 @@ the runs among the executor's parallel slots, longest first.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,16 +38,16 @@ def _probe(cfg_dict: dict[str, Any], vocab_size: int, threads: int, steps: int =
     import torch
 
     from scalinglab.model.counting import flops_per_token
-    from scalinglab.model.gpt import GPT
+    from scalinglab.model.lstm import build_model
     from scalinglab.train.config import TrainConfig
 
     tc = TrainConfig.make(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.model_fields})
-    gcfg = tc.gpt_config(vocab_size)
+    gcfg = tc.arch_config(vocab_size)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         g = torch.Generator().manual_seed(0)
-        model = GPT(gcfg)
+        model = build_model(gcfg)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         x = torch.randint(0, vocab_size, (tc.batch_size, tc.n_ctx), generator=g)
         y = torch.randint(0, vocab_size, (tc.batch_size, tc.n_ctx), generator=g)
@@ -76,7 +75,7 @@ def calibrate(configs: list[dict[str, Any]], vocab_size: int, threads: int) -> S
 
     def cost(c):
         tc = TrainConfig.make(**{k: v for k, v in c.items() if k in TrainConfig.model_fields})
-        return flops_per_token(tc.gpt_config(vocab_size))["matmul"] * tc.batch_size * tc.n_ctx
+        return flops_per_token(tc.arch_config(vocab_size))["matmul"] * tc.batch_size * tc.n_ctx
 
     ordered = sorted(configs, key=cost)
     picks = [ordered[0], ordered[-1]] if len(ordered) > 1 else ordered
@@ -97,9 +96,9 @@ def run_seconds(cfg: dict[str, Any], vocab_size: int, model: StepModel) -> float
     from scalinglab.train.config import TrainConfig
 
     tc = TrainConfig.make(**{k: v for k, v in cfg.items() if k in TrainConfig.model_fields})
-    m = flops_per_token(tc.gpt_config(vocab_size))["matmul"]
+    m = flops_per_token(tc.arch_config(vocab_size))["matmul"]
     tokens_per_step = tc.batch_size * tc.n_ctx
-    steps = max(1, math.ceil(tc.tokens / tokens_per_step))
+    steps = tc.planned_steps
     train = steps * model.step_s(m * tokens_per_step)
     evals = steps / tc.eval_every if tc.eval_every else 10
     fwd = model.step_s(m * tc.batch_size * tc.n_ctx / 3)  # a forward pass: a third of the step's FLOPs

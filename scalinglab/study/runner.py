@@ -385,6 +385,7 @@ def describe_plan(plan_path: str | Path, *, calibrate: bool = True) -> dict[str,
     tokens, batch, steps, FLOPs, estimated seconds on this machine), the totals, and per planned law the
     runs that feed it, the decades they span in N, D and C and whether they identify it."""
     from scalinglab.study import estimate
+    from scalinglab.train.config import TrainConfig
 
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
@@ -398,11 +399,10 @@ def describe_plan(plan_path: str | Path, *, calibrate: bool = True) -> dict[str,
     for r in runs:
         c = r.config
         n = counts_for(c, vocab)["params"][plan.params]
-        steps = -(-c["tokens"] // (c["batch_size"] * c["n_ctx"]))
         rows.append({
             "run_id": r.run_id, "roles": sorted(r.roles), "n_layer": c["n_layer"], "d_model": c["d_model"],
             "N": n, "tokens": c["tokens"], "tokens_per_param": c["tokens"] / n, "batch_size": c["batch_size"],
-            "steps": int(steps), "flops": 6.0 * n * c["tokens"], "lr": c.get("lr"),
+            "steps": TrainConfig.make(**c).planned_steps, "flops": 6.0 * n * c["tokens"], "lr": c.get("lr"),
             "est_s": estimate.run_seconds(c, vocab, model) if model else None,
         })
     slots = plan.executor.workers or 1

@@ -99,6 +99,12 @@ class TrainConfig(BaseModel):
             )
             raise ConfigError(f"invalid training config: {msgs}") from None
 
+    @property
+    def planned_steps(self) -> int:
+        """Optimiser steps of the run: whole batches of ``batch_size`` x ``n_ctx`` tokens in the budget
+        (at least one)."""
+        return max(1, self.tokens // (self.batch_size * self.n_ctx))
+
     def arch_config(self, vocab_size: int) -> GPTConfig | LSTMConfig:
         """The model config of this run's family (``arch``), with the vocabulary of the data."""
         if self.arch == "lstm":

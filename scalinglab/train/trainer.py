@@ -330,7 +330,7 @@ def _setup(cfg: TrainConfig, out: Path, d: _Dist) -> _Run:
         raise ConfigError(
             f"batch_size {B} must be a multiple of world_size {d.world} x micro_batch_size {micro}"
         )
-    steps = max(1, cfg.tokens // (B * T))
+    steps = cfg.planned_steps
     params_count, fpt = count_params(mcfg), flops_per_token(mcfg)
     peak = float(cfg.lr) if cfg.lr is not None else kaplan_lr(params_count["kaplan"])
     if not peak > 0:
