@@ -341,11 +341,12 @@ def target_flops(plan: Plan, runs: pd.DataFrame) -> float:
 
 def floors(fitted: dict[str, dict], points: pd.DataFrame) -> list:
     """Irreducible losses of this study's identified fits, with where each applies (laws.consensus.Floor):
-    L(N)'s L_inf at the D of its runs, L(D)'s at the N of its runs, L(N,D)'s E and L(C_min)'s L_inf."""
+    L(N)'s L_inf at the D of its runs, L(D)'s at the N of its runs, L(N,D)'s E everywhere. (L(C_min) is a
+    pure power law in C: no L_inf to offer.)"""
     from scalinglab.laws.consensus import Floor
 
     out = []
-    for law, key in (("L(N)", "L_inf"), ("L(D)", "L_inf"), ("L(N,D)", "E"), ("L(C_min)", "L_inf")):
+    for law, key in (("L(N)", "L_inf"), ("L(D)", "L_inf"), ("L(N,D)", "E")):
         r = (fitted.get(law) or {}).get("result") or {}
         ci = (r.get("ci95") or {}).get(key)
         if ci is None or key in (r.get("at_bound") or []) + (r.get("not_identified") or []):

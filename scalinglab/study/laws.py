@@ -14,7 +14,6 @@ C, roles), before anything is trained.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -189,8 +188,11 @@ def _fit_answer(ctx: FitContext) -> Prepared | None:
 
 
 def _span(xs: list[float]) -> float:
+    """Decades spanned by the positive values (``laws.data.decades``); 0 with fewer than two."""
+    from scalinglab.laws.data import decades
+
     xs = [x for x in xs if x > 0]
-    return math.log10(max(xs) / min(xs)) if len(xs) >= 2 else 0.0
+    return decades(xs) if len(xs) >= 2 else 0.0
 
 
 def _dec(rows) -> dict[str, float]:
